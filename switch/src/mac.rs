@@ -78,7 +78,9 @@ impl FromStr for MacAddr {
     type Err = MacParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError { input: s.to_owned() };
+        let err = || MacParseError {
+            input: s.to_owned(),
+        };
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for byte in &mut out {
@@ -124,7 +126,13 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "02:42", "02:42:ac:11:00:02:03", "0g:42:ac:11:00:02", "2:42:ac:11:00:02"] {
+        for bad in [
+            "",
+            "02:42",
+            "02:42:ac:11:00:02:03",
+            "0g:42:ac:11:00:02",
+            "2:42:ac:11:00:02",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} accepted");
         }
     }

@@ -1,0 +1,857 @@
+//! The controller: the entry point of the CNM model.
+//!
+//! It owns the drivers, IPAM, the store and the records of networks, endpoints
+//! and sandboxes. Every operation takes one lock over that state, checks the
+//! model's rules, performs the kernel work through the driver, and commits the
+//! store; if a step fails, the steps before it are undone, so an operation either
+//! happens whole or leaves nothing behind.
+//!
+//! Handles ([`Network`], [`Endpoint`], [`Sandbox`]) are a controller plus an id;
+//! they stay cheap to clone and re-check existence on every call.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::Ipv4Net;
+use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec};
+use plexus_sandbox::files::{self, HostsEntry};
+use plexus_sandbox::netlink::Netlink;
+use plexus_sandbox::{SandboxError, netns};
+use plexus_switch::MacAddr;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ipam::{Ipam, PoolInfo, PoolRequest};
+use crate::model::{
+    EndpointInfo, EndpointRecord, NetworkInfo, NetworkRecord, SandboxInfo, SandboxRecord, State,
+};
+use crate::options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
+use crate::store::Store;
+
+/// The CNM controller. Cheap to clone; all clones share one state.
+#[derive(Clone, Debug)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
+    core: Mutex<Core>,
+}
+
+#[derive(Debug)]
+struct Core {
+    state: State,
+    ipam: Ipam,
+    store: Store,
+    driver_options: BTreeMap<String, DriverOptions>,
+}
+
+/// A network handle.
+#[derive(Clone, Debug)]
+pub struct Network {
+    ctrl: Controller,
+    id: String,
+}
+
+/// An endpoint handle.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    ctrl: Controller,
+    id: String,
+}
+
+/// A sandbox handle.
+#[derive(Clone, Debug)]
+pub struct Sandbox {
+    ctrl: Controller,
+    id: String,
+}
+
+fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok { Ok(()) } else { Err(Error::InvalidName { what, name: name.to_owned() }) }
+}
+
+fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Controller {
+    /// Opens the state directory (locking it), restores what it holds, and loads
+    /// the built-in drivers (`bridge`, `host`, `null`).
+    pub fn new(config: Config) -> Result<Controller> {
+        if config.ifname_prefix.is_empty()
+            || config.ifname_prefix.len() > 8
+            || !plexus_sandbox::netlink::valid_link_name(&config.ifname_prefix)
+        {
+            return Err(Error::InvalidOption(format!(
+                "interface prefix {:?} must be 1-8 characters valid in an interface name",
+                config.ifname_prefix
+            )));
+        }
+        let store = Store::open(&config.state_dir)?;
+        let state: State = store.load()?.unwrap_or_default();
+        let ipam = restore_ipam(&state)?;
+        let drivers = plexus_drivers::builtin().into_iter().map(|d| (d.name(), d)).collect();
+        let core = Core { state, ipam, store, driver_options: BTreeMap::new() };
+        let ctrl = Controller { inner: Arc::new(Inner { config, drivers, core: Mutex::new(core) }) };
+        ctrl.reconcile();
+        Ok(ctrl)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock cannot leave the records half-updated in a
+        // way later calls could not handle (each operation commits at its end), so
+        // a poisoned lock is taken over.
+        self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {
+        self.inner.drivers.get(name).cloned().ok_or_else(|| Error::UnknownDriver(name.to_owned()))
+    }
+
+    /// Names of the built-in drivers.
+    pub fn drivers(&self) -> Vec<&'static str> {
+        self.inner.drivers.keys().copied().collect()
+    }
+
+    /// Sets driver-wide options. Unknown driver names are refused.
+    pub fn configure_driver(&self, driver: &str, options: DriverOptions) -> Result<()> {
+        self.driver(driver)?;
+        self.lock().driver_options.insert(driver.to_owned(), options);
+        Ok(())
+    }
+
+    /// Creates a network owned by `driver`.
+    pub fn new_network(&self, driver: &str, name: &str, opts: NetworkOptions) -> Result<Network> {
+        validate_name("network", name)?;
+        let drv = self.driver(driver)?;
+        let mtu = opts.mtu.unwrap_or(self.inner.config.default_mtu);
+        if !(68..=65535).contains(&mtu) {
+            return Err(Error::InvalidOption(format!("MTU {mtu} is outside 68..=65535")));
+        }
+        let mut core = self.lock();
+        if core.state.networks.iter().any(|n| n.name == name) {
+            return Err(Error::NetworkExists(name.to_owned()));
+        }
+        if drv.host_mode()
+            && let Some(n) = core.state.networks.iter().find(|n| n.driver == driver)
+        {
+            return Err(Error::HostNetworkExists(n.name.clone()));
+        }
+        let mut rec = NetworkRecord {
+            id: new_id(),
+            name: name.to_owned(),
+            driver: driver.to_owned(),
+            subnet: None,
+            ip_range: None,
+            gateway: None,
+            user_subnet: opts.subnet.is_some(),
+            internal: opts.internal,
+            mtu,
+        };
+        if drv.uses_ipam() {
+            core.ipam.set_host_routes(host_routes()?);
+            let pool = core.ipam.request_pool(&PoolRequest {
+                subnet: opts.subnet,
+                ip_range: opts.ip_range,
+                gateway: opts.gateway,
+            })?;
+            rec.subnet = Some(pool.subnet);
+            rec.ip_range = Some(pool.ip_range);
+            rec.gateway = Some(pool.gateway);
+        } else if opts.subnet.is_some() || opts.ip_range.is_some() || opts.gateway.is_some() {
+            return Err(Error::InvalidOption(format!("driver {driver} takes no subnet, ip-range or gateway")));
+        }
+        let spec = network_spec(&rec);
+        let undo_pool = |core: &mut Core| {
+            if let Some(s) = rec.subnet {
+                let _ = core.ipam.release_pool(s);
+            }
+        };
+        if let Err(e) = drv.create_network(&spec) {
+            undo_pool(&mut core);
+            return Err(e.into());
+        }
+        core.state.networks.push(rec.clone());
+        if let Err(e) = core.commit() {
+            core.state.networks.pop();
+            let _ = drv.delete_network(&spec);
+            undo_pool(&mut core);
+            return Err(e);
+        }
+        Ok(Network { ctrl: self.clone(), id: rec.id })
+    }
+
+    /// A network by name or id.
+    pub fn network(&self, name_or_id: &str) -> Result<Network> {
+        let core = self.lock();
+        let rec = core.network(name_or_id)?;
+        Ok(Network { ctrl: self.clone(), id: rec.id.clone() })
+    }
+
+    /// All networks, in creation order.
+    pub fn networks(&self) -> Vec<Network> {
+        let core = self.lock();
+        core.state.networks.iter().map(|n| Network { ctrl: self.clone(), id: n.id.clone() }).collect()
+    }
+
+    /// Creates a sandbox: a named network namespace (`ip netns list` shows it) with
+    /// `lo` up, and its hosts and resolv.conf files.
+    pub fn new_sandbox(&self, name: &str, opts: SandboxOptions) -> Result<Sandbox> {
+        validate_name("sandbox", name)?;
+        let mut core = self.lock();
+        let id = self.create_sandbox(&mut core, name, &opts)?;
+        Ok(Sandbox { ctrl: self.clone(), id })
+    }
+
+    fn create_sandbox(&self, core: &mut Core, name: &str, opts: &SandboxOptions) -> Result<String> {
+        if core.state.sandboxes.iter().any(|s| s.name == name) {
+            return Err(Error::SandboxExists(name.to_owned()));
+        }
+        let rec = SandboxRecord {
+            id: new_id(),
+            name: name.to_owned(),
+            netns: (!opts.host_mode).then(|| format!("{}{}", self.inner.config.netns_prefix, name)),
+            hostname: opts.hostname.clone().unwrap_or_else(|| name.to_owned()),
+            domainname: opts.domainname.clone(),
+        };
+        if let Some(ns) = &rec.netns {
+            let handle = netns::create(ns)?;
+            let lo_up = Netlink::open_in(handle.path()).and_then(|mut nl| {
+                let lo = nl.link("lo")?;
+                nl.set_up(lo.index, true)
+            });
+            if let Err(e) = lo_up {
+                let _ = netns::delete(ns);
+                return Err(e.into());
+            }
+        }
+        core.state.sandboxes.push(rec.clone());
+        let done = self.write_sandbox_files(core, &rec.id).and_then(|()| core.commit());
+        if let Err(e) = done {
+            core.state.sandboxes.pop();
+            let _ = std::fs::remove_dir_all(self.sandbox_dir(&rec.id));
+            if let Some(ns) = &rec.netns {
+                let _ = netns::delete(ns);
+            }
+            return Err(e);
+        }
+        Ok(rec.id)
+    }
+
+    /// A sandbox by name (container id) or id.
+    pub fn sandbox(&self, name_or_id: &str) -> Result<Sandbox> {
+        let core = self.lock();
+        let rec = core.sandbox(name_or_id)?;
+        Ok(Sandbox { ctrl: self.clone(), id: rec.id.clone() })
+    }
+
+    /// All sandboxes, in creation order.
+    pub fn sandboxes(&self) -> Vec<Sandbox> {
+        let core = self.lock();
+        core.state.sandboxes.iter().map(|s| Sandbox { ctrl: self.clone(), id: s.id.clone() }).collect()
+    }
+
+    /// An endpoint by id, or by name when the name is unique across networks.
+    pub fn endpoint(&self, name_or_id: &str) -> Result<Endpoint> {
+        let core = self.lock();
+        let rec = core.endpoint_any(name_or_id)?;
+        Ok(Endpoint { ctrl: self.clone(), id: rec.id.clone() })
+    }
+
+    /// All endpoints of all networks, in creation order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let core = self.lock();
+        core.state.endpoints.iter().map(|e| Endpoint { ctrl: self.clone(), id: e.id.clone() }).collect()
+    }
+
+    fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.inner.config.state_dir.join("sandboxes").join(id)
+    }
+
+    fn write_sandbox_files(&self, core: &Core, sandbox_id: &str) -> Result<()> {
+        let sb = core.sandbox_by_id(sandbox_id)?;
+        let dir = self.sandbox_dir(sandbox_id);
+        let names = match &sb.domainname {
+            Some(d) => vec![format!("{}.{}", sb.hostname, d), sb.hostname.clone()],
+            None => vec![sb.hostname.clone()],
+        };
+        let entries: Vec<HostsEntry> = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(sandbox_id))
+            .filter_map(|e| e.addr)
+            .map(|a| HostsEntry { addr: a.addr(), names: names.clone() })
+            .collect();
+        files::write_hosts(&dir.join("hosts"), &entries)?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        files::write_resolv_conf(&dir.join("resolv.conf"), &host_resolv, sb.domainname.as_deref())?;
+        Ok(())
+    }
+
+    /// Re-creates what the kernel lost while the records survived (after a host
+    /// reboot, or an `ip netns del` behind our back): a missing sandbox namespace
+    /// is made again with its files. Endpoint interfaces inside it cannot be
+    /// recovered; those endpoints are marked left, keeping their addresses.
+    fn reconcile(&self) {
+        let mut core = self.lock();
+        let missing: Vec<SandboxRecord> = core
+            .state
+            .sandboxes
+            .iter()
+            .filter(|s| s.netns.as_deref().is_some_and(|ns| !netns::exists(ns)))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        for sb in missing {
+            let Some(ns) = &sb.netns else { continue };
+            if netns::create(ns).is_err() {
+                continue;
+            }
+            if let Ok(mut nl) = Netlink::open_in(&netns_path(ns))
+                && let Ok(lo) = nl.link("lo")
+            {
+                let _ = nl.set_up(lo.index, true);
+            }
+            for ep in core.state.endpoints.iter_mut().filter(|e| e.sandbox.as_deref() == Some(&sb.id)) {
+                ep.sandbox = None;
+                ep.ifname = None;
+                ep.default_route = false;
+            }
+            let _ = self.write_sandbox_files(&core, &sb.id);
+        }
+        let _ = core.commit();
+    }
+}
+
+fn netns_path(name: &str) -> PathBuf {
+    Path::new(netns::NETNS_DIR).join(name)
+}
+
+/// The routes of the daemon's namespace, as IPAM wants them.
+fn host_routes() -> Result<Vec<Ipv4Net>> {
+    let mut nl = Netlink::open()?;
+    Ok(nl.routes()?.into_iter().map(|r| r.dst).collect())
+}
+
+/// IPAM is derived state: pools from networks, addresses from endpoints.
+fn restore_ipam(state: &State) -> Result<Ipam> {
+    let mut ipam = Ipam::new(Vec::new());
+    for n in &state.networks {
+        if let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) {
+            ipam.restore_pool(&PoolInfo {
+                subnet,
+                ip_range: n.ip_range.unwrap_or(subnet),
+                gateway,
+                user_subnet: n.user_subnet,
+            })?;
+        }
+    }
+    for e in &state.endpoints {
+        let net = state.networks.iter().find(|n| n.id == e.network);
+        if let (Some(addr), Some(subnet)) = (e.addr, net.and_then(|n| n.subnet)) {
+            ipam.reserve_address(subnet, addr.addr())?;
+        }
+    }
+    Ok(ipam)
+}
+
+fn network_spec(n: &NetworkRecord) -> NetworkSpec {
+    NetworkSpec {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        subnet: n.subnet,
+        gateway: n.gateway,
+        internal: n.internal,
+        mtu: n.mtu,
+    }
+}
+
+fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
+    EndpointSpec {
+        id: e.id.clone(),
+        name: e.name.clone(),
+        addr: e.addr,
+        mac: e.mac,
+        host_ifname: e.host_ifname.clone(),
+        peer_ifname: e.peer_ifname.clone(),
+    }
+}
+
+fn sandbox_spec(sb: &SandboxRecord, ep: &EndpointRecord) -> SandboxSpec {
+    SandboxSpec {
+        key: sb.netns.as_deref().map(netns_path),
+        ifname: ep.ifname.clone().unwrap_or_default(),
+        default_route: ep.default_route,
+    }
+}
+
+impl Core {
+    fn commit(&self) -> Result<()> {
+        self.store.commit(&self.state).map_err(Into::into)
+    }
+
+    fn network(&self, key: &str) -> Result<&NetworkRecord> {
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.name == key)
+            .or_else(|| self.state.networks.iter().find(|n| n.id == key))
+            .ok_or_else(|| Error::NoSuchNetwork(key.to_owned()))
+    }
+
+    fn network_by_id(&self, id: &str) -> Result<&NetworkRecord> {
+        self.state.networks.iter().find(|n| n.id == id).ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
+    }
+
+    fn sandbox(&self, key: &str) -> Result<&SandboxRecord> {
+        self.state
+            .sandboxes
+            .iter()
+            .find(|s| s.name == key)
+            .or_else(|| self.state.sandboxes.iter().find(|s| s.id == key))
+            .ok_or_else(|| Error::NoSuchSandbox(key.to_owned()))
+    }
+
+    fn sandbox_by_id(&self, id: &str) -> Result<&SandboxRecord> {
+        self.state.sandboxes.iter().find(|s| s.id == id).ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
+    }
+
+    fn endpoint_by_id(&self, id: &str) -> Result<&EndpointRecord> {
+        self.state.endpoints.iter().find(|e| e.id == id).ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
+    }
+
+    fn endpoint_mut(&mut self, id: &str) -> Result<&mut EndpointRecord> {
+        self.state.endpoints.iter_mut().find(|e| e.id == id).ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
+    }
+
+    fn endpoint_any(&self, key: &str) -> Result<&EndpointRecord> {
+        if let Some(e) = self.state.endpoints.iter().find(|e| e.id == key) {
+            return Ok(e);
+        }
+        let mut named = self.state.endpoints.iter().filter(|e| e.name == key);
+        match (named.next(), named.next()) {
+            (Some(e), None) => Ok(e),
+            (Some(_), Some(_)) => Err(Error::InvalidOption(format!(
+                "endpoint name {key} is used in several networks: give the network or the endpoint id"
+            ))),
+            _ => Err(Error::NoSuchEndpoint(key.to_owned())),
+        }
+    }
+
+    fn network_info(&self, n: &NetworkRecord) -> NetworkInfo {
+        NetworkInfo {
+            id: n.id.clone(),
+            name: n.name.clone(),
+            driver: n.driver.clone(),
+            subnet: n.subnet,
+            ip_range: n.ip_range,
+            gateway: n.gateway,
+            internal: n.internal,
+            mtu: n.mtu,
+            endpoints: self.state.endpoints.iter().filter(|e| e.network == n.id).map(|e| e.name.clone()).collect(),
+        }
+    }
+
+    fn endpoint_info(&self, e: &EndpointRecord) -> EndpointInfo {
+        let net = self.network_by_id(&e.network).ok();
+        EndpointInfo {
+            id: e.id.clone(),
+            name: e.name.clone(),
+            network: net.map(|n| n.name.clone()).unwrap_or_default(),
+            address: e.addr,
+            mac: e.mac,
+            gateway: net.and_then(|n| n.gateway),
+            host_ifname: e.host_ifname.clone(),
+            sandbox: e.sandbox.as_deref().and_then(|s| self.sandbox_by_id(s).ok()).map(|s| s.name.clone()),
+            ifname: e.ifname.clone(),
+        }
+    }
+
+    /// A fresh 6-hex-digit interface tag not used by any endpoint.
+    fn new_iftag(&self) -> String {
+        loop {
+            let tag = format!("{:06x}", rand::random::<u32>() & 0x00ff_ffff);
+            if !self.state.endpoints.iter().any(|e| e.host_ifname.ends_with(&tag)) {
+                return tag;
+            }
+        }
+    }
+}
+
+impl Network {
+    /// The network's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The network as it is now.
+    pub fn info(&self) -> Result<NetworkInfo> {
+        let core = self.ctrl.lock();
+        let n = core.network_by_id(&self.id)?;
+        Ok(core.network_info(n))
+    }
+
+    /// The network's name.
+    pub fn name(&self) -> Result<String> {
+        Ok(self.info()?.name)
+    }
+
+    /// Creates an endpoint: reserves its address and MAC and makes its interface
+    /// (for `bridge`, a veth pair whose host end the switch will attach).
+    pub fn create_endpoint(&self, name: &str, opts: EndpointOptions) -> Result<Endpoint> {
+        validate_name("endpoint", name)?;
+        let ctrl = &self.ctrl;
+        let mut core = ctrl.lock();
+        let net = core.network_by_id(&self.id)?.clone();
+        if core.state.endpoints.iter().any(|e| e.network == net.id && e.name == name) {
+            return Err(Error::EndpointExists { network: net.name, endpoint: name.to_owned() });
+        }
+        if let Some(mac) = opts.mac
+            && !mac.is_unicast()
+        {
+            return Err(Error::InvalidOption(format!("MAC {mac} is not a unicast address")));
+        }
+        let drv = ctrl.driver(&net.driver)?;
+        let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
+            (true, Some(subnet)) => {
+                let ip = core.ipam.request_address(subnet, opts.ip)?;
+                let addr = Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix length comes from a valid subnet");
+                (Some(addr), Some(opts.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip))))
+            }
+            _ if opts.ip.is_some() || opts.mac.is_some() => {
+                return Err(Error::InvalidOption(format!("driver {} takes no --ip or --mac", net.driver)));
+            }
+            _ => (None, None),
+        };
+        let tag = core.new_iftag();
+        let prefix = &ctrl.inner.config.ifname_prefix;
+        let rec = EndpointRecord {
+            id: new_id(),
+            name: name.to_owned(),
+            network: net.id.clone(),
+            addr,
+            mac,
+            host_ifname: format!("{prefix}h{tag}"),
+            peer_ifname: format!("{prefix}c{tag}"),
+            sandbox: None,
+            ifname: None,
+            default_route: false,
+            remove_with_sandbox: opts.remove_with_sandbox,
+        };
+        let release = |core: &mut Core| {
+            if let (Some(a), Some(s)) = (addr, net.subnet) {
+                let _ = core.ipam.release_address(s, a.addr());
+            }
+        };
+        let (nspec, espec) = (network_spec(&net), endpoint_spec(&rec));
+        if let Err(e) = drv.create_endpoint(&nspec, &espec) {
+            release(&mut core);
+            return Err(e.into());
+        }
+        core.state.endpoints.push(rec.clone());
+        if let Err(e) = core.commit() {
+            core.state.endpoints.pop();
+            let _ = drv.delete_endpoint(&nspec, &espec);
+            release(&mut core);
+            return Err(e);
+        }
+        Ok(Endpoint { ctrl: ctrl.clone(), id: rec.id })
+    }
+
+    /// An endpoint of this network by name or id.
+    pub fn endpoint(&self, name_or_id: &str) -> Result<Endpoint> {
+        let core = self.ctrl.lock();
+        core.network_by_id(&self.id)?;
+        let e = core
+            .state
+            .endpoints
+            .iter()
+            .find(|e| e.network == self.id && (e.name == name_or_id || e.id == name_or_id))
+            .ok_or_else(|| Error::NoSuchEndpoint(name_or_id.to_owned()))?;
+        Ok(Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+    }
+
+    /// The network's endpoints.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let core = self.ctrl.lock();
+        core.network_by_id(&self.id)?;
+        Ok(core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.network == self.id)
+            .map(|e| Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+            .collect())
+    }
+
+    /// Deletes the network; refused with [`Error::ActiveEndpoints`] while it has
+    /// endpoints.
+    pub fn delete(&self) -> Result<()> {
+        let mut core = self.ctrl.lock();
+        let net = core.network_by_id(&self.id)?.clone();
+        let eps: Vec<String> =
+            core.state.endpoints.iter().filter(|e| e.network == net.id).map(|e| e.name.clone()).collect();
+        if !eps.is_empty() {
+            return Err(Error::ActiveEndpoints { network: net.name, endpoints: eps });
+        }
+        let drv = self.ctrl.driver(&net.driver)?;
+        drv.delete_network(&network_spec(&net))?;
+        if let Some(s) = net.subnet {
+            core.ipam.release_pool(s)?;
+        }
+        core.state.networks.retain(|n| n.id != net.id);
+        core.commit()
+    }
+}
+
+impl Endpoint {
+    /// The endpoint's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The endpoint as it is now.
+    pub fn info(&self) -> Result<EndpointInfo> {
+        let core = self.ctrl.lock();
+        let e = core.endpoint_by_id(&self.id)?;
+        Ok(core.endpoint_info(e))
+    }
+
+    /// Joins the endpoint to the sandbox of container `container_id`, creating
+    /// that sandbox on first use with `opts`; returns the sandbox key (the
+    /// network namespace path).
+    pub fn join(&self, container_id: &str, opts: JoinOptions) -> Result<PathBuf> {
+        validate_name("sandbox", container_id)?;
+        let mut core = self.ctrl.lock();
+        let created = match core.sandbox(container_id) {
+            Ok(sb) => (sb.id.clone(), false),
+            Err(_) => {
+                let ep = core.endpoint_by_id(&self.id)?;
+                let net = core.network_by_id(&ep.network)?;
+                let host = self.ctrl.driver(&net.driver)?.host_mode();
+                let opts = SandboxOptions { host_mode: opts.host_mode || host, ..opts };
+                (self.ctrl.create_sandbox(&mut core, container_id, &opts)?, true)
+            }
+        };
+        let result = self.join_locked(&mut core, &created.0);
+        if result.is_err() && created.1 {
+            let _ = self.ctrl.delete_sandbox(&mut core, &created.0);
+        }
+        result
+    }
+
+    /// Joins the endpoint to an existing sandbox; returns the sandbox key.
+    pub fn join_sandbox(&self, sandbox: &Sandbox) -> Result<PathBuf> {
+        let mut core = self.ctrl.lock();
+        self.join_locked(&mut core, &sandbox.id)
+    }
+
+    fn join_locked(&self, core: &mut Core, sandbox_id: &str) -> Result<PathBuf> {
+        let ep = core.endpoint_by_id(&self.id)?.clone();
+        let sb = core.sandbox_by_id(sandbox_id)?.clone();
+        if let Some(s) = &ep.sandbox {
+            let sandbox = core.sandbox_by_id(s).map(|s| s.name.clone()).unwrap_or_else(|_| s.clone());
+            return Err(Error::AlreadyJoined { endpoint: ep.name, sandbox });
+        }
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.ctrl.driver(&net.driver)?;
+        if drv.host_mode() != sb.netns.is_none() {
+            return Err(Error::SandboxMode {
+                sandbox: sb.name,
+                reason: if drv.host_mode() {
+                    "a host-network endpoint joins only a host-mode sandbox"
+                } else {
+                    "a host-mode sandbox takes only host-network endpoints"
+                },
+            });
+        }
+        let joined: Vec<&EndpointRecord> =
+            core.state.endpoints.iter().filter(|e| e.sandbox.as_deref() == Some(sandbox_id)).collect();
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !joined.iter().any(|e| e.ifname.as_deref() == Some(n.as_str())))
+            .expect("an unbounded range always has a free name");
+        let default_route = !net.internal && net.gateway.is_some() && !joined.iter().any(|e| e.default_route);
+        let mut joined_ep = ep.clone();
+        joined_ep.sandbox = Some(sb.id.clone());
+        joined_ep.ifname = drv.uses_ipam().then_some(ifname);
+        joined_ep.default_route = default_route;
+        let (nspec, espec, sspec) = (network_spec(&net), endpoint_spec(&ep), sandbox_spec(&sb, &joined_ep));
+        drv.join(&nspec, &espec, &sspec)?;
+        *core.endpoint_mut(&self.id)? = joined_ep;
+        let done = self.ctrl.write_sandbox_files(core, &sb.id).and_then(|()| core.commit());
+        if let Err(e) = done {
+            let _ = drv.leave(&nspec, &espec, &sspec);
+            *core.endpoint_mut(&self.id)? = ep;
+            return Err(e);
+        }
+        Ok(sandbox_key(&sb))
+    }
+
+    /// Leaves the sandbox; the endpoint keeps its address for a later join.
+    pub fn leave(&self) -> Result<()> {
+        let mut core = self.ctrl.lock();
+        self.ctrl.leave_locked(&mut core, &self.id)
+    }
+
+    /// Deletes the endpoint and releases its address. A joined endpoint is refused
+    /// with [`Error::ActiveContainer`] unless `force`, which leaves first.
+    pub fn delete(&self, force: bool) -> Result<()> {
+        let mut core = self.ctrl.lock();
+        self.ctrl.delete_endpoint(&mut core, &self.id, force)
+    }
+}
+
+fn sandbox_key(sb: &SandboxRecord) -> PathBuf {
+    match &sb.netns {
+        Some(ns) => netns_path(ns),
+        None => PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+    }
+}
+
+impl Controller {
+    fn leave_locked(&self, core: &mut Core, endpoint_id: &str) -> Result<()> {
+        let ep = core.endpoint_by_id(endpoint_id)?.clone();
+        let Some(sandbox_id) = ep.sandbox.clone() else {
+            return Err(Error::NotJoined(ep.name));
+        };
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        let leave_result = match core.sandbox_by_id(&sandbox_id) {
+            Ok(sb) => drv.leave(&network_spec(&net), &endpoint_spec(&ep), &sandbox_spec(sb, &ep)),
+            Err(_) => Ok(()),
+        };
+        let rec = core.endpoint_mut(endpoint_id)?;
+        rec.sandbox = None;
+        rec.ifname = None;
+        rec.default_route = false;
+        let files = self.write_sandbox_files(core, &sandbox_id);
+        core.commit()?;
+        leave_result?;
+        files
+    }
+
+    fn delete_endpoint(&self, core: &mut Core, endpoint_id: &str, force: bool) -> Result<()> {
+        let ep = core.endpoint_by_id(endpoint_id)?.clone();
+        if let Some(s) = &ep.sandbox {
+            if !force {
+                let sandbox = core.sandbox_by_id(s).map(|s| s.name.clone()).unwrap_or_else(|_| s.clone());
+                return Err(Error::ActiveContainer { endpoint: ep.name, sandbox });
+            }
+            // A failed leave must not keep a forced delete from releasing the rest.
+            let _ = self.leave_locked(core, endpoint_id);
+        }
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        let deleted = drv.delete_endpoint(&network_spec(&net), &endpoint_spec(&ep));
+        if let (Some(a), Some(s)) = (ep.addr, net.subnet) {
+            let _ = core.ipam.release_address(s, a.addr());
+        }
+        core.state.endpoints.retain(|e| e.id != ep.id);
+        core.commit()?;
+        deleted.map_err(Into::into)
+    }
+
+    fn delete_sandbox(&self, core: &mut Core, sandbox_id: &str) -> Result<()> {
+        let sb = core.sandbox_by_id(sandbox_id)?.clone();
+        let joined: Vec<EndpointRecord> =
+            core.state.endpoints.iter().filter(|e| e.sandbox.as_deref() == Some(sandbox_id)).cloned().collect();
+        let mut first_err: Option<Error> = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        };
+        for ep in &joined {
+            if ep.remove_with_sandbox {
+                note(self.delete_endpoint(core, &ep.id, true));
+            } else {
+                note(self.leave_locked(core, &ep.id));
+            }
+        }
+        if let Some(ns) = &sb.netns {
+            match netns::delete(ns) {
+                Ok(()) | Err(SandboxError::NoSuchNetns(_)) => {}
+                Err(e) => note(Err(e.into())),
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.sandbox_dir(&sb.id));
+        core.state.sandboxes.retain(|s| s.id != sb.id);
+        note(core.commit());
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Sandbox {
+    /// The sandbox's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The sandbox as it is now.
+    pub fn info(&self) -> Result<SandboxInfo> {
+        let core = self.ctrl.lock();
+        let sb = core.sandbox_by_id(&self.id)?;
+        let dir = self.ctrl.sandbox_dir(&sb.id);
+        Ok(SandboxInfo {
+            id: sb.id.clone(),
+            name: sb.name.clone(),
+            key: sb.netns.as_ref().map(|_| sandbox_key(sb)),
+            hostname: sb.hostname.clone(),
+            domainname: sb.domainname.clone(),
+            hosts_path: dir.join("hosts"),
+            resolv_conf_path: dir.join("resolv.conf"),
+            endpoints: core
+                .state
+                .endpoints
+                .iter()
+                .filter(|e| e.sandbox.as_deref() == Some(sb.id.as_str()))
+                .map(|e| e.name.clone())
+                .collect(),
+        })
+    }
+
+    /// The sandbox key: the path of its network namespace.
+    pub fn key(&self) -> Result<PathBuf> {
+        let core = self.ctrl.lock();
+        Ok(sandbox_key(core.sandbox_by_id(&self.id)?))
+    }
+
+    /// The endpoints joined to it.
+    pub fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let core = self.ctrl.lock();
+        core.sandbox_by_id(&self.id)?;
+        Ok(core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(self.id.as_str()))
+            .map(|e| Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+            .collect())
+    }
+
+    /// Deletes the sandbox: every endpoint leaves (endpoints made with
+    /// `remove_with_sandbox` are deleted), then the namespace and files go. Keeps
+    /// going after a failed step and returns the first error.
+    pub fn delete(&self) -> Result<()> {
+        let mut core = self.ctrl.lock();
+        self.ctrl.delete_sandbox(&mut core, &self.id)
+    }
+}

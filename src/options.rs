@@ -1,0 +1,129 @@
+//! Option builders for the CNM calls, in the shape of libnetwork's option
+//! functions: `NetworkOptions::default().subnet(net).internal(true)`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use plexus_switch::MacAddr;
+
+/// Driver-wide options ([`crate::Controller::configure_driver`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverOptions {
+    /// Generic `key=value` options, kept for the driver.
+    pub options: BTreeMap<String, String>,
+}
+
+impl DriverOptions {
+    /// Adds a generic option.
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Options of [`crate::Controller::new_network`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// `--subnet`.
+    pub subnet: Option<Ipv4Net>,
+    /// `--ip-range`.
+    pub ip_range: Option<Ipv4Net>,
+    /// `--gateway`.
+    pub gateway: Option<Ipv4Addr>,
+    /// `--internal`.
+    pub internal: bool,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+}
+
+impl NetworkOptions {
+    /// Uses this subnet instead of a default pool.
+    pub fn subnet(mut self, subnet: Ipv4Net) -> Self {
+        self.subnet = Some(subnet);
+        self
+    }
+    /// Allocates endpoint addresses only from this range of the subnet.
+    pub fn ip_range(mut self, range: Ipv4Net) -> Self {
+        self.ip_range = Some(range);
+        self
+    }
+    /// Uses this gateway address instead of the subnet's first.
+    pub fn gateway(mut self, gw: Ipv4Addr) -> Self {
+        self.gateway = Some(gw);
+        self
+    }
+    /// No external connectivity: no default route in the containers.
+    pub fn internal(mut self, internal: bool) -> Self {
+        self.internal = internal;
+        self
+    }
+    /// Endpoint MTU (68..=65535).
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+}
+
+/// Options of [`crate::Network::create_endpoint`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointOptions {
+    /// `--ip`: a static address (only on a network with a user subnet).
+    pub ip: Option<Ipv4Addr>,
+    /// `--mac`: a static MAC (unicast). Default: `02:42` + the IPv4 address.
+    pub mac: Option<MacAddr>,
+    /// Delete the endpoint together with the sandbox it joins.
+    pub remove_with_sandbox: bool,
+}
+
+impl EndpointOptions {
+    /// A static address.
+    pub fn ip(mut self, ip: Ipv4Addr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+    /// A static MAC.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+    /// Delete the endpoint when its sandbox is deleted.
+    pub fn remove_with_sandbox(mut self, yes: bool) -> Self {
+        self.remove_with_sandbox = yes;
+        self
+    }
+}
+
+/// Options of a sandbox: [`crate::Controller::new_sandbox`], or the sandbox that
+/// [`crate::Endpoint::join`] creates on first use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// Hostname (default: the sandbox name).
+    pub hostname: Option<String>,
+    /// Domain name.
+    pub domainname: Option<String>,
+    /// Use the host's network namespace.
+    pub host_mode: bool,
+}
+
+impl SandboxOptions {
+    /// Sets the hostname.
+    pub fn hostname(mut self, h: impl Into<String>) -> Self {
+        self.hostname = Some(h.into());
+        self
+    }
+    /// Sets the domain name.
+    pub fn domainname(mut self, d: impl Into<String>) -> Self {
+        self.domainname = Some(d.into());
+        self
+    }
+    /// Shares the host's network namespace.
+    pub fn host_mode(mut self, yes: bool) -> Self {
+        self.host_mode = yes;
+        self
+    }
+}
+
+/// Options of [`crate::Endpoint::join`]: the sandbox options used if the join
+/// creates the container's sandbox.
+pub type JoinOptions = SandboxOptions;
