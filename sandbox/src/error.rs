@@ -69,13 +69,40 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// The errno behind the error, if a syscall or the kernel reported one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            SandboxError::Netns { source, .. }
+            | SandboxError::Netlink { source, .. }
+            | SandboxError::Tap { source, .. }
+            | SandboxError::File { source, .. }
+            | SandboxError::Exec { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// True if the object concerned does not exist: [`SandboxError::NoSuchNetns`],
+    /// [`SandboxError::NoSuchLink`], or a kernel ENODEV/ENOENT (e.g. deleting a
+    /// link by an ifindex that is gone). Teardown uses it to be idempotent.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::NoSuchNetns(_) | SandboxError::NoSuchLink(_)
+        ) || matches!(self.raw_os_error(), Some(libc::ENODEV | libc::ENOENT))
+    }
+}
+
 /// Errors collected by a teardown that kept going after the first failure.
 #[derive(Debug, Default, thiserror::Error)]
 #[error("{} teardown error(s): {}", .0.len(), join(.0))]
 pub struct TeardownErrors(pub Vec<SandboxError>);
 
 fn join(errs: &[SandboxError]) -> String {
-    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errs.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl TeardownErrors {

@@ -11,8 +11,9 @@
 //! - One netlink socket per namespace, opened by such a thread and then used from
 //!   anywhere ([`netlink::Netlink::open_in`]).
 //! - Teardown keeps going and collects errors ([`TeardownErrors`]).
-//! - `unsafe` lives only in the thin sys layers (`tap`, `exec`, `netns`), each block
-//!   with a `// SAFETY:` comment.
+//! - `unsafe` lives only in the thin sys layers (`tap` ioctls, the `exec` pre-exec
+//!   hook), each block with a `// SAFETY:` comment; `netns` and `netlink` use the
+//!   safe wrappers of `nix` and `netlink-sys`.
 //!
 //! This crate never imports the switch or the CNM crate; MAC addresses cross its
 //! API as `[u8; 6]`.

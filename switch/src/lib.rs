@@ -1,15 +1,19 @@
 //! The Plexus dataplane: a userspace Ethernet switch.
 //!
 //! This crate knows frames, ports and tables; it knows nothing of namespaces or of
-//! the CNM model (`sandbox/` and the root crate). Its core is sans-IO: tables and
-//! forwarding decisions take `now` and frames and return actions, so they are
-//! tested at memory speed with a virtual clock.
+//! the CNM model (`sandbox/` and the root crate). Layers:
 //!
-//! What is here today: the wire types shared with the control plane ([`MacAddr`]).
-//! The forwarding engine, ports, MAC learning, gateway and NAT are built on top of
-//! these in the dataplane issues.
-#![deny(unsafe_code)]
+//! - [`wire`]: zero-copy views of Ethernet and virtio-net headers;
+//! - [`fdb`], [`engine`]: the sans-IO core — MAC learning, ageing, forwarding
+//!   decisions, counters — driven with `now` and frames, tested with a virtual clock;
+//! - `port`: the I/O backends (AF_PACKET for veth host ends, TAP fds);
+//! - `dataplane`: the worker thread that owns the ports and runs the engine in
+//!   bursts, and the handle the control plane uses over a channel.
 
+pub mod engine;
+pub mod fdb;
 mod mac;
+pub mod wire;
 
+pub use engine::{DomainConfig, DomainId, DropReason, Engine, PortConfig, PortCounters, PortId, Verdict};
 pub use mac::{MacAddr, MacParseError};

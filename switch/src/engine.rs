@@ -1,0 +1,482 @@
+//! The forwarding engine: sans-IO. It holds the bridge domains (one per network,
+//! each with its MAC table and member ports) and the per-port configuration and
+//! counters, and decides, for each received frame, where it goes. It makes no
+//! syscall and reads no clock: the caller passes `now` and the frame and gets a
+//! [`Verdict`]; the I/O layer ([`crate::dataplane`]) moves the bytes.
+//!
+//! Rules, in order, for a frame received on port P of domain D:
+//! 1. shorter than an Ethernet header → drop `runt`; a virtio-net header that
+//!    does not parse → drop `bad_vnet_hdr`;
+//! 2. longer than P's MTU allows (not a GSO super-frame) → drop `oversize`;
+//! 3. source MAC multicast or zero → drop `bad_src`;
+//! 4. anti-spoofing on in D and source MAC ≠ P's endpoint MAC → drop `spoofed`;
+//! 5. learn the source MAC on P (a full table counts `learn_table_full`);
+//! 6. destination broadcast/multicast or unknown → flood to D's other ports;
+//!    known on P itself → drop `same_port`; else unicast to its port.
+//!
+//! Nothing here allocates per frame; counters are plain integers owned by the
+//! one thread that runs the engine.
+
+use std::time::{Duration, Instant};
+
+use crate::fdb::{self, Fdb, FdbEntry, Learned};
+use crate::wire::{ETHERNET_HEADER_LEN, EthernetFrame, vnet};
+use crate::MacAddr;
+
+/// A port's handle inside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct PortId(pub u32);
+
+/// A bridge domain's handle inside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct DomainId(pub u32);
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why a frame was dropped. Each reason has its own counter per port.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// The counter's name.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Runt => "runt",
+    /// Longer than the port's MTU allows.
+    Oversize => "oversize",
+    /// The virtio-net header does not parse.
+    BadVnetHdr => "bad_vnet_hdr",
+    /// Source MAC is multicast or zero.
+    BadSrc => "bad_src",
+    /// Source MAC is not the endpoint's own (anti-spoofing).
+    Spoofed => "spoofed",
+    /// The destination lives on the ingress port.
+    SamePort => "same_port",
+    /// A GSO frame or partial checksum towards a port without offloads.
+    NoOffload => "no_offload",
+    /// The egress port's queue was full.
+    TxFull => "tx_full",
+    /// The egress port's send failed.
+    TxError => "tx_error",
+}
+
+/// Number of drop reasons.
+pub const DROP_REASONS: usize = DropReason::ALL.len();
+
+/// A port's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Bytes received (Ethernet frames, without virtio-net headers).
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Source MACs not learned because the domain's table was full.
+    pub learn_table_full: u64,
+    /// Drops by reason, indexed by `DropReason as usize`; a drop is counted on
+    /// the ingress port for ingress reasons and on the egress port for tx ones.
+    pub drops: [u64; DROP_REASONS],
+}
+
+impl PortCounters {
+    /// The count of one drop reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.drops[r as usize]
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// A bridge domain's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DomainConfig {
+    /// Bound on MAC table entries.
+    pub max_entries: usize,
+    /// MAC ageing time.
+    pub ageing: Duration,
+    /// Drop frames whose source MAC is not their port's endpoint MAC.
+    pub anti_spoofing: bool,
+}
+
+impl Default for DomainConfig {
+    fn default() -> Self {
+        DomainConfig { max_entries: fdb::DEFAULT_MAX_ENTRIES, ageing: fdb::DEFAULT_AGEING, anti_spoofing: true }
+    }
+}
+
+/// A port's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The domain it belongs to.
+    pub domain: DomainId,
+    /// Name shown in statistics (the endpoint or interface).
+    pub name: String,
+    /// L3 MTU of the link; frames up to MTU + 14 (+4 with a VLAN tag) pass.
+    pub mtu: u32,
+    /// The endpoint's MAC, for anti-spoofing; `None` accepts any source.
+    pub mac: Option<MacAddr>,
+    /// The port carries virtio-net headers (GSO frames and partial checksums
+    /// may cross it).
+    pub offload: bool,
+}
+
+#[derive(Debug)]
+struct PortState {
+    config: PortConfig,
+    counters: PortCounters,
+}
+
+#[derive(Debug)]
+struct Domain {
+    config: DomainConfig,
+    fdb: Fdb,
+    ports: Vec<PortId>,
+}
+
+/// The engine's decision for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Drop it (already counted on the ingress port).
+    Drop(DropReason),
+    /// Send it out of this port only.
+    Unicast(PortId),
+    /// Send it out of every other port of the domain.
+    Flood(DomainId),
+}
+
+/// Errors of engine configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// No such domain.
+    #[error("no bridge domain {0:?}")]
+    NoSuchDomain(DomainId),
+    /// No such port.
+    #[error("no port {0:?}")]
+    NoSuchPort(PortId),
+    /// The domain still has ports.
+    #[error("bridge domain {0:?} still has ports")]
+    DomainInUse(DomainId),
+}
+
+/// The forwarding engine.
+#[derive(Debug, Default)]
+pub struct Engine {
+    ports: Vec<Option<PortState>>,
+    domains: Vec<Option<Domain>>,
+}
+
+fn free_slot<T>(v: &mut Vec<Option<T>>) -> usize {
+    match v.iter().position(Option::is_none) {
+        Some(i) => i,
+        None => {
+            v.push(None);
+            v.len() - 1
+        }
+    }
+}
+
+fn idx(id: u32) -> usize {
+    id as usize
+}
+
+impl Engine {
+    /// An engine with no domains and no ports.
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    /// Adds a bridge domain.
+    pub fn add_domain(&mut self, config: DomainConfig) -> DomainId {
+        let i = free_slot(&mut self.domains);
+        self.domains[i] =
+            Some(Domain { config, fdb: Fdb::new(config.max_entries, config.ageing), ports: Vec::new() });
+        DomainId(u32::try_from(i).expect("fewer than 2^32 domains"))
+    }
+
+    /// Changes a domain's settings.
+    pub fn configure_domain(&mut self, id: DomainId, config: DomainConfig) -> Result<(), EngineError> {
+        let d = self.domain_mut(id)?;
+        d.config = config;
+        d.fdb.configure(config.max_entries, config.ageing);
+        Ok(())
+    }
+
+    /// Removes an empty domain.
+    pub fn remove_domain(&mut self, id: DomainId) -> Result<(), EngineError> {
+        if !self.domain_mut(id)?.ports.is_empty() {
+            return Err(EngineError::DomainInUse(id));
+        }
+        self.domains[idx(id.0)] = None;
+        Ok(())
+    }
+
+    fn domain_mut(&mut self, id: DomainId) -> Result<&mut Domain, EngineError> {
+        self.domains.get_mut(idx(id.0)).and_then(Option::as_mut).ok_or(EngineError::NoSuchDomain(id))
+    }
+
+    fn domain(&self, id: DomainId) -> Result<&Domain, EngineError> {
+        self.domains.get(idx(id.0)).and_then(Option::as_ref).ok_or(EngineError::NoSuchDomain(id))
+    }
+
+    /// Adds a port to its domain.
+    pub fn add_port(&mut self, config: PortConfig) -> Result<PortId, EngineError> {
+        self.domain(config.domain)?;
+        let i = free_slot(&mut self.ports);
+        let id = PortId(u32::try_from(i).expect("fewer than 2^32 ports"));
+        self.domain_mut(config.domain)?.ports.push(id);
+        self.ports[i] = Some(PortState { config, counters: PortCounters::default() });
+        Ok(id)
+    }
+
+    /// Removes a port, its MAC table entries and its counters.
+    pub fn remove_port(&mut self, id: PortId) -> Result<PortConfig, EngineError> {
+        let p = self.ports.get_mut(idx(id.0)).and_then(Option::take).ok_or(EngineError::NoSuchPort(id))?;
+        if let Ok(d) = self.domain_mut(p.config.domain) {
+            d.ports.retain(|&q| q != id);
+            d.fdb.remove_port(id);
+        }
+        Ok(p.config)
+    }
+
+    /// A port's settings.
+    pub fn port_config(&self, id: PortId) -> Option<&PortConfig> {
+        self.port(id).map(|p| &p.config)
+    }
+
+    fn port(&self, id: PortId) -> Option<&PortState> {
+        self.ports.get(idx(id.0)).and_then(Option::as_ref)
+    }
+
+    fn port_mut(&mut self, id: PortId) -> Option<&mut PortState> {
+        self.ports.get_mut(idx(id.0)).and_then(Option::as_mut)
+    }
+
+    /// The ports of a domain (flood targets).
+    pub fn domain_ports(&self, id: DomainId) -> &[PortId] {
+        self.domain(id).map(|d| d.ports.as_slice()).unwrap_or(&[])
+    }
+
+    /// Decides where a frame received on `ingress` goes, learning its source.
+    /// `vnet_hdr` is the frame's virtio-net header if the port carries one.
+    pub fn classify(&mut self, now: Instant, ingress: PortId, vnet_hdr: Option<&[u8]>, frame: &[u8]) -> Verdict {
+        let Some(port) = self.ports.get_mut(idx(ingress.0)).and_then(Option::as_mut) else {
+            return Verdict::Drop(DropReason::Runt);
+        };
+        let c = &mut port.counters;
+        c.rx_frames += 1;
+        c.rx_bytes += frame.len() as u64;
+        let drop = |c: &mut PortCounters, r: DropReason| {
+            c.drops[r as usize] += 1;
+            Verdict::Drop(r)
+        };
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return drop(c, DropReason::Runt);
+        };
+        let gso = match vnet_hdr.map(vnet::Header::new_checked) {
+            None => false,
+            Some(Ok(h)) => h.is_gso(),
+            Some(Err(_)) => return drop(c, DropReason::BadVnetHdr),
+        };
+        let vlan = if eth.ethertype() == 0x8100 { 4 } else { 0 };
+        if !gso && frame.len() > port.config.mtu as usize + ETHERNET_HEADER_LEN + vlan {
+            return drop(c, DropReason::Oversize);
+        }
+        let src = eth.src();
+        if !src.is_unicast() {
+            return drop(c, DropReason::BadSrc);
+        }
+        let domain_id = port.config.domain;
+        let Some(domain) = self.domains.get_mut(idx(domain_id.0)).and_then(Option::as_mut) else {
+            return drop(c, DropReason::Runt);
+        };
+        if domain.config.anti_spoofing && port.config.mac.is_some_and(|m| m != src) {
+            return drop(c, DropReason::Spoofed);
+        }
+        if domain.fdb.learn(now, src, ingress) == Learned::TableFull {
+            c.learn_table_full += 1;
+        }
+        let dst = eth.dst();
+        if dst.is_multicast() {
+            return Verdict::Flood(domain_id);
+        }
+        match domain.fdb.lookup(now, dst) {
+            None => Verdict::Flood(domain_id),
+            Some(p) if p == ingress => drop(c, DropReason::SamePort),
+            Some(p) => Verdict::Unicast(p),
+        }
+    }
+
+    /// Counts a frame sent on `port`.
+    pub fn count_tx(&mut self, port: PortId, bytes: usize) {
+        if let Some(p) = self.port_mut(port) {
+            p.counters.tx_frames += 1;
+            p.counters.tx_bytes += bytes as u64;
+        }
+    }
+
+    /// Counts a drop on `port`.
+    pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
+        if let Some(p) = self.port_mut(port) {
+            p.counters.drops[reason as usize] += 1;
+        }
+    }
+
+    /// A port's counters.
+    pub fn counters(&self, port: PortId) -> Option<PortCounters> {
+        self.port(port).map(|p| p.counters)
+    }
+
+    /// Sweeps aged-out MAC entries of every domain.
+    pub fn expire(&mut self, now: Instant) {
+        for d in self.domains.iter_mut().flatten() {
+            d.fdb.expire(now);
+        }
+    }
+
+    /// A domain's live MAC table entries.
+    pub fn fdb(&self, id: DomainId, now: Instant) -> Result<Vec<FdbEntry>, EngineError> {
+        Ok(self.domain(id)?.fdb.entries(now).collect())
+    }
+
+    /// Number of entries in a domain's table (bounded by its `max_entries`).
+    pub fn fdb_len(&self, id: DomainId) -> Result<usize, EngineError> {
+        Ok(self.domain(id)?.fdb.len())
+    }
+
+    /// All ports with their settings and counters.
+    pub fn ports(&self) -> impl Iterator<Item = (PortId, &PortConfig, PortCounters)> {
+        self.ports.iter().enumerate().filter_map(|(i, p)| {
+            let p = p.as_ref()?;
+            Some((PortId(u32::try_from(i).ok()?), &p.config, p.counters))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xa]);
+    const B: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xb]);
+    const C: MacAddr = MacAddr([2, 0, 0, 0, 0, 0xc]);
+
+    fn frame(dst: MacAddr, src: MacAddr, len: usize) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        f[0..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f
+    }
+
+    fn port(e: &mut Engine, d: DomainId, mac: MacAddr) -> PortId {
+        e.add_port(PortConfig { domain: d, name: mac.to_string(), mtu: 1500, mac: Some(mac), offload: true })
+            .unwrap()
+    }
+
+    #[test]
+    fn learns_floods_then_unicasts() {
+        let now = Instant::now();
+        let mut e = Engine::new();
+        let d = e.add_domain(DomainConfig::default());
+        let (pa, pb, pc) = (port(&mut e, d, A), port(&mut e, d, B), port(&mut e, d, C));
+        // Unknown destination: flood (the I/O layer skips the ingress port).
+        assert_eq!(e.classify(now, pa, None, &frame(B, A, 60)), Verdict::Flood(d));
+        assert_eq!(e.domain_ports(d), &[pa, pb, pc]);
+        // B answers: A is known now.
+        assert_eq!(e.classify(now, pb, None, &frame(A, B, 60)), Verdict::Unicast(pa));
+        assert_eq!(e.classify(now, pa, None, &frame(B, A, 60)), Verdict::Unicast(pb));
+        assert_eq!(e.classify(now, pc, None, &frame(MacAddr::BROADCAST, C, 60)), Verdict::Flood(d));
+        let mut fdb = e.fdb(d, now).unwrap();
+        fdb.sort_by_key(|x| x.port);
+        assert_eq!(fdb.iter().map(|x| (x.mac, x.port)).collect::<Vec<_>>(), [(A, pa), (B, pb), (C, pc)]);
+        assert_eq!(e.counters(pa).unwrap().rx_frames, 2);
+        // Aged out after the domain's ageing time.
+        let later = now + fdb::DEFAULT_AGEING;
+        assert_eq!(e.classify(later, pc, None, &frame(A, C, 60)), Verdict::Flood(d));
+        e.expire(later);
+        assert_eq!(e.fdb(d, later).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn drops_are_counted_by_reason() {
+        let now = Instant::now();
+        let mut e = Engine::new();
+        let d = e.add_domain(DomainConfig::default());
+        let (pa, pb) = (port(&mut e, d, A), port(&mut e, d, B));
+        let cases: [(Vec<u8>, Option<&[u8]>, DropReason); 5] = [
+            (vec![0u8; 13], None, DropReason::Runt),
+            (frame(B, A, 1515), None, DropReason::Oversize),
+            (frame(B, MacAddr([1, 0, 0, 0, 0, 1]), 60), None, DropReason::BadSrc),
+            (frame(B, C, 60), None, DropReason::Spoofed),
+            (frame(B, A, 60), Some(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0]), DropReason::BadVnetHdr),
+        ];
+        for (f, h, reason) in cases {
+            assert_eq!(e.classify(now, pa, h, &f), Verdict::Drop(reason));
+            assert_eq!(e.counters(pa).unwrap().dropped(reason), 1, "{reason:?}");
+        }
+        // A GSO super-frame may exceed the MTU.
+        let gso = [0u8, vnet::GSO_TCPV4, 0, 0, 0xa8, 5, 0, 0, 0, 0];
+        assert_eq!(e.classify(now, pa, Some(&gso), &frame(B, A, 30000)), Verdict::Flood(d));
+        // A destination behind the ingress port is not sent back.
+        e.classify(now, pb, None, &frame(A, B, 60));
+        assert_eq!(e.classify(now, pa, None, &frame(A, A, 60)), Verdict::Drop(DropReason::SamePort));
+        assert_eq!(e.counters(pa).unwrap().dropped_total(), 6);
+    }
+
+    #[test]
+    fn anti_spoofing_off_learns_any_source_within_the_bound() {
+        let now = Instant::now();
+        let mut e = Engine::new();
+        let d = e.add_domain(DomainConfig { max_entries: 8, anti_spoofing: false, ..DomainConfig::default() });
+        let (pa, pb) = (port(&mut e, d, A), port(&mut e, d, B));
+        e.classify(now, pa, None, &frame(B, A, 60));
+        e.classify(now, pb, None, &frame(A, B, 60));
+        for i in 0..1000u32 {
+            let b = i.to_be_bytes();
+            let src = MacAddr([2, 9, b[0], b[1], b[2], b[3]]);
+            let v = e.classify(now, pa, None, &frame(B, src, 60));
+            assert_eq!(v, Verdict::Unicast(pb));
+        }
+        assert_eq!(e.fdb_len(d).unwrap(), 8);
+        assert_eq!(e.classify(now, pb, None, &frame(A, B, 60)), Verdict::Unicast(pa));
+        assert_eq!(e.counters(pa).unwrap().learn_table_full, 1000 - 6);
+    }
+
+    #[test]
+    fn removing_a_port_forgets_its_macs() {
+        let now = Instant::now();
+        let mut e = Engine::new();
+        let d = e.add_domain(DomainConfig::default());
+        let (pa, pb) = (port(&mut e, d, A), port(&mut e, d, B));
+        e.classify(now, pa, None, &frame(B, A, 60));
+        assert_eq!(e.remove_domain(d), Err(EngineError::DomainInUse(d)));
+        e.remove_port(pa).unwrap();
+        assert_eq!(e.classify(now, pb, None, &frame(A, B, 60)), Verdict::Flood(d));
+        assert_eq!(e.domain_ports(d), &[pb]);
+        assert_eq!(e.remove_port(pa), Err(EngineError::NoSuchPort(pa)));
+        e.remove_port(pb).unwrap();
+        e.remove_domain(d).unwrap();
+        assert!(e.add_port(PortConfig { domain: d, name: "x".into(), mtu: 1500, mac: None, offload: false }).is_err());
+    }
+}
