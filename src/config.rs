@@ -15,6 +15,8 @@ pub struct Config {
     pub ifname_prefix: String,
     /// MTU of endpoints whose network sets none.
     pub default_mtu: u32,
+    /// How long the switch keeps polling after traffic before it sleeps.
+    pub busy_poll: std::time::Duration,
 }
 
 /// The default state directory.
@@ -33,6 +35,7 @@ impl Default for Config {
             netns_prefix: env("PLEXUS_NETNS_PREFIX", "plexus-"),
             ifname_prefix: env("PLEXUS_IFNAME_PREFIX", "px"),
             default_mtu: 1500,
+            busy_poll: plexus_switch::DataplaneConfig::default().busy_poll,
         }
     }
 }
@@ -40,6 +43,9 @@ impl Default for Config {
 impl Config {
     /// The default configuration with another state directory.
     pub fn with_state_dir(dir: impl Into<PathBuf>) -> Config {
-        Config { state_dir: dir.into(), ..Config::default() }
+        Config {
+            state_dir: dir.into(),
+            ..Config::default()
+        }
     }
 }

@@ -14,17 +14,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::Ipv4Net;
-use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec};
+use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec, SwitchView, Switching};
 use plexus_sandbox::files::{self, HostsEntry};
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, netns};
-use plexus_switch::MacAddr;
+use plexus_switch::{Dataplane, DataplaneConfig, MacAddr};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ipam::{Ipam, PoolInfo, PoolRequest};
 use crate::model::{
-    EndpointInfo, EndpointRecord, NetworkInfo, NetworkRecord, SandboxInfo, SandboxRecord, State,
+    EndpointInfo, EndpointRecord, FdbInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo, SandboxRecord, State,
 };
 use crate::options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 use crate::store::Store;
@@ -75,8 +75,17 @@ fn validate_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok { Ok(()) } else { Err(Error::InvalidName { what, name: name.to_owned() }) }
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName {
+            what,
+            name: name.to_owned(),
+        })
+    }
 }
 
 fn new_id() -> String {
@@ -99,10 +108,29 @@ impl Controller {
         let store = Store::open(&config.state_dir)?;
         let state: State = store.load()?.unwrap_or_default();
         let ipam = restore_ipam(&state)?;
-        let drivers = plexus_drivers::builtin().into_iter().map(|d| (d.name(), d)).collect();
-        let core = Core { state, ipam, store, driver_options: BTreeMap::new() };
-        let ctrl = Controller { inner: Arc::new(Inner { config, drivers, core: Mutex::new(core) }) };
+        let dataplane = Dataplane::start(DataplaneConfig {
+            busy_poll: config.busy_poll,
+        })
+        .map_err(|e| Error::Driver(e.into()))?;
+        let drivers = plexus_drivers::builtin(dataplane)
+            .into_iter()
+            .map(|d| (d.name(), d))
+            .collect();
+        let core = Core {
+            state,
+            ipam,
+            store,
+            driver_options: BTreeMap::new(),
+        };
+        let ctrl = Controller {
+            inner: Arc::new(Inner {
+                config,
+                drivers,
+                core: Mutex::new(core),
+            }),
+        };
         ctrl.reconcile();
+        ctrl.restore_dataplane()?;
         Ok(ctrl)
     }
 
@@ -119,7 +147,11 @@ impl Controller {
     }
 
     fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {
-        self.inner.drivers.get(name).cloned().ok_or_else(|| Error::UnknownDriver(name.to_owned()))
+        self.inner
+            .drivers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownDriver(name.to_owned()))
     }
 
     /// Names of the built-in drivers.
@@ -142,6 +174,24 @@ impl Controller {
         if !(68..=65535).contains(&mtu) {
             return Err(Error::InvalidOption(format!("MTU {mtu} is outside 68..=65535")));
         }
+        let defaults = Switching::default();
+        let switching = Switching {
+            mac_ageing_secs: opts.mac_ageing_secs.unwrap_or(defaults.mac_ageing_secs),
+            mac_table_size: opts.mac_table_size.unwrap_or(defaults.mac_table_size),
+            anti_spoofing: !opts.no_anti_spoofing,
+        };
+        if !(1..=1_000_000).contains(&switching.mac_ageing_secs) {
+            return Err(Error::InvalidOption(format!(
+                "MAC ageing {} s is outside 1..=1000000",
+                switching.mac_ageing_secs
+            )));
+        }
+        if !(1..=1 << 20).contains(&switching.mac_table_size) {
+            return Err(Error::InvalidOption(format!(
+                "MAC table size {} is outside 1..=1048576",
+                switching.mac_table_size
+            )));
+        }
         let mut core = self.lock();
         if core.state.networks.iter().any(|n| n.name == name) {
             return Err(Error::NetworkExists(name.to_owned()));
@@ -161,6 +211,7 @@ impl Controller {
             user_subnet: opts.subnet.is_some(),
             internal: opts.internal,
             mtu,
+            switching,
         };
         if drv.uses_ipam() {
             core.ipam.set_host_routes(host_routes()?);
@@ -173,7 +224,9 @@ impl Controller {
             rec.ip_range = Some(pool.ip_range);
             rec.gateway = Some(pool.gateway);
         } else if opts.subnet.is_some() || opts.ip_range.is_some() || opts.gateway.is_some() {
-            return Err(Error::InvalidOption(format!("driver {driver} takes no subnet, ip-range or gateway")));
+            return Err(Error::InvalidOption(format!(
+                "driver {driver} takes no subnet, ip-range or gateway"
+            )));
         }
         let spec = network_spec(&rec);
         let undo_pool = |core: &mut Core| {
@@ -192,20 +245,33 @@ impl Controller {
             undo_pool(&mut core);
             return Err(e);
         }
-        Ok(Network { ctrl: self.clone(), id: rec.id })
+        Ok(Network {
+            ctrl: self.clone(),
+            id: rec.id,
+        })
     }
 
     /// A network by name or id.
     pub fn network(&self, name_or_id: &str) -> Result<Network> {
         let core = self.lock();
         let rec = core.network(name_or_id)?;
-        Ok(Network { ctrl: self.clone(), id: rec.id.clone() })
+        Ok(Network {
+            ctrl: self.clone(),
+            id: rec.id.clone(),
+        })
     }
 
     /// All networks, in creation order.
     pub fn networks(&self) -> Vec<Network> {
         let core = self.lock();
-        core.state.networks.iter().map(|n| Network { ctrl: self.clone(), id: n.id.clone() }).collect()
+        core.state
+            .networks
+            .iter()
+            .map(|n| Network {
+                ctrl: self.clone(),
+                id: n.id.clone(),
+            })
+            .collect()
     }
 
     /// Creates a sandbox: a named network namespace (`ip netns list` shows it) with
@@ -256,26 +322,46 @@ impl Controller {
     pub fn sandbox(&self, name_or_id: &str) -> Result<Sandbox> {
         let core = self.lock();
         let rec = core.sandbox(name_or_id)?;
-        Ok(Sandbox { ctrl: self.clone(), id: rec.id.clone() })
+        Ok(Sandbox {
+            ctrl: self.clone(),
+            id: rec.id.clone(),
+        })
     }
 
     /// All sandboxes, in creation order.
     pub fn sandboxes(&self) -> Vec<Sandbox> {
         let core = self.lock();
-        core.state.sandboxes.iter().map(|s| Sandbox { ctrl: self.clone(), id: s.id.clone() }).collect()
+        core.state
+            .sandboxes
+            .iter()
+            .map(|s| Sandbox {
+                ctrl: self.clone(),
+                id: s.id.clone(),
+            })
+            .collect()
     }
 
     /// An endpoint by id, or by name when the name is unique across networks.
     pub fn endpoint(&self, name_or_id: &str) -> Result<Endpoint> {
         let core = self.lock();
         let rec = core.endpoint_any(name_or_id)?;
-        Ok(Endpoint { ctrl: self.clone(), id: rec.id.clone() })
+        Ok(Endpoint {
+            ctrl: self.clone(),
+            id: rec.id.clone(),
+        })
     }
 
     /// All endpoints of all networks, in creation order.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         let core = self.lock();
-        core.state.endpoints.iter().map(|e| Endpoint { ctrl: self.clone(), id: e.id.clone() }).collect()
+        core.state
+            .endpoints
+            .iter()
+            .map(|e| Endpoint {
+                ctrl: self.clone(),
+                id: e.id.clone(),
+            })
+            .collect()
     }
 
     fn sandbox_dir(&self, id: &str) -> PathBuf {
@@ -295,7 +381,10 @@ impl Controller {
             .iter()
             .filter(|e| e.sandbox.as_deref() == Some(sandbox_id))
             .filter_map(|e| e.addr)
-            .map(|a| HostsEntry { addr: a.addr(), names: names.clone() })
+            .map(|a| HostsEntry {
+                addr: a.addr(),
+                names: names.clone(),
+            })
             .collect();
         files::write_hosts(&dir.join("hosts"), &entries)?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -329,7 +418,12 @@ impl Controller {
             {
                 let _ = nl.set_up(lo.index, true);
             }
-            for ep in core.state.endpoints.iter_mut().filter(|e| e.sandbox.as_deref() == Some(&sb.id)) {
+            for ep in core
+                .state
+                .endpoints
+                .iter_mut()
+                .filter(|e| e.sandbox.as_deref() == Some(&sb.id))
+            {
                 ep.sandbox = None;
                 ep.ifname = None;
                 ep.default_route = false;
@@ -337,6 +431,101 @@ impl Controller {
             let _ = self.write_sandbox_files(&core, &sb.id);
         }
         let _ = core.commit();
+    }
+}
+
+impl Controller {
+    /// Rebuilds the drivers' runtime state (bridge domains, switch ports) from
+    /// the records; an endpoint whose interface had to be made again is
+    /// recorded as not joined.
+    fn restore_dataplane(&self) -> Result<()> {
+        let mut core = self.lock();
+        for n in core.state.networks.clone() {
+            self.driver(&n.driver)?.create_network(&network_spec(&n))?;
+        }
+        let mut changed = false;
+        for e in core.state.endpoints.clone() {
+            let net = core.network_by_id(&e.network)?.clone();
+            let drv = self.driver(&net.driver)?;
+            let sb = e
+                .sandbox
+                .as_deref()
+                .and_then(|s| core.sandbox_by_id(s).ok())
+                .map(|sb| sandbox_spec(sb, &e));
+            if !drv.restore_endpoint(&network_spec(&net), &endpoint_spec(&e), sb.as_ref())? {
+                let rec = core.endpoint_mut(&e.id)?;
+                changed |= rec.sandbox.take().is_some();
+                rec.ifname = None;
+                rec.default_route = false;
+            }
+        }
+        if changed {
+            core.commit()?;
+        }
+        Ok(())
+    }
+
+    fn switch_of<'a>(&self, drv: &'a Arc<dyn Driver>, network: &str) -> Result<&'a dyn SwitchView> {
+        drv.switch().ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "network {network} is not switched by Plexus (driver {})",
+                drv.name()
+            ))
+        })
+    }
+
+    /// The MAC table of a network: address, endpoint, age.
+    pub fn fdb(&self, network: &str) -> Result<Vec<FdbInfo>> {
+        let core = self.lock();
+        let net = core.network(network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        let rows = self.switch_of(&drv, &net.name)?.fdb(&net.id)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FdbInfo {
+                mac: r.mac,
+                endpoint: core
+                    .endpoint_by_id(&r.endpoint)
+                    .map(|e| e.name.clone())
+                    .unwrap_or(r.endpoint),
+                age_secs: r.age_secs,
+            })
+            .collect())
+    }
+
+    /// Number of entries in a network's MAC table (bounded by its size option).
+    pub fn fdb_len(&self, network: &str) -> Result<usize> {
+        let core = self.lock();
+        let net = core.network(network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        Ok(self.switch_of(&drv, &net.name)?.fdb_len(&net.id)?)
+    }
+
+    /// Every switch port's counters, by endpoint.
+    pub fn stats(&self) -> Result<Vec<PortInfo>> {
+        let core = self.lock();
+        let mut out = Vec::new();
+        for drv in self.inner.drivers.values() {
+            let Some(sw) = drv.switch() else { continue };
+            for r in sw.ports()? {
+                let ep = core.endpoint_by_id(&r.endpoint).ok();
+                out.push(PortInfo {
+                    endpoint: ep.map(|e| e.name.clone()).unwrap_or_else(|| r.endpoint.clone()),
+                    network: core
+                        .network_by_id(&r.network)
+                        .map(|n| n.name.clone())
+                        .unwrap_or(r.network),
+                    rx_frames: r.rx_frames,
+                    rx_bytes: r.rx_bytes,
+                    tx_frames: r.tx_frames,
+                    tx_bytes: r.tx_bytes,
+                    learn_table_full: r.learn_table_full,
+                    drops: r.drops,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.network, &a.endpoint).cmp(&(&b.network, &b.endpoint)));
+        Ok(out)
     }
 }
 
@@ -380,6 +569,7 @@ fn network_spec(n: &NetworkRecord) -> NetworkSpec {
         gateway: n.gateway,
         internal: n.internal,
         mtu: n.mtu,
+        switching: n.switching,
     }
 }
 
@@ -391,6 +581,7 @@ fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
         mac: e.mac,
         host_ifname: e.host_ifname.clone(),
         peer_ifname: e.peer_ifname.clone(),
+        kind: e.kind,
     }
 }
 
@@ -417,7 +608,11 @@ impl Core {
     }
 
     fn network_by_id(&self, id: &str) -> Result<&NetworkRecord> {
-        self.state.networks.iter().find(|n| n.id == id).ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
+        self.state
+            .networks
+            .iter()
+            .find(|n| n.id == id)
+            .ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
     }
 
     fn sandbox(&self, key: &str) -> Result<&SandboxRecord> {
@@ -430,15 +625,27 @@ impl Core {
     }
 
     fn sandbox_by_id(&self, id: &str) -> Result<&SandboxRecord> {
-        self.state.sandboxes.iter().find(|s| s.id == id).ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
+        self.state
+            .sandboxes
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
     }
 
     fn endpoint_by_id(&self, id: &str) -> Result<&EndpointRecord> {
-        self.state.endpoints.iter().find(|e| e.id == id).ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
+        self.state
+            .endpoints
+            .iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
     }
 
     fn endpoint_mut(&mut self, id: &str) -> Result<&mut EndpointRecord> {
-        self.state.endpoints.iter_mut().find(|e| e.id == id).ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
+        self.state
+            .endpoints
+            .iter_mut()
+            .find(|e| e.id == id)
+            .ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
     }
 
     fn endpoint_any(&self, key: &str) -> Result<&EndpointRecord> {
@@ -465,7 +672,14 @@ impl Core {
             gateway: n.gateway,
             internal: n.internal,
             mtu: n.mtu,
-            endpoints: self.state.endpoints.iter().filter(|e| e.network == n.id).map(|e| e.name.clone()).collect(),
+            switching: n.switching,
+            endpoints: self
+                .state
+                .endpoints
+                .iter()
+                .filter(|e| e.network == n.id)
+                .map(|e| e.name.clone())
+                .collect(),
         }
     }
 
@@ -478,8 +692,13 @@ impl Core {
             address: e.addr,
             mac: e.mac,
             gateway: net.and_then(|n| n.gateway),
+            kind: e.kind,
             host_ifname: e.host_ifname.clone(),
-            sandbox: e.sandbox.as_deref().and_then(|s| self.sandbox_by_id(s).ok()).map(|s| s.name.clone()),
+            sandbox: e
+                .sandbox
+                .as_deref()
+                .and_then(|s| self.sandbox_by_id(s).ok())
+                .map(|s| s.name.clone()),
             ifname: e.ifname.clone(),
         }
     }
@@ -520,8 +739,16 @@ impl Network {
         let ctrl = &self.ctrl;
         let mut core = ctrl.lock();
         let net = core.network_by_id(&self.id)?.clone();
-        if core.state.endpoints.iter().any(|e| e.network == net.id && e.name == name) {
-            return Err(Error::EndpointExists { network: net.name, endpoint: name.to_owned() });
+        if core
+            .state
+            .endpoints
+            .iter()
+            .any(|e| e.network == net.id && e.name == name)
+        {
+            return Err(Error::EndpointExists {
+                network: net.name,
+                endpoint: name.to_owned(),
+            });
         }
         if let Some(mac) = opts.mac
             && !mac.is_unicast()
@@ -536,7 +763,10 @@ impl Network {
                 (Some(addr), Some(opts.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip))))
             }
             _ if opts.ip.is_some() || opts.mac.is_some() => {
-                return Err(Error::InvalidOption(format!("driver {} takes no --ip or --mac", net.driver)));
+                return Err(Error::InvalidOption(format!(
+                    "driver {} takes no --ip or --mac",
+                    net.driver
+                )));
             }
             _ => (None, None),
         };
@@ -554,6 +784,7 @@ impl Network {
             ifname: None,
             default_route: false,
             remove_with_sandbox: opts.remove_with_sandbox,
+            kind: opts.kind,
         };
         let release = |core: &mut Core| {
             if let (Some(a), Some(s)) = (addr, net.subnet) {
@@ -572,7 +803,10 @@ impl Network {
             release(&mut core);
             return Err(e);
         }
-        Ok(Endpoint { ctrl: ctrl.clone(), id: rec.id })
+        Ok(Endpoint {
+            ctrl: ctrl.clone(),
+            id: rec.id,
+        })
     }
 
     /// An endpoint of this network by name or id.
@@ -585,7 +819,10 @@ impl Network {
             .iter()
             .find(|e| e.network == self.id && (e.name == name_or_id || e.id == name_or_id))
             .ok_or_else(|| Error::NoSuchEndpoint(name_or_id.to_owned()))?;
-        Ok(Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+        Ok(Endpoint {
+            ctrl: self.ctrl.clone(),
+            id: e.id.clone(),
+        })
     }
 
     /// The network's endpoints.
@@ -597,7 +834,10 @@ impl Network {
             .endpoints
             .iter()
             .filter(|e| e.network == self.id)
-            .map(|e| Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+            .map(|e| Endpoint {
+                ctrl: self.ctrl.clone(),
+                id: e.id.clone(),
+            })
             .collect())
     }
 
@@ -606,10 +846,18 @@ impl Network {
     pub fn delete(&self) -> Result<()> {
         let mut core = self.ctrl.lock();
         let net = core.network_by_id(&self.id)?.clone();
-        let eps: Vec<String> =
-            core.state.endpoints.iter().filter(|e| e.network == net.id).map(|e| e.name.clone()).collect();
+        let eps: Vec<String> = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.network == net.id)
+            .map(|e| e.name.clone())
+            .collect();
         if !eps.is_empty() {
-            return Err(Error::ActiveEndpoints { network: net.name, endpoints: eps });
+            return Err(Error::ActiveEndpoints {
+                network: net.name,
+                endpoints: eps,
+            });
         }
         let drv = self.ctrl.driver(&net.driver)?;
         drv.delete_network(&network_spec(&net))?;
@@ -646,7 +894,10 @@ impl Endpoint {
                 let ep = core.endpoint_by_id(&self.id)?;
                 let net = core.network_by_id(&ep.network)?;
                 let host = self.ctrl.driver(&net.driver)?.host_mode();
-                let opts = SandboxOptions { host_mode: opts.host_mode || host, ..opts };
+                let opts = SandboxOptions {
+                    host_mode: opts.host_mode || host,
+                    ..opts
+                };
                 (self.ctrl.create_sandbox(&mut core, container_id, &opts)?, true)
             }
         };
@@ -667,8 +918,14 @@ impl Endpoint {
         let ep = core.endpoint_by_id(&self.id)?.clone();
         let sb = core.sandbox_by_id(sandbox_id)?.clone();
         if let Some(s) = &ep.sandbox {
-            let sandbox = core.sandbox_by_id(s).map(|s| s.name.clone()).unwrap_or_else(|_| s.clone());
-            return Err(Error::AlreadyJoined { endpoint: ep.name, sandbox });
+            let sandbox = core
+                .sandbox_by_id(s)
+                .map(|s| s.name.clone())
+                .unwrap_or_else(|_| s.clone());
+            return Err(Error::AlreadyJoined {
+                endpoint: ep.name,
+                sandbox,
+            });
         }
         let net = core.network_by_id(&ep.network)?.clone();
         let drv = self.ctrl.driver(&net.driver)?;
@@ -682,8 +939,12 @@ impl Endpoint {
                 },
             });
         }
-        let joined: Vec<&EndpointRecord> =
-            core.state.endpoints.iter().filter(|e| e.sandbox.as_deref() == Some(sandbox_id)).collect();
+        let joined: Vec<&EndpointRecord> = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(sandbox_id))
+            .collect();
         let ifname = (0..)
             .map(|i| format!("eth{i}"))
             .find(|n| !joined.iter().any(|e| e.ifname.as_deref() == Some(n.as_str())))
@@ -752,8 +1013,14 @@ impl Controller {
         let ep = core.endpoint_by_id(endpoint_id)?.clone();
         if let Some(s) = &ep.sandbox {
             if !force {
-                let sandbox = core.sandbox_by_id(s).map(|s| s.name.clone()).unwrap_or_else(|_| s.clone());
-                return Err(Error::ActiveContainer { endpoint: ep.name, sandbox });
+                let sandbox = core
+                    .sandbox_by_id(s)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_else(|_| s.clone());
+                return Err(Error::ActiveContainer {
+                    endpoint: ep.name,
+                    sandbox,
+                });
             }
             // A failed leave must not keep a forced delete from releasing the rest.
             let _ = self.leave_locked(core, endpoint_id);
@@ -771,8 +1038,13 @@ impl Controller {
 
     fn delete_sandbox(&self, core: &mut Core, sandbox_id: &str) -> Result<()> {
         let sb = core.sandbox_by_id(sandbox_id)?.clone();
-        let joined: Vec<EndpointRecord> =
-            core.state.endpoints.iter().filter(|e| e.sandbox.as_deref() == Some(sandbox_id)).cloned().collect();
+        let joined: Vec<EndpointRecord> = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(sandbox_id))
+            .cloned()
+            .collect();
         let mut first_err: Option<Error> = None;
         let mut note = |r: Result<()>| {
             if let Err(e) = r {
@@ -843,7 +1115,10 @@ impl Sandbox {
             .endpoints
             .iter()
             .filter(|e| e.sandbox.as_deref() == Some(self.id.as_str()))
-            .map(|e| Endpoint { ctrl: self.ctrl.clone(), id: e.id.clone() })
+            .map(|e| Endpoint {
+                ctrl: self.ctrl.clone(),
+                id: e.id.clone(),
+            })
             .collect())
     }
 

@@ -61,9 +61,7 @@ pub enum IpamError {
         subnet: Ipv4Net,
     },
     /// A static address on a network without a user-configured subnet.
-    #[error(
-        "user specified IP address is supported only when connecting to networks with user configured subnets"
-    )]
+    #[error("user specified IP address is supported only when connecting to networks with user configured subnets")]
     StaticIpNeedsUserSubnet,
     /// A pool too small to hold a gateway and one endpoint (/31, /32).
     #[error("subnet {0} is too small (needs at least a /30)")]
@@ -343,8 +341,7 @@ impl Ipam {
             let subnet = default_pools()
                 .into_iter()
                 .find(|p| {
-                    !self.pools.keys().any(|q| overlaps(p, q))
-                        && !self.host_routes.iter().any(|r| overlaps(p, r))
+                    !self.pools.keys().any(|q| overlaps(p, q)) && !self.host_routes.iter().any(|r| overlaps(p, r))
                 })
                 .ok_or(IpamError::NoAvailablePool)?;
             return self.insert_pool(subnet, None, None, false, false);
@@ -394,17 +391,14 @@ impl Ipam {
             }
             Some(range) => range,
         };
-        let gateway =
-            gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.network()).wrapping_add(1)));
+        let gateway = gateway.unwrap_or_else(|| Ipv4Addr::from(u32::from(subnet.network()).wrapping_add(1)));
         if let Some(existing) = self.pools.keys().find(|q| overlaps(&subnet, q)) {
             return Err(IpamError::OverlapPool {
                 requested: subnet,
                 existing: *existing,
             });
         }
-        if check_routes
-            && let Some(existing) = self.host_routes.iter().find(|r| overlaps(&subnet, r))
-        {
+        if check_routes && let Some(existing) = self.host_routes.iter().find(|r| overlaps(&subnet, r)) {
             return Err(IpamError::OverlapPool {
                 requested: subnet,
                 existing: *existing,
@@ -445,15 +439,8 @@ impl Ipam {
     /// network or broadcast address; a preferred address may lie outside the
     /// ip-range. Errors: `NoSuchPool`, `StaticIpNeedsUserSubnet`, `OutOfRange`,
     /// `AlreadyAllocated` (the gateway included), `NoAvailableIps`.
-    pub fn request_address(
-        &mut self,
-        subnet: Ipv4Net,
-        preferred: Option<Ipv4Addr>,
-    ) -> Result<Ipv4Addr, IpamError> {
-        let pool = self
-            .pools
-            .get_mut(&subnet)
-            .ok_or(IpamError::NoSuchPool(subnet))?;
+    pub fn request_address(&mut self, subnet: Ipv4Net, preferred: Option<Ipv4Addr>) -> Result<Ipv4Addr, IpamError> {
+        let pool = self.pools.get_mut(&subnet).ok_or(IpamError::NoSuchPool(subnet))?;
         if let Some(addr) = preferred {
             if !pool.info.user_subnet {
                 return Err(IpamError::StaticIpNeedsUserSubnet);
@@ -464,17 +451,10 @@ impl Ipam {
         let range = pool.info.ip_range;
         // Offsets of the usable part of the ip-range: never the subnet's network
         // (offset 0) or broadcast (offset size - 1) address.
-        let last_host = u32::from(subnet.broadcast())
-            .wrapping_sub(net)
-            .wrapping_sub(1);
+        let last_host = u32::from(subnet.broadcast()).wrapping_sub(net).wrapping_sub(1);
         let lo = u32::from(range.network()).wrapping_sub(net).max(1);
-        let hi = u32::from(range.broadcast())
-            .wrapping_sub(net)
-            .min(last_host);
-        let offset = pool
-            .bits
-            .first_free(lo, hi)
-            .ok_or(IpamError::NoAvailableIps(subnet))?;
+        let hi = u32::from(range.broadcast()).wrapping_sub(net).min(last_host);
+        let offset = pool.bits.first_free(lo, hi).ok_or(IpamError::NoAvailableIps(subnet))?;
         pool.bits.set(offset);
         Ok(pool.addr_at(offset))
     }
@@ -483,10 +463,7 @@ impl Ipam {
     /// (controller restore of an endpoint's address, dynamic or static).
     /// Errors: `NoSuchPool`, `OutOfRange`, `AlreadyAllocated`.
     pub fn reserve_address(&mut self, subnet: Ipv4Net, addr: Ipv4Addr) -> Result<(), IpamError> {
-        let pool = self
-            .pools
-            .get_mut(&subnet)
-            .ok_or(IpamError::NoSuchPool(subnet))?;
+        let pool = self.pools.get_mut(&subnet).ok_or(IpamError::NoSuchPool(subnet))?;
         Self::reserve_in(pool, addr)
     }
 
@@ -505,10 +482,7 @@ impl Ipam {
     /// broadcast address), `IsGateway` (the gateway goes with the pool),
     /// `NotAllocated`.
     pub fn release_address(&mut self, subnet: Ipv4Net, addr: Ipv4Addr) -> Result<(), IpamError> {
-        let pool = self
-            .pools
-            .get_mut(&subnet)
-            .ok_or(IpamError::NoSuchPool(subnet))?;
+        let pool = self.pools.get_mut(&subnet).ok_or(IpamError::NoSuchPool(subnet))?;
         let offset = pool.host_offset(addr)?;
         if addr == pool.info.gateway {
             return Err(IpamError::IsGateway(addr));
@@ -524,11 +498,7 @@ impl Ipam {
     pub fn is_allocated(&self, subnet: Ipv4Net, addr: Ipv4Addr) -> bool {
         self.pools
             .get(&subnet)
-            .and_then(|pool| {
-                pool.host_offset(addr)
-                    .ok()
-                    .map(|offset| pool.bits.get(offset))
-            })
+            .and_then(|pool| pool.host_offset(addr).ok().map(|offset| pool.bits.get(offset)))
             .unwrap_or(false)
     }
 
@@ -615,11 +585,7 @@ mod tests {
             "a.b.c.d/8",
             "10.0.0.0/٣",
         ] {
-            assert_eq!(
-                parse_cidr(s),
-                Err(IpamError::BadCidr(s.to_owned())),
-                "{s:?}"
-            );
+            assert_eq!(parse_cidr(s), Err(IpamError::BadCidr(s.to_owned())), "{s:?}");
         }
     }
 
@@ -656,10 +622,7 @@ mod tests {
         assert_eq!(a.ip_range, a.subnet);
         assert!(!a.user_subnet);
         ipam.release_pool(b.subnet).unwrap();
-        assert_eq!(
-            ipam.request_pool(&PoolRequest::default()).unwrap().subnet,
-            b.subnet
-        );
+        assert_eq!(ipam.request_pool(&PoolRequest::default()).unwrap().subnet, b.subnet);
         assert_eq!(
             ipam.request_pool(&PoolRequest::default()).unwrap().subnet,
             net("172.20.0.0/16")
@@ -777,16 +740,10 @@ mod tests {
     fn err_pool_too_small_and_too_large() {
         let mut ipam = Ipam::new(vec![]);
         for s in ["10.0.0.0/31", "10.0.0.0/32"] {
-            assert_eq!(
-                ipam.request_pool(&user(s)),
-                Err(IpamError::PoolTooSmall(net(s)))
-            );
+            assert_eq!(ipam.request_pool(&user(s)), Err(IpamError::PoolTooSmall(net(s))));
         }
         for s in ["10.0.0.0/7", "0.0.0.0/0"] {
-            assert_eq!(
-                ipam.request_pool(&user(s)),
-                Err(IpamError::PoolTooLarge(net(s)))
-            );
+            assert_eq!(ipam.request_pool(&user(s)), Err(IpamError::PoolTooLarge(net(s))));
         }
         let p = ipam.request_pool(&user("10.0.0.0/30")).unwrap();
         assert_eq!(p.gateway, ip("10.0.0.1"));
@@ -807,19 +764,13 @@ mod tests {
             subnet: Some(odd),
             ..PoolRequest::default()
         };
-        assert_eq!(
-            ipam.request_pool(&req),
-            Err(IpamError::BadCidr("10.0.0.5/24".into()))
-        );
+        assert_eq!(ipam.request_pool(&req), Err(IpamError::BadCidr("10.0.0.5/24".into())));
         let req = PoolRequest {
             subnet: Some(net("10.0.0.0/24")),
             ip_range: Some(Ipv4Net::new(ip("10.0.0.130"), 25).unwrap()),
             gateway: None,
         };
-        assert_eq!(
-            ipam.request_pool(&req),
-            Err(IpamError::BadCidr("10.0.0.130/25".into()))
-        );
+        assert_eq!(ipam.request_pool(&req), Err(IpamError::BadCidr("10.0.0.130/25".into())));
     }
 
     #[test]
@@ -869,10 +820,7 @@ mod tests {
             };
             assert_eq!(
                 ipam.request_pool(&req),
-                Err(IpamError::OutOfRange {
-                    addr: ip(gw),
-                    pool: s
-                })
+                Err(IpamError::OutOfRange { addr: ip(gw), pool: s })
             );
         }
         // A gateway outside the ip-range is fine; it is reserved.
@@ -885,10 +833,7 @@ mod tests {
         assert_eq!(p.gateway, ip("10.0.0.254"));
         assert!(p.user_subnet);
         assert!(ipam.is_allocated(s, ip("10.0.0.254")));
-        assert_eq!(
-            ipam.allocated(s).collect::<Vec<_>>(),
-            vec![ip("10.0.0.254")]
-        );
+        assert_eq!(ipam.allocated(s).collect::<Vec<_>>(), vec![ip("10.0.0.254")]);
         assert_eq!(
             ipam.request_address(s, Some(ip("10.0.0.254"))),
             Err(IpamError::AlreadyAllocated(ip("10.0.0.254")))
@@ -930,10 +875,7 @@ mod tests {
         });
         assert_eq!(p.unwrap().gateway, ip("10.0.0.1"));
         assert_eq!(ipam.request_address(s, None), Ok(ip("10.0.0.2")));
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
         ipam.release_address(s, ip("10.0.0.2")).unwrap();
         assert_eq!(ipam.request_address(s, None), Ok(ip("10.0.0.2")));
         assert_eq!(ipam.allocated_count(s), 2);
@@ -943,19 +885,10 @@ mod tests {
     fn first_fit_and_reuse_after_release() {
         let mut ipam = Ipam::new(vec![]);
         let s = ipam.request_pool(&PoolRequest::default()).unwrap().subnet;
-        let a: Vec<_> = (0..5)
-            .map(|_| ipam.request_address(s, None).unwrap())
-            .collect();
+        let a: Vec<_> = (0..5).map(|_| ipam.request_address(s, None).unwrap()).collect();
         assert_eq!(
             a,
-            [
-                "172.17.0.2",
-                "172.17.0.3",
-                "172.17.0.4",
-                "172.17.0.5",
-                "172.17.0.6"
-            ]
-            .map(ip)
+            ["172.17.0.2", "172.17.0.3", "172.17.0.4", "172.17.0.5", "172.17.0.6"].map(ip)
         );
         ipam.release_address(s, ip("172.17.0.4")).unwrap();
         ipam.release_address(s, ip("172.17.0.3")).unwrap();
@@ -972,10 +905,7 @@ mod tests {
         for _ in 0..65533 {
             ipam.request_address(s, None).unwrap();
         }
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
         assert_eq!(ipam.allocated_count(s), 65534);
         assert!(!ipam.is_allocated(s, ip("172.17.0.0")));
         assert!(!ipam.is_allocated(s, ip("172.17.255.255")));
@@ -994,22 +924,11 @@ mod tests {
         })
         .unwrap();
         // The range's own network/broadcast addresses are handed out.
-        let got: Vec<_> = (0..4)
-            .map(|_| ipam.request_address(s, None).unwrap())
-            .collect();
-        assert_eq!(
-            got,
-            ["10.0.0.64", "10.0.0.65", "10.0.0.66", "10.0.0.67"].map(ip)
-        );
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        let got: Vec<_> = (0..4).map(|_| ipam.request_address(s, None).unwrap()).collect();
+        assert_eq!(got, ["10.0.0.64", "10.0.0.65", "10.0.0.66", "10.0.0.67"].map(ip));
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
         // Preferred may be outside the range but inside the subnet.
-        assert_eq!(
-            ipam.request_address(s, Some(ip("10.0.0.200"))),
-            Ok(ip("10.0.0.200"))
-        );
+        assert_eq!(ipam.request_address(s, Some(ip("10.0.0.200"))), Ok(ip("10.0.0.200")));
 
         // A range at the top of the subnet never yields the broadcast address,
         // one at the bottom never the network address.
@@ -1020,14 +939,9 @@ mod tests {
             gateway: None,
         })
         .unwrap();
-        let got: Vec<_> = (0..3)
-            .map(|_| ipam.request_address(s, None).unwrap())
-            .collect();
+        let got: Vec<_> = (0..3).map(|_| ipam.request_address(s, None).unwrap()).collect();
         assert_eq!(got, ["10.0.1.252", "10.0.1.253", "10.0.1.254"].map(ip));
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
         let s = net("10.0.2.0/24");
         ipam.request_pool(&PoolRequest {
             subnet: Some(s),
@@ -1035,14 +949,9 @@ mod tests {
             gateway: Some(ip("10.0.2.100")),
         })
         .unwrap();
-        let got: Vec<_> = (0..3)
-            .map(|_| ipam.request_address(s, None).unwrap())
-            .collect();
+        let got: Vec<_> = (0..3).map(|_| ipam.request_address(s, None).unwrap()).collect();
         assert_eq!(got, ["10.0.2.1", "10.0.2.2", "10.0.2.3"].map(ip));
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
         // A /32 range on the network address has nothing to give.
         let s = net("10.0.3.0/24");
         ipam.request_pool(&PoolRequest {
@@ -1051,10 +960,7 @@ mod tests {
             gateway: None,
         })
         .unwrap();
-        assert_eq!(
-            ipam.request_address(s, None),
-            Err(IpamError::NoAvailableIps(s))
-        );
+        assert_eq!(ipam.request_address(s, None), Err(IpamError::NoAvailableIps(s)));
     }
 
     #[test]
@@ -1082,24 +988,15 @@ mod tests {
         for a in ["10.0.0.0", "10.0.0.255", "10.0.1.5"] {
             assert_eq!(
                 ipam.request_address(s, Some(ip(a))),
-                Err(IpamError::OutOfRange {
-                    addr: ip(a),
-                    pool: s
-                })
+                Err(IpamError::OutOfRange { addr: ip(a), pool: s })
             );
             assert_eq!(
                 ipam.release_address(s, ip(a)),
-                Err(IpamError::OutOfRange {
-                    addr: ip(a),
-                    pool: s
-                })
+                Err(IpamError::OutOfRange { addr: ip(a), pool: s })
             );
             assert!(!ipam.is_allocated(s, ip(a)));
         }
-        assert_eq!(
-            ipam.request_address(s, Some(ip("10.0.0.7"))),
-            Ok(ip("10.0.0.7"))
-        );
+        assert_eq!(ipam.request_address(s, Some(ip("10.0.0.7"))), Ok(ip("10.0.0.7")));
         assert_eq!(
             ipam.request_address(s, Some(ip("10.0.0.7"))),
             Err(IpamError::AlreadyAllocated(ip("10.0.0.7")))
@@ -1123,14 +1020,8 @@ mod tests {
             ipam.request_address(s, Some(ip("10.0.0.5"))),
             Err(IpamError::NoSuchPool(s))
         );
-        assert_eq!(
-            ipam.reserve_address(s, ip("10.0.0.5")),
-            Err(IpamError::NoSuchPool(s))
-        );
-        assert_eq!(
-            ipam.release_address(s, ip("10.0.0.5")),
-            Err(IpamError::NoSuchPool(s))
-        );
+        assert_eq!(ipam.reserve_address(s, ip("10.0.0.5")), Err(IpamError::NoSuchPool(s)));
+        assert_eq!(ipam.release_address(s, ip("10.0.0.5")), Err(IpamError::NoSuchPool(s)));
         assert_eq!(ipam.release_pool(s), Err(IpamError::NoSuchPool(s)));
         assert!(!ipam.is_allocated(s, ip("10.0.0.1")));
         assert_eq!(ipam.allocated(s).count(), 0);
@@ -1178,10 +1069,7 @@ mod tests {
         assert_eq!(ipam.pool(info.subnet), Some(info));
         assert_eq!(ipam.pools().collect::<Vec<_>>(), vec![info]);
         assert_eq!(ipam.reserve_address(info.subnet, ip("172.17.1.0")), Ok(()));
-        assert_eq!(
-            ipam.request_address(info.subnet, None),
-            Ok(ip("172.17.1.1"))
-        );
+        assert_eq!(ipam.request_address(info.subnet, None), Ok(ip("172.17.1.1")));
         assert_eq!(
             ipam.restore_pool(&info),
             Err(IpamError::OverlapPool {
@@ -1268,9 +1156,7 @@ mod tests {
                 let net = u32::from(subnet.network());
                 let ip_range = use_range.then(|| {
                     let rlen = rlen.max(len);
-                    Ipv4Net::new(Ipv4Addr::from(net + roff % size), rlen)
-                        .unwrap()
-                        .trunc()
+                    Ipv4Net::new(Ipv4Addr::from(net + roff % size), rlen).unwrap().trunc()
                 });
                 let gateway = use_gw.then(|| Ipv4Addr::from(net + 1 + goff % (size - 2)));
                 let req = PoolRequest {

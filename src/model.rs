@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
+use plexus_drivers::{EndpointKind, Switching};
 use plexus_switch::MacAddr;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,9 @@ pub struct NetworkRecord {
     pub internal: bool,
     /// Endpoint MTU.
     pub mtu: u32,
+    /// MAC learning and anti-spoofing settings.
+    #[serde(default)]
+    pub switching: Switching,
 }
 
 /// An endpoint as stored.
@@ -59,6 +63,9 @@ pub struct EndpointRecord {
     pub default_route: bool,
     /// Delete it when its sandbox is deleted (endpoints made by `plexus run`).
     pub remove_with_sandbox: bool,
+    /// veth or TAP.
+    #[serde(default)]
+    pub kind: EndpointKind,
 }
 
 /// A sandbox as stored.
@@ -106,6 +113,8 @@ pub struct NetworkInfo {
     pub internal: bool,
     /// MTU.
     pub mtu: u32,
+    /// MAC learning and anti-spoofing settings.
+    pub switching: Switching,
     /// Names of its endpoints.
     pub endpoints: Vec<String>,
 }
@@ -125,7 +134,9 @@ pub struct EndpointInfo {
     pub mac: Option<MacAddr>,
     /// The network's gateway.
     pub gateway: Option<Ipv4Addr>,
-    /// Host-side interface.
+    /// veth or TAP.
+    pub kind: EndpointKind,
+    /// Host-side interface (the switch's AF_PACKET port for veth; unused for TAP).
     pub host_ifname: String,
     /// The sandbox it is joined to (name).
     pub sandbox: Option<String>,
@@ -152,4 +163,36 @@ pub struct SandboxInfo {
     pub resolv_conf_path: PathBuf,
     /// Joined endpoints (names).
     pub endpoints: Vec<String>,
+}
+
+/// One row of a network's MAC table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FdbInfo {
+    /// The address.
+    pub mac: MacAddr,
+    /// The endpoint (name) whose port it was learned on.
+    pub endpoint: String,
+    /// Seconds since it was last seen.
+    pub age_secs: f64,
+}
+
+/// One switch port's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// The endpoint (name).
+    pub endpoint: String,
+    /// Its network (name).
+    pub network: String,
+    /// Frames received from the endpoint.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent to the endpoint.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Source MACs not learned because the table was full.
+    pub learn_table_full: u64,
+    /// Drops by reason.
+    pub drops: std::collections::BTreeMap<String, u64>,
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use plexus_drivers::EndpointKind;
 use plexus_switch::MacAddr;
 
 /// Driver-wide options ([`crate::Controller::configure_driver`]).
@@ -35,6 +36,12 @@ pub struct NetworkOptions {
     pub internal: bool,
     /// `--mtu`.
     pub mtu: Option<u32>,
+    /// `--mac-ageing`: MAC table ageing time, seconds (default 300).
+    pub mac_ageing_secs: Option<u64>,
+    /// `--mac-table-size`: bound on MAC table entries (default 8192).
+    pub mac_table_size: Option<usize>,
+    /// `--no-anti-spoofing`: accept frames whatever their source MAC.
+    pub no_anti_spoofing: bool,
 }
 
 impl NetworkOptions {
@@ -63,6 +70,22 @@ impl NetworkOptions {
         self.mtu = Some(mtu);
         self
     }
+    /// MAC table ageing time in seconds (1..=1000000).
+    pub fn mac_ageing_secs(mut self, secs: u64) -> Self {
+        self.mac_ageing_secs = Some(secs);
+        self
+    }
+    /// Bound on MAC table entries (1..=1048576).
+    pub fn mac_table_size(mut self, n: usize) -> Self {
+        self.mac_table_size = Some(n);
+        self
+    }
+    /// Turns anti-spoofing (drop frames whose source MAC is not their
+    /// endpoint's) on, the default, or off.
+    pub fn anti_spoofing(mut self, on: bool) -> Self {
+        self.no_anti_spoofing = !on;
+        self
+    }
 }
 
 /// Options of [`crate::Network::create_endpoint`].
@@ -74,6 +97,8 @@ pub struct EndpointOptions {
     pub mac: Option<MacAddr>,
     /// Delete the endpoint together with the sandbox it joins.
     pub remove_with_sandbox: bool,
+    /// `--type`: veth (default) or TAP.
+    pub kind: EndpointKind,
 }
 
 impl EndpointOptions {
@@ -85,6 +110,11 @@ impl EndpointOptions {
     /// A static MAC.
     pub fn mac(mut self, mac: MacAddr) -> Self {
         self.mac = Some(mac);
+        self
+    }
+    /// The interface kind: veth (default) or TAP.
+    pub fn kind(mut self, kind: EndpointKind) -> Self {
+        self.kind = kind;
         self
     }
     /// Delete the endpoint when its sandbox is deleted.

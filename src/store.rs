@@ -100,15 +100,26 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|source| StoreError::Io { op: "open", path: lock_path.clone(), source })?;
+            .map_err(|source| StoreError::Io {
+                op: "open",
+                path: lock_path.clone(),
+                source,
+            })?;
         let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
             if errno == nix::errno::Errno::EWOULDBLOCK {
                 StoreError::Locked { dir: dir.to_owned() }
             } else {
-                StoreError::Io { op: "flock", path: lock_path.clone(), source: errno.into() }
+                StoreError::Io {
+                    op: "flock",
+                    path: lock_path.clone(),
+                    source: errno.into(),
+                }
             }
         })?;
-        Ok(Store { dir: dir.to_owned(), _lock: lock })
+        Ok(Store {
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
     }
 
     /// The state directory.
@@ -122,27 +133,44 @@ impl Store {
         let data = match fs::read(&path) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(StoreError::Io { op: "read", path, source }),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "read",
+                    path,
+                    source,
+                });
+            }
         };
         #[derive(Deserialize)]
         struct Version {
             version: u32,
         }
-        let v: Version =
-            serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+        let v: Version = serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
         if v.version > Self::VERSION {
-            return Err(StoreError::Version { path, found: v.version, supported: Self::VERSION });
+            return Err(StoreError::Version {
+                path,
+                found: v.version,
+                supported: Self::VERSION,
+            });
         }
-        let env: Envelope<T> =
-            serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt { path, source })?;
+        let env: Envelope<T> = serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt { path, source })?;
         Ok(Some(env.state))
     }
 
     /// Commits `state` atomically.
     pub fn commit<T: Serialize>(&self, state: &T) -> Result<(), StoreError> {
         let path = self.dir.join(STATE_FILE);
-        let data = serde_json::to_vec_pretty(&Envelope { version: Self::VERSION, state })
-            .map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+        let data = serde_json::to_vec_pretty(&Envelope {
+            version: Self::VERSION,
+            state,
+        })
+        .map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
         plexus_sandbox::files::write_atomic(&path, &data).map_err(|source| StoreError::Commit { path, source })
     }
 }

@@ -23,7 +23,9 @@ fn join_configures_the_container_interface() {
     let c = Controller::new(env.config()).unwrap();
     let net = c.new_network("bridge", "n1", net_opts("10.99.0.0/24")).unwrap();
     let ep = net.create_endpoint("ep1", EndpointOptions::default()).unwrap();
-    let key = ep.join("c1", JoinOptions::default().hostname("test").domainname("docker.io")).unwrap();
+    let key = ep
+        .join("c1", JoinOptions::default().hostname("test").domainname("docker.io"))
+        .unwrap();
     assert_eq!(key, std::path::Path::new("/run/netns").join(env.netns("c1")));
 
     let info = ep.info().unwrap();
@@ -35,11 +37,17 @@ fn join_configures_the_container_interface() {
 
     let ns = env.netns("c1");
     let listed = run_ok(Command::new("ip").args(["netns", "list"]));
-    assert!(listed.lines().any(|l| l.split_whitespace().next() == Some(ns.as_str())), "{listed}");
+    assert!(
+        listed.lines().any(|l| l.split_whitespace().next() == Some(ns.as_str())),
+        "{listed}"
+    );
     let addr = ip_in(&ns, &["-4", "addr", "show", "eth0"]);
     assert!(addr.contains("inet 10.99.0.2/24"), "{addr}");
     let link = ip_in(&ns, &["link", "show", "eth0"]);
-    assert!(link.contains("02:42:0a:63:00:02") && link.contains("mtu 1500"), "{link}");
+    assert!(
+        link.contains("02:42:0a:63:00:02") && link.contains("mtu 1500"),
+        "{link}"
+    );
     let lo = ip_in(&ns, &["link", "show", "lo"]);
     assert!(lo.contains("UP"), "{lo}");
     let route = ip_in(&ns, &["-4", "route", "show", "default"]);
@@ -50,7 +58,11 @@ fn join_configures_the_container_interface() {
 
     let sb = c.sandbox("c1").unwrap().info().unwrap();
     let hosts = std::fs::read_to_string(&sb.hosts_path).unwrap();
-    assert!(hosts.lines().any(|l| l.starts_with("10.99.0.2") && l.contains("test.docker.io") && l.contains("test")));
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("10.99.0.2") && l.contains("test.docker.io") && l.contains("test"))
+    );
     assert!(hosts.contains("localhost"));
     let resolv = std::fs::read_to_string(&sb.resolv_conf_path).unwrap();
     assert!(resolv.contains("search docker.io"), "{resolv}");
@@ -77,17 +89,28 @@ fn two_endpoints_in_one_sandbox_get_eth0_and_eth1() {
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let a = c.new_network("bridge", "a", net_opts("10.98.1.0/24")).unwrap();
-    let b = c.new_network("bridge", "b", net_opts("10.98.2.0/24").internal(true).mtu(1400)).unwrap();
+    let b = c
+        .new_network("bridge", "b", net_opts("10.98.2.0/24").internal(true).mtu(1400))
+        .unwrap();
     let sb = c.new_sandbox("box", SandboxOptions::default()).unwrap();
-    a.create_endpoint("e", EndpointOptions::default()).unwrap().join_sandbox(&sb).unwrap();
-    b.create_endpoint("e", EndpointOptions::default()).unwrap().join_sandbox(&sb).unwrap();
+    a.create_endpoint("e", EndpointOptions::default())
+        .unwrap()
+        .join_sandbox(&sb)
+        .unwrap();
+    b.create_endpoint("e", EndpointOptions::default())
+        .unwrap()
+        .join_sandbox(&sb)
+        .unwrap();
     let ns = env.netns("box");
     assert!(ip_in(&ns, &["-4", "addr", "show", "eth0"]).contains("10.98.1.2/24"));
     let eth1 = ip_in(&ns, &["-4", "addr", "show", "eth1"]);
     assert!(eth1.contains("10.98.2.2/24") && eth1.contains("mtu 1400"), "{eth1}");
     // The internal network's endpoint never carries the default route.
     let routes = ip_in(&ns, &["-4", "route", "show", "default"]);
-    assert!(routes.contains("via 10.98.1.1 dev eth0") && !routes.contains("eth1"), "{routes}");
+    assert!(
+        routes.contains("via 10.98.1.1 dev eth0") && !routes.contains("eth1"),
+        "{routes}"
+    );
     // Endpoint names repeat across networks; the controller asks which one.
     assert!(matches!(c.endpoint("e"), Err(Error::InvalidOption(_))));
     // Deleting the sandbox leaves both endpoints, which keep their addresses.
@@ -106,14 +129,27 @@ fn model_rules_are_typed_errors() {
     let c = Controller::new(env.config()).unwrap();
 
     // Unknown driver.
-    assert!(matches!(c.configure_driver("nope", DriverOptions::default()), Err(Error::UnknownDriver(d)) if d == "nope"));
-    assert!(matches!(c.new_network("nope", "x", NetworkOptions::default()), Err(Error::UnknownDriver(_))));
+    assert!(
+        matches!(c.configure_driver("nope", DriverOptions::default()), Err(Error::UnknownDriver(d)) if d == "nope")
+    );
+    assert!(matches!(
+        c.new_network("nope", "x", NetworkOptions::default()),
+        Err(Error::UnknownDriver(_))
+    ));
     // Duplicate network name.
     let net = c.new_network("bridge", "n1", net_opts("10.97.0.0/24")).unwrap();
-    assert!(matches!(c.new_network("bridge", "n1", net_opts("10.97.1.0/24")), Err(Error::NetworkExists(n)) if n == "n1"));
+    assert!(
+        matches!(c.new_network("bridge", "n1", net_opts("10.97.1.0/24")), Err(Error::NetworkExists(n)) if n == "n1")
+    );
     // Invalid names.
-    assert!(matches!(c.new_network("bridge", "bad/name", NetworkOptions::default()), Err(Error::InvalidName { .. })));
-    assert!(matches!(net.create_endpoint("", EndpointOptions::default()), Err(Error::InvalidName { .. })));
+    assert!(matches!(
+        c.new_network("bridge", "bad/name", NetworkOptions::default()),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        net.create_endpoint("", EndpointOptions::default()),
+        Err(Error::InvalidName { .. })
+    ));
     // Duplicate endpoint name in a network.
     let ep = net.create_endpoint("ep", EndpointOptions::default()).unwrap();
     assert!(matches!(
@@ -126,8 +162,13 @@ fn model_rules_are_typed_errors() {
     assert!(matches!(net.delete(), Err(Error::ActiveEndpoints { endpoints, .. }) if endpoints == ["ep"]));
     // Join twice.
     ep.join("c1", JoinOptions::default()).unwrap();
-    assert!(matches!(ep.join("c2", JoinOptions::default()), Err(Error::AlreadyJoined { sandbox, .. }) if sandbox == "c1"));
-    assert!(c.sandbox("c2").is_err(), "a failed join must not leave the sandbox it created");
+    assert!(
+        matches!(ep.join("c2", JoinOptions::default()), Err(Error::AlreadyJoined { sandbox, .. }) if sandbox == "c1")
+    );
+    assert!(
+        c.sandbox("c2").is_err(),
+        "a failed join must not leave the sandbox it created"
+    );
     assert!(!env.leftover_netns().contains(&env.netns("c2")));
     // Delete a joined endpoint without force.
     assert!(matches!(ep.delete(false), Err(Error::ActiveContainer { sandbox, .. }) if sandbox == "c1"));
@@ -137,17 +178,26 @@ fn model_rules_are_typed_errors() {
     assert!(matches!(net.endpoint("ghost"), Err(Error::NoSuchEndpoint(_))));
     assert!(matches!(c.sandbox("ghost"), Err(Error::NoSuchSandbox(_))));
     // Duplicate sandbox.
-    assert!(matches!(c.new_sandbox("c1", SandboxOptions::default()), Err(Error::SandboxExists(_))));
+    assert!(matches!(
+        c.new_sandbox("c1", SandboxOptions::default()),
+        Err(Error::SandboxExists(_))
+    ));
     // Forced delete leaves first and releases the address.
     ep.delete(true).unwrap();
     assert!(matches!(ep.info(), Err(Error::NoSuchEndpoint(_))));
     let again = net.create_endpoint("ep2", EndpointOptions::default()).unwrap();
-    assert_eq!(again.info().unwrap().address.unwrap().addr(), Ipv4Addr::new(10, 97, 0, 2));
+    assert_eq!(
+        again.info().unwrap().address.unwrap().addr(),
+        Ipv4Addr::new(10, 97, 0, 2)
+    );
     again.delete(false).unwrap();
     net.delete().unwrap();
     // Handles of deleted objects say so.
     assert!(matches!(net.info(), Err(Error::NoSuchNetwork(_))));
-    assert!(matches!(net.create_endpoint("x", EndpointOptions::default()), Err(Error::NoSuchNetwork(_))));
+    assert!(matches!(
+        net.create_endpoint("x", EndpointOptions::default()),
+        Err(Error::NoSuchNetwork(_))
+    ));
     c.sandbox("c1").unwrap().delete().unwrap();
     assert!(env.leftover_netns().is_empty());
     assert!(env.leftover_links().is_empty());
@@ -176,13 +226,19 @@ fn ipam_rules_through_the_controller() {
         small.create_endpoint("two", EndpointOptions::default()),
         Err(Error::Ipam(IpamError::NoAvailableIps(_)))
     ));
-    assert!(env.leftover_links().len() == 2, "only one veth pair: {:?}", env.leftover_links());
+    assert!(
+        env.leftover_links().len() == 2,
+        "only one veth pair: {:?}",
+        env.leftover_links()
+    );
     // Static address: out of range, already allocated, gateway, then a good one.
     let user = c
         .new_network(
             "bridge",
             "user",
-            net_opts("10.95.0.0/24").ip_range(parse_cidr("10.95.0.128/25").unwrap()).gateway(Ipv4Addr::new(10, 95, 0, 254)),
+            net_opts("10.95.0.0/24")
+                .ip_range(parse_cidr("10.95.0.128/25").unwrap())
+                .gateway(Ipv4Addr::new(10, 95, 0, 254)),
         )
         .unwrap();
     let ui = user.info().unwrap();
@@ -195,7 +251,9 @@ fn ipam_rules_through_the_controller() {
         user.create_endpoint("x", EndpointOptions::default().ip(Ipv4Addr::new(10, 95, 0, 254))),
         Err(Error::Ipam(IpamError::AlreadyAllocated(_)))
     ));
-    let st = user.create_endpoint("static", EndpointOptions::default().ip(Ipv4Addr::new(10, 95, 0, 7))).unwrap();
+    let st = user
+        .create_endpoint("static", EndpointOptions::default().ip(Ipv4Addr::new(10, 95, 0, 7)))
+        .unwrap();
     assert_eq!(st.info().unwrap().address.unwrap().to_string(), "10.95.0.7/24");
     assert!(matches!(
         user.create_endpoint("dup", EndpointOptions::default().ip(Ipv4Addr::new(10, 95, 0, 7))),
@@ -203,7 +261,10 @@ fn ipam_rules_through_the_controller() {
     ));
     // Dynamic addresses come from the ip-range, first fit.
     let dy = user.create_endpoint("dyn", EndpointOptions::default()).unwrap();
-    assert_eq!(dy.info().unwrap().address.unwrap().addr(), Ipv4Addr::new(10, 95, 0, 128));
+    assert_eq!(
+        dy.info().unwrap().address.unwrap().addr(),
+        Ipv4Addr::new(10, 95, 0, 128)
+    );
     // Static --ip needs a user subnet.
     let def = c.new_network("bridge", "def", NetworkOptions::default()).unwrap();
     assert!(matches!(
@@ -211,14 +272,23 @@ fn ipam_rules_through_the_controller() {
         Err(Error::Ipam(IpamError::StaticIpNeedsUserSubnet))
     ));
     let subnet = def.info().unwrap().subnet.unwrap();
-    assert!(plexus::ipam::default_pools().contains(&subnet), "{subnet} is not a default pool");
+    assert!(
+        plexus::ipam::default_pools().contains(&subnet),
+        "{subnet} is not a default pool"
+    );
     // A second default network gets the next pool.
     let def2 = c.new_network("bridge", "def2", NetworkOptions::default()).unwrap();
     assert_ne!(def2.info().unwrap().subnet, Some(subnet));
     // A bad MTU and a multicast MAC are refused.
-    assert!(matches!(c.new_network("bridge", "mtu", NetworkOptions::default().mtu(10)), Err(Error::InvalidOption(_))));
     assert!(matches!(
-        user.create_endpoint("m", EndpointOptions::default().mac("01:00:5e:00:00:01".parse().unwrap())),
+        c.new_network("bridge", "mtu", NetworkOptions::default().mtu(10)),
+        Err(Error::InvalidOption(_))
+    ));
+    assert!(matches!(
+        user.create_endpoint(
+            "m",
+            EndpointOptions::default().mac("01:00:5e:00:00:01".parse().unwrap())
+        ),
         Err(Error::InvalidOption(_))
     ));
 }
@@ -230,7 +300,10 @@ fn state_survives_a_new_controller_and_the_store_is_exclusive() {
     let (ep_addr, ep_mac) = {
         let c = Controller::new(env.config()).unwrap();
         // A second controller on the same directory is refused, not interleaved.
-        assert!(matches!(Controller::new(env.config()), Err(Error::Store(StoreError::Locked { .. }))));
+        assert!(matches!(
+            Controller::new(env.config()),
+            Err(Error::Store(StoreError::Locked { .. }))
+        ));
         let net = c.new_network("bridge", "n1", net_opts("10.93.0.0/24")).unwrap();
         let ep = net.create_endpoint("ep", EndpointOptions::default()).unwrap();
         ep.join("c1", JoinOptions::default().hostname("h1")).unwrap();
@@ -251,7 +324,10 @@ fn state_survives_a_new_controller_and_the_store_is_exclusive() {
     assert!(ip_in(&env.netns("c1"), &["-4", "addr", "show", "eth0"]).contains("10.93.0.2/24"));
     // Restored IPAM never hands out an address twice.
     let next = net.create_endpoint("next", EndpointOptions::default()).unwrap();
-    assert_eq!(next.info().unwrap().address.unwrap().addr(), Ipv4Addr::new(10, 93, 0, 4));
+    assert_eq!(
+        next.info().unwrap().address.unwrap().addr(),
+        Ipv4Addr::new(10, 93, 0, 4)
+    );
     assert!(matches!(
         c.new_network("bridge", "again", net_opts("10.93.0.0/25")),
         Err(Error::Ipam(IpamError::OverlapPool { .. }))
@@ -270,13 +346,22 @@ fn null_and_host_drivers() {
     let links = ip_in(&env.netns("lonely"), &["-o", "link"]);
     assert_eq!(links.lines().count(), 1, "only lo: {links}");
     assert!(links.contains("lo:") && links.contains("UP"), "{links}");
-    assert!(matches!(none.create_endpoint("x", EndpointOptions::default().ip(Ipv4Addr::new(10, 0, 0, 1))), Err(Error::InvalidOption(_))));
+    assert!(matches!(
+        none.create_endpoint("x", EndpointOptions::default().ip(Ipv4Addr::new(10, 0, 0, 1))),
+        Err(Error::InvalidOption(_))
+    ));
 
     let host = c.new_network("host", "host", NetworkOptions::default()).unwrap();
-    assert!(matches!(c.new_network("host", "host2", NetworkOptions::default()), Err(Error::HostNetworkExists(_))));
+    assert!(matches!(
+        c.new_network("host", "host2", NetworkOptions::default()),
+        Err(Error::HostNetworkExists(_))
+    ));
     let hep = host.create_endpoint("h", EndpointOptions::default()).unwrap();
     // A host endpoint cannot join a sandbox with its own namespace.
-    assert!(matches!(hep.join("lonely", JoinOptions::default()), Err(Error::SandboxMode { .. })));
+    assert!(matches!(
+        hep.join("lonely", JoinOptions::default()),
+        Err(Error::SandboxMode { .. })
+    ));
     let key = hep.join("hostbox", JoinOptions::default()).unwrap();
     assert!(key.starts_with("/proc/"), "{key:?}");
     assert!(c.sandbox("hostbox").unwrap().info().unwrap().key.is_none());
@@ -290,7 +375,11 @@ fn seed_example_runs_twice() {
     require_root!();
     let env = TestEnv::new();
     let seed = target_dir().join("examples/seed");
-    assert!(seed.exists(), "{} not built (cargo test builds examples)", seed.display());
+    assert!(
+        seed.exists(),
+        "{} not built (cargo test builds examples)",
+        seed.display()
+    );
     for round in 0..2 {
         let out = run_ok(Command::new(&seed).envs(env.envs()));
         let addr = out
@@ -299,12 +388,23 @@ fn seed_example_runs_twice() {
             .map(|a| a.trim().to_owned())
             .unwrap_or_else(|| panic!("round {round}: no address line in {out}"));
         let net = addr.parse::<plexus::Ipv4Net>().unwrap().trunc();
-        assert!(plexus::ipam::default_pools().contains(&net), "round {round}: {addr} not in a default pool");
+        assert!(
+            plexus::ipam::default_pools().contains(&net),
+            "round {round}: {addr} not in a default pool"
+        );
         let key = format!("/run/netns/{}", env.netns("container1"));
         assert!(out.contains(&format!("sandbox key  {key}")), "{out}");
         assert!(out.contains("ip netns     listed"), "{out}");
         assert!(out.contains("02:42:"), "{out}");
-        assert!(env.leftover_netns().is_empty(), "round {round} left {:?}", env.leftover_netns());
-        assert!(env.leftover_links().is_empty(), "round {round} left {:?}", env.leftover_links());
+        assert!(
+            env.leftover_netns().is_empty(),
+            "round {round} left {:?}",
+            env.leftover_netns()
+        );
+        assert!(
+            env.leftover_links().is_empty(),
+            "round {round} left {:?}",
+            env.leftover_links()
+        );
     }
 }

@@ -1,29 +1,57 @@
 //! The `bridge` driver: one bridge domain of the Plexus userspace switch per
 //! network, never a kernel bridge.
 //!
-//! Endpoint life cycle:
-//! - create: a veth pair in the daemon's namespace — the host end (`host_ifname`,
-//!   up, no address, no master) is what the switch attaches as a port; the
-//!   container end (`peer_ifname`) gets the endpoint's MAC and the network's MTU.
-//! - join: the container end moves into the sandbox's namespace, is renamed to
-//!   `ethN`, gets its address, comes up, and — for the sandbox's gateway endpoint of
-//!   a non-internal network — carries the default route.
-//! - leave: the container end goes back to the daemon's namespace under its
-//!   `peer_ifname`, so a later join finds it again; the address stays reserved.
-//! - delete: the veth pair is deleted (both ends go).
+//! Endpoint life cycle, veth (the default):
+//! - create: a veth pair in the daemon's namespace. The host end (`host_ifname`)
+//!   is brought up with IPv6 off (so the kernel sends nothing of its own into the
+//!   network) and attached to the switch as an AF_PACKET port; it has no address
+//!   and no master. The container end (`peer_ifname`) gets the endpoint's MAC and
+//!   the network's MTU.
+//! - join: the container end moves into the sandbox's namespace, is renamed
+//!   `ethN`, gets its address, comes up, and carries the default route if the
+//!   controller says so.
+//! - leave: the container end goes back to the daemon's namespace under
+//!   `peer_ifname`, so a later join finds it again; the port stays attached.
+//! - delete: the port is detached, then the veth pair deleted.
+//!
+//! TAP (`EndpointKind::Tap`): create makes a persistent TAP named `peer_ifname`
+//! with virtio-net headers and TSO/checksum offload, sets its MAC and MTU, and
+//! hands its fd to the switch; join and leave move the TAP device exactly as they
+//! move a veth end (the fd keeps working across namespaces). Persistence lets a
+//! restarted daemon re-attach by name; delete removes the link.
+//!
+//! The driver's own state — which domain serves which network, which port which
+//! endpoint — is rebuilt at start from the controller's records
+//! ([`Driver::create_network`] and [`Driver::restore_endpoint`]).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use plexus_sandbox::netlink::Netlink;
-use plexus_sandbox::{SandboxError, TeardownErrors};
+use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
+use plexus_switch::port::{PacketPort, TapPort};
+use plexus_switch::{Dataplane, DomainConfig, DomainId, DropReason, PortConfig, PortId};
 
-use crate::{Driver, DriverError, EndpointSpec, NetworkSpec, SandboxSpec};
+use crate::{Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NetworkSpec, PortRow, SandboxSpec, SwitchView};
 
 /// The userspace-switch bridge driver.
+#[derive(Debug)]
+pub struct BridgeDriver {
+    dataplane: Dataplane,
+    state: Mutex<State>,
+}
+
 #[derive(Debug, Default)]
-pub struct BridgeDriver {}
+struct State {
+    /// network id → its bridge domain.
+    domains: HashMap<String, DomainId>,
+    /// endpoint id → (network id, its port).
+    ports: HashMap<String, (String, PortId)>,
+}
 
 /// The calling thread's network namespace: the daemon's. Worker threads never
 /// `setns`, so this is the namespace the veth host ends live in.
@@ -37,12 +65,153 @@ fn open_ns(path: &Path) -> Result<File, SandboxError> {
     })
 }
 
+fn domain_config(net: &NetworkSpec) -> DomainConfig {
+    DomainConfig {
+        max_entries: net.switching.mac_table_size,
+        ageing: Duration::from_secs(net.switching.mac_ageing_secs),
+        anti_spoofing: net.switching.anti_spoofing,
+    }
+}
+
+const TAP_OPTS: tap::TapOptions = tap::TapOptions {
+    vnet_hdr: true,
+    multi_queue: false,
+};
+
+/// Opens (or re-opens, by name) the endpoint's TAP in the calling thread's
+/// namespace with offloads on.
+fn open_tap(name: &str) -> Result<OwnedFd, SandboxError> {
+    let fd = tap::create(name, TAP_OPTS)?;
+    tap::set_persist(fd.as_fd(), true)?;
+    tap::set_offload(
+        fd.as_fd(),
+        tap::TUN_F_CSUM | tap::TUN_F_TSO4 | tap::TUN_F_TSO6 | tap::TUN_F_TSO_ECN,
+    )?;
+    Ok(fd)
+}
+
+/// Best effort: a host end that speaks IPv6 would send router solicitations and
+/// the like into the network on its own.
+fn disable_ipv6(ifname: &str) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
+}
+
 impl BridgeDriver {
+    /// A driver whose networks are bridge domains of `dataplane`.
+    pub fn new(dataplane: Dataplane) -> BridgeDriver {
+        BridgeDriver {
+            dataplane,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn sandbox_key(sb: &SandboxSpec) -> Result<&Path, DriverError> {
         sb.key.as_deref().ok_or_else(|| DriverError::Unsupported {
             driver: "bridge",
             reason: "a bridge endpoint cannot join a host-mode sandbox".into(),
         })
+    }
+
+    fn domain(&self, net: &NetworkSpec) -> Result<DomainId, DriverError> {
+        self.state()
+            .domains
+            .get(&net.id)
+            .copied()
+            .ok_or_else(|| DriverError::Unknown {
+                driver: "bridge",
+                what: "network",
+                id: net.id.clone(),
+            })
+    }
+
+    fn port_config(&self, net: &NetworkSpec, ep: &EndpointSpec, offload: bool) -> Result<PortConfig, DriverError> {
+        Ok(PortConfig {
+            domain: self.domain(net)?,
+            name: ep.name.clone(),
+            mtu: net.mtu,
+            mac: ep.mac,
+            offload,
+        })
+    }
+
+    /// Attaches the endpoint's switch side: the veth host end, or a TAP fd.
+    fn attach(&self, net: &NetworkSpec, ep: &EndpointSpec, tap_fd: Option<OwnedFd>) -> Result<(), DriverError> {
+        let id = match (ep.kind, tap_fd) {
+            (EndpointKind::Tap, Some(fd)) => {
+                let cfg = self.port_config(net, ep, true)?;
+                self.dataplane.add_port(Box::new(TapPort::new(fd, true)), cfg)?
+            }
+            _ => {
+                let port = PacketPort::open(&ep.host_ifname, true).map_err(|source| DriverError::Port {
+                    ifname: ep.host_ifname.clone(),
+                    source,
+                })?;
+                let cfg = self.port_config(net, ep, port.features().vnet_hdr)?;
+                self.dataplane.add_port(Box::new(port), cfg)?
+            }
+        };
+        self.state().ports.insert(ep.id.clone(), (net.id.clone(), id));
+        Ok(())
+    }
+
+    fn detach(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let port = self.state().ports.remove(&ep.id);
+        if let Some((_, id)) = port {
+            self.dataplane.remove_port(id)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the endpoint's interfaces in the daemon's namespace, down.
+    fn make_links(
+        &self,
+        nl: &mut Netlink,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+    ) -> Result<Option<OwnedFd>, SandboxError> {
+        match ep.kind {
+            EndpointKind::Veth => {
+                nl.create_veth(&ep.host_ifname, &ep.peer_ifname, Some(net.mtu))?;
+                let host = nl.link(&ep.host_ifname)?;
+                disable_ipv6(&ep.host_ifname);
+                nl.set_up(host.index, true)?;
+                self.configure_peer(nl, net, ep)?;
+                Ok(None)
+            }
+            EndpointKind::Tap => {
+                let fd = open_tap(&ep.peer_ifname)?;
+                self.configure_peer(nl, net, ep)?;
+                Ok(Some(fd))
+            }
+        }
+    }
+
+    fn configure_peer(&self, nl: &mut Netlink, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), SandboxError> {
+        let peer = nl.link(&ep.peer_ifname)?;
+        if let Some(mac) = ep.mac {
+            nl.set_mac(peer.index, mac.octets())?;
+        }
+        nl.set_mtu(peer.index, net.mtu)
+    }
+
+    /// Deletes the endpoint's links wherever they are in the daemon's namespace;
+    /// "already gone" counts as done.
+    fn delete_links(nl: &mut Netlink, ep: &EndpointSpec) -> Result<(), TeardownErrors> {
+        let mut errs = TeardownErrors::default();
+        for name in [&ep.host_ifname, &ep.peer_ifname] {
+            match nl.link(name) {
+                Ok(link) => {
+                    errs.push(nl.delete_link(link.index));
+                }
+                Err(SandboxError::NoSuchLink(_)) => {}
+                Err(e) => errs.0.push(e),
+            }
+        }
+        errs.into_result()
     }
 }
 
@@ -55,57 +224,41 @@ impl Driver for BridgeDriver {
         true
     }
 
-    fn create_network(&self, _net: &NetworkSpec) -> Result<(), DriverError> {
+    fn create_network(&self, net: &NetworkSpec) -> Result<(), DriverError> {
+        let id = self.dataplane.add_domain(domain_config(net))?;
+        self.state().domains.insert(net.id.clone(), id);
         Ok(())
     }
 
-    fn delete_network(&self, _net: &NetworkSpec) -> Result<(), DriverError> {
+    fn delete_network(&self, net: &NetworkSpec) -> Result<(), DriverError> {
+        let id = self.state().domains.remove(&net.id);
+        if let Some(id) = id {
+            self.dataplane.remove_domain(id)?;
+        }
         Ok(())
     }
 
     fn create_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
         let mut nl = Netlink::open()?;
-        nl.create_veth(&ep.host_ifname, &ep.peer_ifname, Some(net.mtu))?;
-        let configure = |nl: &mut Netlink| -> Result<(), SandboxError> {
-            let peer = nl.link(&ep.peer_ifname)?;
-            if let Some(mac) = ep.mac {
-                nl.set_mac(peer.index, mac.octets())?;
-            }
-            let host = nl.link(&ep.host_ifname)?;
-            nl.set_up(host.index, true)
-        };
-        if let Err(e) = configure(&mut nl) {
-            if let Ok(host) = nl.link(&ep.host_ifname) {
-                let _ = nl.delete_link(host.index);
-            }
-            return Err(e.into());
+        let made = self
+            .make_links(&mut nl, net, ep)
+            .map_err(DriverError::from)
+            .and_then(|fd| self.attach(net, ep, fd));
+        if let Err(e) = made {
+            let _ = Self::delete_links(&mut nl, ep);
+            return Err(e);
         }
         Ok(())
     }
 
     fn delete_endpoint(&self, _net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let detached = self.detach(ep);
         let mut nl = Netlink::open()?;
-        let mut errs = TeardownErrors::default();
-        // Either end's deletion removes the pair; try the host end, then the peer
-        // (left in the host namespace by a leave), and count "already gone" as done.
-        for name in [&ep.host_ifname, &ep.peer_ifname] {
-            match nl.link(name) {
-                Ok(link) => {
-                    errs.push(nl.delete_link(link.index));
-                }
-                Err(SandboxError::NoSuchLink(_)) => {}
-                Err(e) => errs.0.push(e),
-            }
-        }
-        errs.into_result().map_err(Into::into)
+        Self::delete_links(&mut nl, ep)?;
+        detached
     }
 
-    fn join(
-        &self,
-        net: &NetworkSpec,
-        ep: &EndpointSpec,
-        sb: &SandboxSpec,
-    ) -> Result<(), DriverError> {
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
         let key = Self::sandbox_key(sb)?;
         let mut host_nl = Netlink::open()?;
         let peer = host_nl.link(&ep.peer_ifname)?;
@@ -134,12 +287,7 @@ impl Driver for BridgeDriver {
         Ok(())
     }
 
-    fn leave(
-        &self,
-        _net: &NetworkSpec,
-        ep: &EndpointSpec,
-        sb: &SandboxSpec,
-    ) -> Result<(), DriverError> {
+    fn leave(&self, _net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
         let key = Self::sandbox_key(sb)?;
         let mut nl = Netlink::open_in(key)?;
         // The interface carries its ethN name after a join, or still its peer name
@@ -156,5 +304,116 @@ impl Driver for BridgeDriver {
         let own = open_ns(Path::new(OWN_NETNS))?;
         nl.set_netns(link.index, own.as_fd())?;
         Ok(())
+    }
+
+    fn restore_endpoint(
+        &self,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+        sb: Option<&SandboxSpec>,
+    ) -> Result<bool, DriverError> {
+        let mut nl = Netlink::open()?;
+        let joined_key = sb.and_then(|s| s.key.as_deref().map(|k| (k, s.ifname.as_str())));
+        let present = match (ep.kind, joined_key) {
+            (EndpointKind::Veth, _) => nl.link(&ep.host_ifname).is_ok(),
+            (EndpointKind::Tap, None) => nl.link(&ep.peer_ifname).is_ok(),
+            (EndpointKind::Tap, Some((key, ifname))) => {
+                netns::is_nsfs(key) && Netlink::open_in(key).and_then(|mut n| n.link(ifname)).is_ok()
+            }
+        };
+        if !present {
+            // The kernel lost it (a reboot, a deleted namespace): make it anew,
+            // outside any sandbox.
+            let _ = Self::delete_links(&mut nl, ep);
+            self.create_endpoint(net, ep)?;
+            return Ok(false);
+        }
+        let fd = match (ep.kind, joined_key) {
+            (EndpointKind::Veth, _) => None,
+            (EndpointKind::Tap, None) => Some(open_tap(&ep.peer_ifname)?),
+            (EndpointKind::Tap, Some((key, ifname))) => Some(netns::run_in(key, || open_tap(ifname))??),
+        };
+        self.attach(net, ep, fd)?;
+        Ok(true)
+    }
+
+    fn switch(&self) -> Option<&dyn SwitchView> {
+        Some(self)
+    }
+}
+
+impl SwitchView for BridgeDriver {
+    fn fdb(&self, network_id: &str) -> Result<Vec<FdbRow>, DriverError> {
+        let (domain, by_port) = {
+            let st = self.state();
+            let domain = st
+                .domains
+                .get(network_id)
+                .copied()
+                .ok_or_else(|| DriverError::Unknown {
+                    driver: "bridge",
+                    what: "network",
+                    id: network_id.to_owned(),
+                })?;
+            let by_port: HashMap<PortId, String> = st.ports.iter().map(|(ep, (_, port))| (*port, ep.clone())).collect();
+            (domain, by_port)
+        };
+        let mut rows: Vec<FdbRow> = self
+            .dataplane
+            .fdb(domain)?
+            .into_iter()
+            .map(|e| FdbRow {
+                mac: e.mac,
+                endpoint: by_port.get(&e.port).cloned().unwrap_or_default(),
+                age_secs: e.age.as_secs_f64(),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.mac);
+        Ok(rows)
+    }
+
+    fn fdb_len(&self, network_id: &str) -> Result<usize, DriverError> {
+        let domain = self
+            .state()
+            .domains
+            .get(network_id)
+            .copied()
+            .ok_or_else(|| DriverError::Unknown {
+                driver: "bridge",
+                what: "network",
+                id: network_id.to_owned(),
+            })?;
+        Ok(self.dataplane.fdb_len(domain)?)
+    }
+
+    fn ports(&self) -> Result<Vec<PortRow>, DriverError> {
+        let by_port: HashMap<PortId, (String, String)> = self
+            .state()
+            .ports
+            .iter()
+            .map(|(ep, (net, port))| (*port, (ep.clone(), net.clone())))
+            .collect();
+        Ok(self
+            .dataplane
+            .stats()?
+            .into_iter()
+            .filter_map(|s| {
+                let (endpoint, network) = by_port.get(&s.id)?.clone();
+                let c = s.counters;
+                Some(PortRow {
+                    endpoint,
+                    network,
+                    rx_frames: c.rx_frames,
+                    rx_bytes: c.rx_bytes,
+                    tx_frames: c.tx_frames,
+                    tx_bytes: c.tx_bytes,
+                    learn_table_full: c.learn_table_full,
+                    drops: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.name().to_owned(), c.dropped(*r)))
+                        .collect(),
+                })
+            })
+            .collect())
     }
 }

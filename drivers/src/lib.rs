@@ -32,6 +32,27 @@ pub enum DriverError {
     /// A kernel operation failed.
     #[error(transparent)]
     Sandbox(#[from] plexus_sandbox::SandboxError),
+    /// The dataplane refused or is gone.
+    #[error("switch: {0}")]
+    Switch(#[from] plexus_switch::DataplaneError),
+    /// Opening a port on an interface failed.
+    #[error("attach {ifname} to the switch: {source}")]
+    Port {
+        /// The interface.
+        ifname: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The network or endpoint is unknown to the driver.
+    #[error("driver {driver}: no {what} {id}")]
+    Unknown {
+        /// The driver.
+        driver: &'static str,
+        /// "network" or "endpoint".
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
     /// A teardown failed in one or more steps (all steps were tried).
     #[error(transparent)]
     Teardown(#[from] plexus_sandbox::TeardownErrors),
@@ -61,6 +82,50 @@ pub struct NetworkSpec {
     pub internal: bool,
     /// Interface MTU for endpoints.
     pub mtu: u32,
+    /// MAC learning and anti-spoofing settings of the network's bridge domain.
+    pub switching: Switching,
+}
+
+/// How a network's bridge domain learns and filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Switching {
+    /// MAC table ageing time, seconds.
+    pub mac_ageing_secs: u64,
+    /// Bound on MAC table entries.
+    pub mac_table_size: usize,
+    /// Drop frames whose source MAC is not their endpoint's.
+    pub anti_spoofing: bool,
+}
+
+impl Default for Switching {
+    fn default() -> Self {
+        Switching {
+            mac_ageing_secs: plexus_switch::fdb::DEFAULT_AGEING.as_secs(),
+            mac_table_size: plexus_switch::fdb::DEFAULT_MAX_ENTRIES,
+            anti_spoofing: true,
+        }
+    }
+}
+
+/// The kind of interface an endpoint is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A veth pair: the container end moves into the sandbox, the switch reads
+    /// the host end through AF_PACKET.
+    #[default]
+    Veth,
+    /// A TAP device in the sandbox whose fd the switch holds.
+    Tap,
+}
+
+impl std::fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndpointKind::Veth => "veth",
+            EndpointKind::Tap => "tap",
+        })
+    }
 }
 
 /// What a driver knows of an endpoint.
@@ -78,6 +143,8 @@ pub struct EndpointSpec {
     pub host_ifname: String,
     /// Name of the container-side interface while it is in the host namespace.
     pub peer_ifname: String,
+    /// veth or TAP.
+    pub kind: EndpointKind,
 }
 
 /// What a driver knows of the sandbox an endpoint joins.
@@ -118,27 +185,77 @@ pub trait Driver: Send + Sync + Debug {
     fn delete_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError>;
 
     /// Attaches the endpoint to a sandbox: moves and configures its interface.
-    fn join(
-        &self,
-        net: &NetworkSpec,
-        ep: &EndpointSpec,
-        sb: &SandboxSpec,
-    ) -> Result<(), DriverError>;
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError>;
 
     /// Detaches the endpoint from its sandbox, keeping the endpoint (and its
     /// address) for a later join.
-    fn leave(
+    fn leave(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError>;
+
+    /// Re-attaches a restored endpoint after a restart (`sb` if it is joined).
+    /// Returns `false` if its interface was gone and had to be made again
+    /// outside any sandbox: the controller then records it as not joined.
+    fn restore_endpoint(
         &self,
         net: &NetworkSpec,
         ep: &EndpointSpec,
-        sb: &SandboxSpec,
-    ) -> Result<(), DriverError>;
+        sb: Option<&SandboxSpec>,
+    ) -> Result<bool, DriverError> {
+        let _ = (net, ep, sb);
+        Ok(true)
+    }
+
+    /// The switch's view of this driver's networks, if it has one.
+    fn switch(&self) -> Option<&dyn SwitchView> {
+        None
+    }
 }
 
-/// The built-in drivers, by name.
-pub fn builtin() -> Vec<std::sync::Arc<dyn Driver>> {
+/// One MAC table row, with the endpoint it points at.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FdbRow {
+    /// The address.
+    pub mac: MacAddr,
+    /// The endpoint (id) whose port it was learned on.
+    pub endpoint: String,
+    /// Seconds since it was last seen.
+    pub age_secs: f64,
+}
+
+/// One port's counters, with the endpoint it serves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortRow {
+    /// The endpoint (id).
+    pub endpoint: String,
+    /// The network (id).
+    pub network: String,
+    /// Frames received from the endpoint.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent to the endpoint.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Source MACs not learned because the table was full.
+    pub learn_table_full: u64,
+    /// Drops by reason (every reason listed, zeros included).
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// What a switch-backed driver shows of its dataplane.
+pub trait SwitchView {
+    /// The MAC table of a network.
+    fn fdb(&self, network_id: &str) -> Result<Vec<FdbRow>, DriverError>;
+    /// Number of entries in a network's MAC table.
+    fn fdb_len(&self, network_id: &str) -> Result<usize, DriverError>;
+    /// Every port's counters.
+    fn ports(&self) -> Result<Vec<PortRow>, DriverError>;
+}
+
+/// The built-in drivers; `bridge` forwards through `dataplane`.
+pub fn builtin(dataplane: plexus_switch::Dataplane) -> Vec<std::sync::Arc<dyn Driver>> {
     vec![
-        std::sync::Arc::new(bridge::BridgeDriver::default()),
+        std::sync::Arc::new(bridge::BridgeDriver::new(dataplane)),
         std::sync::Arc::new(host::HostDriver),
         std::sync::Arc::new(null::NullDriver),
     ]

@@ -86,10 +86,8 @@ impl SandboxError {
     /// [`SandboxError::NoSuchLink`], or a kernel ENODEV/ENOENT (e.g. deleting a
     /// link by an ifindex that is gone). Teardown uses it to be idempotent.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            SandboxError::NoSuchNetns(_) | SandboxError::NoSuchLink(_)
-        ) || matches!(self.raw_os_error(), Some(libc::ENODEV | libc::ENOENT))
+        matches!(self, SandboxError::NoSuchNetns(_) | SandboxError::NoSuchLink(_))
+            || matches!(self.raw_os_error(), Some(libc::ENODEV | libc::ENOENT))
     }
 }
 
@@ -99,10 +97,7 @@ impl SandboxError {
 pub struct TeardownErrors(pub Vec<SandboxError>);
 
 fn join(errs: &[SandboxError]) -> String {
-    errs.iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+    errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl TeardownErrors {

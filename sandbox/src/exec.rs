@@ -72,8 +72,7 @@ struct Prepared {
     hostname: Option<Vec<u8>>,
 }
 
-const SYSFS_WARNING: &[u8] =
-    b"plexus: warning: mounting /sys failed; /sys shows the host's interfaces\n";
+const SYSFS_WARNING: &[u8] = b"plexus: warning: mounting /sys failed; /sys shows the host's interfaces\n";
 
 /// `Err(last_os_error)` if `rc` is negative. `io::Error::last_os_error` only reads
 /// errno and does not allocate.
@@ -173,8 +172,8 @@ fn exec_err(program: &str, kind: io::ErrorKind, msg: String) -> SandboxError {
 
 /// The absolute path of a file to bind, as a C string; it must exist.
 fn bind_source(program: &str, path: &Path) -> Result<CString, SandboxError> {
-    let abs = std::fs::canonicalize(path)
-        .map_err(|e| exec_err(program, e.kind(), format!("{}: {e}", path.display())))?;
+    let abs =
+        std::fs::canonicalize(path).map_err(|e| exec_err(program, e.kind(), format!("{}: {e}", path.display())))?;
     CString::new(abs.as_os_str().as_bytes()).map_err(|_| {
         exec_err(
             program,
@@ -194,18 +193,10 @@ fn bind_source(program: &str, path: &Path) -> Result<CString, SandboxError> {
 /// [`SandboxError::NoSuchNetns`].
 pub fn command(spec: &ExecSpec, argv: &[String]) -> Result<Command, SandboxError> {
     let Some((program, args)) = argv.split_first() else {
-        return Err(exec_err(
-            "",
-            io::ErrorKind::InvalidInput,
-            "empty argv".to_owned(),
-        ));
+        return Err(exec_err("", io::ErrorKind::InvalidInput, "empty argv".to_owned()));
     };
 
-    let netns = spec
-        .netns
-        .as_deref()
-        .map(crate::netns::open_path)
-        .transpose()?;
+    let netns = spec.netns.as_deref().map(crate::netns::open_path).transpose()?;
 
     let hostname = match &spec.hostname {
         None => None,
@@ -262,10 +253,7 @@ mod tests {
     #[test]
     fn bad_input_is_rejected_before_fork() {
         let spec = ExecSpec::default();
-        assert!(matches!(
-            command(&spec, &[]),
-            Err(SandboxError::Exec { .. })
-        ));
+        assert!(matches!(command(&spec, &[]), Err(SandboxError::Exec { .. })));
 
         let spec = ExecSpec {
             hostname: Some(String::new()),

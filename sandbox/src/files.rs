@@ -37,10 +37,7 @@ pub struct HostsEntry {
 /// A host name fits on a hosts line: non-empty, no whitespace, no control
 /// characters, no `#` (which would start a comment).
 fn valid_host_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#')
 }
 
 /// The text of a hosts file: [`LOCALHOST_LINES`], then `ADDR\tname1 name2` per
@@ -110,9 +107,7 @@ pub fn resolv_conf_content(host_resolv_conf: &str, domainname: Option<&str>) -> 
         out.push_str(&format!("nameserver {ns}\n"));
     }
     match domainname {
-        Some(domain) if !domain.trim().is_empty() => {
-            out.push_str(&format!("search {}\n", domain.trim()))
-        }
+        Some(domain) if !domain.trim().is_empty() => out.push_str(&format!("search {}\n", domain.trim())),
         _ => {
             if let Some(line) = search {
                 out.push_str(line);
@@ -130,15 +125,8 @@ pub fn resolv_conf_content(host_resolv_conf: &str, domainname: Option<&str>) -> 
 /// Writes resolv.conf from the host's: its nameservers minus loopback ones
 /// (they do not work from another namespace), `search` set to `domainname` if
 /// given (else the host's search line), and the host's options.
-pub fn write_resolv_conf(
-    path: &Path,
-    host_resolv_conf: &str,
-    domainname: Option<&str>,
-) -> Result<(), SandboxError> {
-    write_atomic(
-        path,
-        resolv_conf_content(host_resolv_conf, domainname).as_bytes(),
-    )
+pub fn write_resolv_conf(path: &Path, host_resolv_conf: &str, domainname: Option<&str>) -> Result<(), SandboxError> {
+    write_atomic(path, resolv_conf_content(host_resolv_conf, domainname).as_bytes())
 }
 
 /// Distinguishes temp files of concurrent writers in one process.
@@ -155,10 +143,7 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), SandboxError> {
         source,
     };
     let Some(file_name) = path.file_name() else {
-        return Err(err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "no file name",
-        )));
+        return Err(err(io::Error::new(io::ErrorKind::InvalidInput, "no file name")));
     };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -280,10 +265,7 @@ mod tests {
             "nameserver 8.8.8.8\nsearch b.example\n"
         );
         assert_eq!(resolv_conf_content("nameserver 127.0.0.1\n", None), "");
-        assert_eq!(
-            resolv_conf_content("", Some("x.example")),
-            "search x.example\n"
-        );
+        assert_eq!(resolv_conf_content("", Some("x.example")), "search x.example\n");
     }
 
     fn scratch_dir(tag: &str) -> PathBuf {
@@ -303,10 +285,7 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("hosts")]);
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -319,18 +298,9 @@ mod tests {
             names: vec!["c1".into()],
         };
         write_hosts(&hosts, std::slice::from_ref(&entry)).unwrap();
-        assert!(
-            fs::read_to_string(&hosts)
-                .unwrap()
-                .ends_with("10.1.2.3\tc1\n")
-        );
+        assert!(fs::read_to_string(&hosts).unwrap().ends_with("10.1.2.3\tc1\n"));
         let resolv = dir.join("resolv.conf");
-        write_resolv_conf(
-            &resolv,
-            "nameserver 127.0.0.1\nnameserver 9.9.9.9\n",
-            Some("d.example"),
-        )
-        .unwrap();
+        write_resolv_conf(&resolv, "nameserver 127.0.0.1\nnameserver 9.9.9.9\n", Some("d.example")).unwrap();
         assert_eq!(
             fs::read_to_string(&resolv).unwrap(),
             "nameserver 9.9.9.9\nsearch d.example\n"
@@ -339,10 +309,7 @@ mod tests {
             addr: Ipv4Addr::LOCALHOST,
             names: vec!["a b".into()],
         };
-        assert!(matches!(
-            write_hosts(&hosts, &[bad]),
-            Err(SandboxError::File { .. })
-        ));
+        assert!(matches!(write_hosts(&hosts, &[bad]), Err(SandboxError::File { .. })));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -26,8 +26,8 @@ use std::path::Path;
 
 use ipnet::Ipv4Net;
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
@@ -103,9 +103,7 @@ impl Netlink {
         };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| err("socket", e))?;
         socket.bind_auto().map_err(|e| err("bind", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| err("connect", e))?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| err("connect", e))?;
         // Kernels before 4.20 do not know the option; they just do not filter dumps.
         let _ = socket.set_netlink_get_strict_chk(true);
         Ok(Netlink {
@@ -141,11 +139,8 @@ impl Netlink {
         check_link_name(name)?;
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        let replies = match self.request("RTM_GETLINK", name, RouteNetlinkMessage::GetLink(msg), 0)
-        {
-            Err(SandboxError::Netlink { source, .. })
-                if source.raw_os_error() == Some(libc::ENODEV) =>
-            {
+        let replies = match self.request("RTM_GETLINK", name, RouteNetlinkMessage::GetLink(msg), 0) {
+            Err(SandboxError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENODEV) => {
                 return Err(SandboxError::NoSuchLink(name.to_owned()));
             }
             r => r?,
@@ -160,18 +155,11 @@ impl Netlink {
     }
 
     /// Creates a veth pair `name` <-> `peer`, both down, with `mtu` if given.
-    pub fn create_veth(
-        &mut self,
-        name: &str,
-        peer: &str,
-        mtu: Option<u32>,
-    ) -> Result<(), SandboxError> {
+    pub fn create_veth(&mut self, name: &str, peer: &str, mtu: Option<u32>) -> Result<(), SandboxError> {
         check_link_name(name)?;
         check_link_name(peer)?;
         let mut peer_msg = LinkMessage::default();
-        peer_msg
-            .attributes
-            .push(LinkAttribute::IfName(peer.to_owned()));
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_owned()));
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
         if let Some(mtu) = mtu {
@@ -196,13 +184,8 @@ impl Netlink {
     pub fn delete_link(&mut self, index: u32) -> Result<(), SandboxError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        self.request(
-            "RTM_DELLINK",
-            &ifindex(index),
-            RouteNetlinkMessage::DelLink(msg),
-            0,
-        )
-        .map(drop)
+        self.request("RTM_DELLINK", &ifindex(index), RouteNetlinkMessage::DelLink(msg), 0)
+            .map(drop)
     }
 
     /// Moves a link into the namespace whose file is open as `ns`.
@@ -230,19 +213,10 @@ impl Netlink {
     pub fn set_up(&mut self, index: u32, up: bool) -> Result<(), SandboxError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.header.flags = if up {
-            LinkFlags::Up
-        } else {
-            LinkFlags::empty()
-        };
+        msg.header.flags = if up { LinkFlags::Up } else { LinkFlags::empty() };
         msg.header.change_mask = LinkFlags::Up;
-        self.request(
-            "RTM_SETLINK",
-            &ifindex(index),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
-        .map(drop)
+        self.request("RTM_SETLINK", &ifindex(index), RouteNetlinkMessage::SetLink(msg), 0)
+            .map(drop)
     }
 
     /// Adds an IPv4 address (`addr` with its prefix length) to a link.
@@ -252,14 +226,11 @@ impl Netlink {
         msg.header.prefix_len = addr.prefix_len();
         msg.header.scope = AddressScope::Universe;
         msg.header.index = index;
-        msg.attributes
-            .push(AddressAttribute::Local(IpAddr::V4(addr.addr())));
-        msg.attributes
-            .push(AddressAttribute::Address(IpAddr::V4(addr.addr())));
+        msg.attributes.push(AddressAttribute::Local(IpAddr::V4(addr.addr())));
+        msg.attributes.push(AddressAttribute::Address(IpAddr::V4(addr.addr())));
         // As netavark does: a broadcast address where the subnet has one.
         if addr.prefix_len() <= 30 {
-            msg.attributes
-                .push(AddressAttribute::Broadcast(addr.broadcast()));
+            msg.attributes.push(AddressAttribute::Broadcast(addr.broadcast()));
         }
         let object = format!("{addr} on {}", ifindex(index));
         self.request(
@@ -276,11 +247,7 @@ impl Netlink {
         let mut req = AddressMessage::default();
         req.header.family = AddressFamily::Inet;
         req.header.index = index;
-        let replies = self.dump(
-            "RTM_GETADDR",
-            &ifindex(index),
-            &RouteNetlinkMessage::GetAddress(req),
-        )?;
+        let replies = self.dump("RTM_GETADDR", &ifindex(index), &RouteNetlinkMessage::GetAddress(req))?;
         let mut out = Vec::new();
         for reply in &replies {
             let RouteNetlinkMessage::NewAddress(msg) = reply else {
@@ -333,11 +300,7 @@ impl Netlink {
         let mut req = RouteMessage::default();
         req.header.address_family = AddressFamily::Inet;
         req.header.table = RouteHeader::RT_TABLE_MAIN;
-        let replies = match self.dump(
-            "RTM_GETROUTE",
-            "main table",
-            &RouteNetlinkMessage::GetRoute(req),
-        ) {
+        let replies = match self.dump("RTM_GETROUTE", "main table", &RouteNetlinkMessage::GetRoute(req)) {
             // With strict checking, a namespace whose main table was never created
             // (no address, no route yet) answers ENOENT: no routes.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(Vec::new()),
@@ -385,13 +348,8 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(attr);
-        self.request(
-            "RTM_SETLINK",
-            &ifindex(index),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
-        .map(drop)
+        self.request("RTM_SETLINK", &ifindex(index), RouteNetlinkMessage::SetLink(msg), 0)
+            .map(drop)
     }
 
     /// A dump, retried while the kernel flags it interrupted.
@@ -501,9 +459,7 @@ impl Netlink {
     fn recv_datagram(&mut self) -> io::Result<()> {
         loop {
             self.buf.clear();
-            let peeked = self
-                .socket
-                .recv(&mut self.buf, libc::MSG_PEEK | libc::MSG_TRUNC);
+            let peeked = self.socket.recv(&mut self.buf, libc::MSG_PEEK | libc::MSG_TRUNC);
             let len = match peeked {
                 Ok(len) => len,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

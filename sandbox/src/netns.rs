@@ -127,9 +127,7 @@ fn netns_err(op: &'static str, name: &str, e: Errno) -> SandboxError {
 fn prepare_dir() -> Result<(), SandboxError> {
     // A poisoned lock only means another thread panicked while holding it; the
     // guarded state is the kernel's, so carry on.
-    let _guard = PREPARE_DIR
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = PREPARE_DIR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     match nix::unistd::mkdir(NETNS_DIR, Mode::from_bits_truncate(0o755)) {
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(netns_err("mkdir", NETNS_DIR, e)),
@@ -182,8 +180,7 @@ pub fn create(name: &str) -> Result<Netns, SandboxError> {
     let path = ns.path.as_path();
     let made = std::thread::scope(|s| {
         let worker = s.spawn(move || -> Result<(), SandboxError> {
-            unshare(CloneFlags::CLONE_NEWNET)
-                .map_err(|e| netns_err("unshare(CLONE_NEWNET)", name, e))?;
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| netns_err("unshare(CLONE_NEWNET)", name, e))?;
             mount(
                 Some("/proc/thread-self/ns/net"),
                 path,
@@ -335,18 +332,9 @@ mod tests {
 
     #[test]
     fn invalid_names_are_typed_errors() {
-        assert!(matches!(
-            create("a/b"),
-            Err(SandboxError::InvalidNetnsName(_))
-        ));
-        assert!(matches!(
-            delete(".."),
-            Err(SandboxError::InvalidNetnsName(_))
-        ));
-        assert!(matches!(
-            Netns::open_named(""),
-            Err(SandboxError::InvalidNetnsName(_))
-        ));
+        assert!(matches!(create("a/b"), Err(SandboxError::InvalidNetnsName(_))));
+        assert!(matches!(delete(".."), Err(SandboxError::InvalidNetnsName(_))));
+        assert!(matches!(Netns::open_named(""), Err(SandboxError::InvalidNetnsName(_))));
         assert!(!exists("../etc"));
     }
 

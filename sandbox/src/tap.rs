@@ -24,8 +24,10 @@ use crate::netlink::valid_link_name;
 const TUN_PATH: &str = "/dev/net/tun";
 
 /// Size of the virtio-net header set with TUNSETVNETHDRSZ when
-/// [`TapOptions::vnet_hdr`] is on (`virtio_net_hdr_mrg_rxbuf`, with `num_buffers`).
-pub const VNET_HDR_LEN: usize = 12;
+/// [`TapOptions::vnet_hdr`] is on: the plain 10-byte `struct virtio_net_hdr`,
+/// the same header AF_PACKET's `PACKET_VNET_HDR` uses, so the switch passes it
+/// between TAP and veth ports unchanged.
+pub const VNET_HDR_LEN: usize = 10;
 
 /// `TUNSETOFFLOAD` flag: the reader handles partial checksums.
 pub const TUN_F_CSUM: u32 = libc::TUN_F_CSUM;
@@ -67,12 +69,8 @@ fn tap_err(name: &str, op: &'static str, source: io::Error) -> SandboxError {
 }
 
 fn open_clone_device(name: &str, flags: OFlag) -> Result<OwnedFd, SandboxError> {
-    open(
-        TUN_PATH,
-        flags | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| tap_err(name, "open /dev/net/tun", e.into()))
+    open(TUN_PATH, flags | OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| tap_err(name, "open /dev/net/tun", e.into()))
 }
 
 /// Creates (or attaches to) the TAP device `name` in the calling thread's network
@@ -95,13 +93,8 @@ pub fn create(name: &str, opts: TapOptions) -> Result<OwnedFd, SandboxError> {
     if opts.multi_queue {
         flags |= libc::IFF_MULTI_QUEUE;
     }
-    let flags = libc::c_short::try_from(flags).map_err(|_| {
-        tap_err(
-            name,
-            "TUNSETIFF",
-            io::Error::from_raw_os_error(libc::EINVAL),
-        )
-    })?;
+    let flags = libc::c_short::try_from(flags)
+        .map_err(|_| tap_err(name, "TUNSETIFF", io::Error::from_raw_os_error(libc::EINVAL)))?;
 
     // SAFETY: `ifreq` is a plain C struct (arrays, integers, a union of them and a
     // pointer); all-zero bytes are a valid value of every field.
@@ -120,13 +113,8 @@ pub fn create(name: &str, opts: TapOptions) -> Result<OwnedFd, SandboxError> {
     }
 
     if opts.vnet_hdr {
-        let size = libc::c_int::try_from(VNET_HDR_LEN).map_err(|_| {
-            tap_err(
-                name,
-                "TUNSETVNETHDRSZ",
-                io::Error::from_raw_os_error(libc::EINVAL),
-            )
-        })?;
+        let size = libc::c_int::try_from(VNET_HDR_LEN)
+            .map_err(|_| tap_err(name, "TUNSETVNETHDRSZ", io::Error::from_raw_os_error(libc::EINVAL)))?;
         // SAFETY: TUNSETVNETHDRSZ reads one `int` through the pointer, which points
         // to a live local for the duration of the call.
         let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &raw const size) };
@@ -144,17 +132,28 @@ pub fn create(name: &str, opts: TapOptions) -> Result<OwnedFd, SandboxError> {
 pub fn set_offload(fd: BorrowedFd<'_>, flags: u32) -> Result<(), SandboxError> {
     // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long), not
     // through a pointer; `fd` is a borrowed open fd.
-    let rc = unsafe {
-        libc::ioctl(
-            fd.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            libc::c_ulong::from(flags),
-        )
-    };
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, libc::c_ulong::from(flags)) };
     if rc < 0 {
         return Err(tap_err(
             &format!("fd {}", fd.as_raw_fd()),
             "TUNSETOFFLOAD",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes the device persistent (`TUNSETPERSIST`): it outlives its fds, so a
+/// restarted daemon can attach to it again by name with [`create`]. A persistent
+/// device is removed by deleting its link (or clearing the flag and closing).
+pub fn set_persist(fd: BorrowedFd<'_>, persist: bool) -> Result<(), SandboxError> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (an unsigned long), not
+    // through a pointer; `fd` is a borrowed open TAP fd.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, libc::c_ulong::from(persist)) };
+    if rc < 0 {
+        return Err(tap_err(
+            &format!("fd {}", fd.as_raw_fd()),
+            "TUNSETPERSIST",
             io::Error::last_os_error(),
         ));
     }

@@ -39,16 +39,11 @@ fn is_root() -> bool {
 /// of any existing namespace.
 fn prefix() -> String {
     static USED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let mut used = USED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut used = USED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let used = used.get_or_insert_with(HashSet::new);
     loop {
         let p = format!("t{:04x}", rand::random::<u16>());
-        let taken = netns::list()
-            .unwrap_or_default()
-            .iter()
-            .any(|n| n.starts_with(&p));
+        let taken = netns::list().unwrap_or_default().iter().any(|n| n.starts_with(&p));
         if !taken && used.insert(p.clone()) {
             return p;
         }
@@ -84,9 +79,7 @@ struct DirGuard(PathBuf);
 
 impl DirGuard {
     fn new(prefix: &str) -> DirGuard {
-        DirGuard(
-            std::env::temp_dir().join(format!("plexus-sandbox-{prefix}-{}", std::process::id())),
-        )
+        DirGuard(std::env::temp_dir().join(format!("plexus-sandbox-{prefix}-{}", std::process::id())))
     }
 }
 
@@ -134,8 +127,7 @@ fn exec_output(spec: &ExecSpec, words: &[&str]) -> String {
 }
 
 fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
 }
 
 /// Two namespaces joined by a veth pair: `a` holds `{p}a` with 10.99.0.1/24,
@@ -147,13 +139,9 @@ fn connected_pair(p: &str) -> (NsGuard, NsGuard) {
     let mut nl_a = a.netlink();
     nl_a.create_veth(&end_a, &end_b, None).unwrap();
     let peer = nl_a.link(&end_b).unwrap();
-    nl_a.set_netns(peer.index, b.0.open_fd().unwrap().as_fd())
-        .unwrap();
+    nl_a.set_netns(peer.index, b.0.open_fd().unwrap().as_fd()).unwrap();
     let mut nl_b = b.netlink();
-    for (nl, name, addr) in [
-        (&mut nl_a, &end_a, "10.99.0.1/24"),
-        (&mut nl_b, &end_b, "10.99.0.2/24"),
-    ] {
+    for (nl, name, addr) in [(&mut nl_a, &end_a, "10.99.0.1/24"), (&mut nl_b, &end_b, "10.99.0.2/24")] {
         let link = nl.link(name).unwrap();
         nl.add_address(link.index, addr.parse().unwrap()).unwrap();
         nl.set_up(link.index, true).unwrap();
@@ -184,14 +172,8 @@ fn netns_create_list_delete() {
     assert!(!ip_netns_list().contains(&name));
     assert!(!Path::new("/run/netns").join(&name).exists());
     assert!(matches!(netns::delete(&name), Err(SandboxError::NoSuchNetns(n)) if n == name));
-    assert!(matches!(
-        Netns::open_named(&name),
-        Err(SandboxError::NoSuchNetns(_))
-    ));
-    assert!(matches!(
-        guard.0.open_fd(),
-        Err(SandboxError::NoSuchNetns(_))
-    ));
+    assert!(matches!(Netns::open_named(&name), Err(SandboxError::NoSuchNetns(_))));
+    assert!(matches!(guard.0.open_fd(), Err(SandboxError::NoSuchNetns(_))));
     let err = netns::run_in(guard.path(), || ()).unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
@@ -203,10 +185,7 @@ fn netns_is_fresh_and_run_in_leaves_the_caller_alone() {
     }
     let ns = NsGuard::new(&format!("{}-ns", prefix()));
     let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
-    let inside = netns::run_in(ns.path(), || {
-        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
-    })
-    .unwrap();
+    let inside = netns::run_in(ns.path(), || std::fs::read_link("/proc/thread-self/ns/net").unwrap()).unwrap();
     assert_ne!(own, inside);
     assert_eq!(std::fs::read_link("/proc/thread-self/ns/net").unwrap(), own);
 
@@ -239,9 +218,7 @@ fn veth_into_netns_configured() {
     let (host_end, peer_end) = (format!("{p}h"), format!("{p}c"));
 
     let mut nl_host = host.netlink();
-    nl_host
-        .create_veth(&host_end, &peer_end, Some(1400))
-        .unwrap();
+    nl_host.create_veth(&host_end, &peer_end, Some(1400)).unwrap();
     let h = nl_host.link(&host_end).unwrap();
     let c = nl_host.link(&peer_end).unwrap();
     for link in [&h, &c] {
@@ -253,13 +230,8 @@ fn veth_into_netns_configured() {
     }
     nl_host.set_up(h.index, true).unwrap();
 
-    nl_host
-        .set_netns(c.index, ctr.0.open_fd().unwrap().as_fd())
-        .unwrap();
-    assert!(matches!(
-        nl_host.link(&peer_end),
-        Err(SandboxError::NoSuchLink(_))
-    ));
+    nl_host.set_netns(c.index, ctr.0.open_fd().unwrap().as_fd()).unwrap();
+    assert!(matches!(nl_host.link(&peer_end), Err(SandboxError::NoSuchLink(_))));
 
     let mut nl = ctr.netlink();
     let c = nl.link(&peer_end).unwrap();
@@ -300,10 +272,7 @@ fn veth_into_netns_configured() {
     assert_eq!(link["ifname"], "eth0");
     assert_eq!(link["mtu"], 1450);
     assert_eq!(link["address"], "02:42:ac:1e:00:02");
-    assert!(
-        link["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
-        "{link}"
-    );
+    assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{link}");
     let inet: Vec<_> = link["addr_info"]
         .as_array()
         .unwrap()
@@ -323,10 +292,7 @@ fn veth_into_netns_configured() {
 
     // Deleting one end deletes both.
     nl_host.delete_link(h.index).unwrap();
-    assert!(matches!(
-        nl_host.link(&host_end),
-        Err(SandboxError::NoSuchLink(_))
-    ));
+    assert!(matches!(nl_host.link(&host_end), Err(SandboxError::NoSuchLink(_))));
     assert!(matches!(nl.link("eth0"), Err(SandboxError::NoSuchLink(_))));
     let err = nl_host.delete_link(h.index).unwrap_err();
     assert!(err.is_not_found(), "{err}");
@@ -397,21 +363,13 @@ fn tap_in_netns() {
         vnet_hdr: features.vnet_hdr,
         multi_queue: features.multi_queue,
     };
-    let q0 = netns::run_in(ns.path(), || tap::create(&name, opts))
-        .unwrap()
-        .unwrap();
+    let q0 = netns::run_in(ns.path(), || tap::create(&name, opts)).unwrap().unwrap();
     if features.vnet_hdr {
-        tap::set_offload(
-            q0.as_fd(),
-            tap::TUN_F_CSUM | tap::TUN_F_TSO4 | tap::TUN_F_TSO6,
-        )
-        .unwrap();
+        tap::set_offload(q0.as_fd(), tap::TUN_F_CSUM | tap::TUN_F_TSO4 | tap::TUN_F_TSO6).unwrap();
     }
-    let q1 = features.multi_queue.then(|| {
-        netns::run_in(ns.path(), || tap::create(&name, opts))
-            .unwrap()
-            .unwrap()
-    });
+    let q1 = features
+        .multi_queue
+        .then(|| netns::run_in(ns.path(), || tap::create(&name, opts)).unwrap().unwrap());
 
     let mut nl = ns.netlink();
     let link = nl.link(&name).unwrap();
@@ -537,22 +495,13 @@ fn link_errors() {
     let mut nl = ns.netlink();
     assert!(matches!(nl.link("nope"), Err(SandboxError::NoSuchLink(n)) if n == "nope"));
     for bad in ["", "bad/name", "a b", "has:colon", "sixteen-chars-xx"] {
+        assert!(matches!(nl.link(bad), Err(SandboxError::InvalidLinkName(_))), "{bad:?}");
         assert!(
-            matches!(nl.link(bad), Err(SandboxError::InvalidLinkName(_))),
+            matches!(nl.create_veth(bad, "ok0", None), Err(SandboxError::InvalidLinkName(_))),
             "{bad:?}"
         );
         assert!(
-            matches!(
-                nl.create_veth(bad, "ok0", None),
-                Err(SandboxError::InvalidLinkName(_))
-            ),
-            "{bad:?}"
-        );
-        assert!(
-            matches!(
-                nl.create_veth("ok0", bad, None),
-                Err(SandboxError::InvalidLinkName(_))
-            ),
+            matches!(nl.create_veth("ok0", bad, None), Err(SandboxError::InvalidLinkName(_))),
             "{bad:?}"
         );
     }
@@ -565,16 +514,7 @@ fn link_errors() {
     let (a, b) = (format!("{p}a"), format!("{p}b"));
     nl.create_veth(&a, &b, None).unwrap();
     let err = nl.create_veth(&a, &format!("{p}z"), None).unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            SandboxError::Netlink {
-                op: "RTM_NEWLINK",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(&err, SandboxError::Netlink { op: "RTM_NEWLINK", .. }), "{err}");
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
 
     let err = nl.set_mtu(999_999, 1500).unwrap_err();
@@ -594,18 +534,13 @@ fn many_links_dump_across_datagrams() {
     let ns = NsGuard::new(&format!("{p}-ns"));
     let mut nl = ns.netlink();
     for i in 0..40 {
-        nl.create_veth(&format!("{p}x{i}"), &format!("{p}y{i}"), None)
-            .unwrap();
+        nl.create_veth(&format!("{p}x{i}"), &format!("{p}y{i}"), None).unwrap();
     }
     let links = nl.links().unwrap();
     assert_eq!(links.len(), 81);
     let names: HashSet<_> = links.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names.len(), 81);
-    let idx = links
-        .iter()
-        .find(|l| l.name == format!("{p}x39"))
-        .unwrap()
-        .index;
+    let idx = links.iter().find(|l| l.name == format!("{p}x39")).unwrap().index;
     assert_eq!(nl.addresses(idx).unwrap(), vec![]);
 }
 
@@ -621,14 +556,9 @@ fn run_in_proc_path_and_panics_propagate() {
     });
     assert_eq!(seen.unwrap(), own);
     // A panic inside reaches the caller (and only the short-lived thread moved).
-    let caught = std::panic::catch_unwind(|| {
-        netns::run_in(Path::new("/proc/self/ns/net"), || panic!("inside"))
-    });
+    let caught = std::panic::catch_unwind(|| netns::run_in(Path::new("/proc/self/ns/net"), || panic!("inside")));
     assert!(caught.is_err());
     // A file that is not a namespace fails setns.
     let err = netns::run_in(Path::new("/etc/hosts"), || ()).unwrap_err();
-    assert!(
-        matches!(err, SandboxError::Netns { op: "setns", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, SandboxError::Netns { op: "setns", .. }), "{err}");
 }

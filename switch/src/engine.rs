@@ -19,9 +19,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::MacAddr;
 use crate::fdb::{self, Fdb, FdbEntry, Learned};
 use crate::wire::{ETHERNET_HEADER_LEN, EthernetFrame, vnet};
-use crate::MacAddr;
 
 /// A port's handle inside the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -121,7 +121,11 @@ pub struct DomainConfig {
 
 impl Default for DomainConfig {
     fn default() -> Self {
-        DomainConfig { max_entries: fdb::DEFAULT_MAX_ENTRIES, ageing: fdb::DEFAULT_AGEING, anti_spoofing: true }
+        DomainConfig {
+            max_entries: fdb::DEFAULT_MAX_ENTRIES,
+            ageing: fdb::DEFAULT_AGEING,
+            anti_spoofing: true,
+        }
     }
 }
 
@@ -209,8 +213,11 @@ impl Engine {
     /// Adds a bridge domain.
     pub fn add_domain(&mut self, config: DomainConfig) -> DomainId {
         let i = free_slot(&mut self.domains);
-        self.domains[i] =
-            Some(Domain { config, fdb: Fdb::new(config.max_entries, config.ageing), ports: Vec::new() });
+        self.domains[i] = Some(Domain {
+            config,
+            fdb: Fdb::new(config.max_entries, config.ageing),
+            ports: Vec::new(),
+        });
         DomainId(u32::try_from(i).expect("fewer than 2^32 domains"))
     }
 
@@ -232,11 +239,17 @@ impl Engine {
     }
 
     fn domain_mut(&mut self, id: DomainId) -> Result<&mut Domain, EngineError> {
-        self.domains.get_mut(idx(id.0)).and_then(Option::as_mut).ok_or(EngineError::NoSuchDomain(id))
+        self.domains
+            .get_mut(idx(id.0))
+            .and_then(Option::as_mut)
+            .ok_or(EngineError::NoSuchDomain(id))
     }
 
     fn domain(&self, id: DomainId) -> Result<&Domain, EngineError> {
-        self.domains.get(idx(id.0)).and_then(Option::as_ref).ok_or(EngineError::NoSuchDomain(id))
+        self.domains
+            .get(idx(id.0))
+            .and_then(Option::as_ref)
+            .ok_or(EngineError::NoSuchDomain(id))
     }
 
     /// Adds a port to its domain.
@@ -245,13 +258,20 @@ impl Engine {
         let i = free_slot(&mut self.ports);
         let id = PortId(u32::try_from(i).expect("fewer than 2^32 ports"));
         self.domain_mut(config.domain)?.ports.push(id);
-        self.ports[i] = Some(PortState { config, counters: PortCounters::default() });
+        self.ports[i] = Some(PortState {
+            config,
+            counters: PortCounters::default(),
+        });
         Ok(id)
     }
 
     /// Removes a port, its MAC table entries and its counters.
     pub fn remove_port(&mut self, id: PortId) -> Result<PortConfig, EngineError> {
-        let p = self.ports.get_mut(idx(id.0)).and_then(Option::take).ok_or(EngineError::NoSuchPort(id))?;
+        let p = self
+            .ports
+            .get_mut(idx(id.0))
+            .and_then(Option::take)
+            .ok_or(EngineError::NoSuchPort(id))?;
         if let Ok(d) = self.domain_mut(p.config.domain) {
             d.ports.retain(|&q| q != id);
             d.fdb.remove_port(id);
@@ -390,8 +410,14 @@ mod tests {
     }
 
     fn port(e: &mut Engine, d: DomainId, mac: MacAddr) -> PortId {
-        e.add_port(PortConfig { domain: d, name: mac.to_string(), mtu: 1500, mac: Some(mac), offload: true })
-            .unwrap()
+        e.add_port(PortConfig {
+            domain: d,
+            name: mac.to_string(),
+            mtu: 1500,
+            mac: Some(mac),
+            offload: true,
+        })
+        .unwrap()
     }
 
     #[test]
@@ -406,10 +432,16 @@ mod tests {
         // B answers: A is known now.
         assert_eq!(e.classify(now, pb, None, &frame(A, B, 60)), Verdict::Unicast(pa));
         assert_eq!(e.classify(now, pa, None, &frame(B, A, 60)), Verdict::Unicast(pb));
-        assert_eq!(e.classify(now, pc, None, &frame(MacAddr::BROADCAST, C, 60)), Verdict::Flood(d));
+        assert_eq!(
+            e.classify(now, pc, None, &frame(MacAddr::BROADCAST, C, 60)),
+            Verdict::Flood(d)
+        );
         let mut fdb = e.fdb(d, now).unwrap();
         fdb.sort_by_key(|x| x.port);
-        assert_eq!(fdb.iter().map(|x| (x.mac, x.port)).collect::<Vec<_>>(), [(A, pa), (B, pb), (C, pc)]);
+        assert_eq!(
+            fdb.iter().map(|x| (x.mac, x.port)).collect::<Vec<_>>(),
+            [(A, pa), (B, pb), (C, pc)]
+        );
         assert_eq!(e.counters(pa).unwrap().rx_frames, 2);
         // Aged out after the domain's ageing time.
         let later = now + fdb::DEFAULT_AGEING;
@@ -424,12 +456,17 @@ mod tests {
         let mut e = Engine::new();
         let d = e.add_domain(DomainConfig::default());
         let (pa, pb) = (port(&mut e, d, A), port(&mut e, d, B));
-        let cases: [(Vec<u8>, Option<&[u8]>, DropReason); 5] = [
+        type Case<'a> = (Vec<u8>, Option<&'a [u8]>, DropReason);
+        let cases: [Case<'_>; 5] = [
             (vec![0u8; 13], None, DropReason::Runt),
             (frame(B, A, 1515), None, DropReason::Oversize),
             (frame(B, MacAddr([1, 0, 0, 0, 0, 1]), 60), None, DropReason::BadSrc),
             (frame(B, C, 60), None, DropReason::Spoofed),
-            (frame(B, A, 60), Some(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0]), DropReason::BadVnetHdr),
+            (
+                frame(B, A, 60),
+                Some(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0]),
+                DropReason::BadVnetHdr,
+            ),
         ];
         for (f, h, reason) in cases {
             assert_eq!(e.classify(now, pa, h, &f), Verdict::Drop(reason));
@@ -440,7 +477,10 @@ mod tests {
         assert_eq!(e.classify(now, pa, Some(&gso), &frame(B, A, 30000)), Verdict::Flood(d));
         // A destination behind the ingress port is not sent back.
         e.classify(now, pb, None, &frame(A, B, 60));
-        assert_eq!(e.classify(now, pa, None, &frame(A, A, 60)), Verdict::Drop(DropReason::SamePort));
+        assert_eq!(
+            e.classify(now, pa, None, &frame(A, A, 60)),
+            Verdict::Drop(DropReason::SamePort)
+        );
         assert_eq!(e.counters(pa).unwrap().dropped_total(), 6);
     }
 
@@ -448,7 +488,11 @@ mod tests {
     fn anti_spoofing_off_learns_any_source_within_the_bound() {
         let now = Instant::now();
         let mut e = Engine::new();
-        let d = e.add_domain(DomainConfig { max_entries: 8, anti_spoofing: false, ..DomainConfig::default() });
+        let d = e.add_domain(DomainConfig {
+            max_entries: 8,
+            anti_spoofing: false,
+            ..DomainConfig::default()
+        });
         let (pa, pb) = (port(&mut e, d, A), port(&mut e, d, B));
         e.classify(now, pa, None, &frame(B, A, 60));
         e.classify(now, pb, None, &frame(A, B, 60));
@@ -477,6 +521,15 @@ mod tests {
         assert_eq!(e.remove_port(pa), Err(EngineError::NoSuchPort(pa)));
         e.remove_port(pb).unwrap();
         e.remove_domain(d).unwrap();
-        assert!(e.add_port(PortConfig { domain: d, name: "x".into(), mtu: 1500, mac: None, offload: false }).is_err());
+        assert!(
+            e.add_port(PortConfig {
+                domain: d,
+                name: "x".into(),
+                mtu: 1500,
+                mac: None,
+                offload: false
+            })
+            .is_err()
+        );
     }
 }

@@ -108,7 +108,8 @@ impl Fdb {
     pub fn expire(&mut self, now: Instant) -> usize {
         let before = self.map.len();
         let ageing = self.ageing;
-        self.map.retain(|_, e| now.saturating_duration_since(e.last_seen) < ageing);
+        self.map
+            .retain(|_, e| now.saturating_duration_since(e.last_seen) < ageing);
         before - self.map.len()
     }
 
@@ -119,11 +120,14 @@ impl Fdb {
 
     /// Live entries (unordered).
     pub fn entries(&self, now: Instant) -> impl Iterator<Item = FdbEntry> + '_ {
-        self.map.iter().filter(move |(_, e)| self.live(e, now)).map(move |(mac, e)| FdbEntry {
-            mac: *mac,
-            port: e.port,
-            age: now.saturating_duration_since(e.last_seen),
-        })
+        self.map
+            .iter()
+            .filter(move |(_, e)| self.live(e, now))
+            .map(move |(mac, e)| FdbEntry {
+                mac: *mac,
+                port: e.port,
+                age: now.saturating_duration_since(e.last_seen),
+            })
     }
 
     /// Number of entries, aged-out ones not yet swept included.
@@ -202,7 +206,7 @@ mod tests {
             for (m, p, dt) in ops {
                 clock += dt;
                 let now = t0 + Duration::from_secs(clock);
-                if clock % 7 == 0 {
+                if clock.is_multiple_of(7) {
                     f.expire(now);
                     model.retain(|_, (_, seen)| clock - *seen < 10);
                 }

@@ -6,14 +6,19 @@
 //! - [`wire`]: zero-copy views of Ethernet and virtio-net headers;
 //! - [`fdb`], [`engine`]: the sans-IO core — MAC learning, ageing, forwarding
 //!   decisions, counters — driven with `now` and frames, tested with a virtual clock;
-//! - `port`: the I/O backends (AF_PACKET for veth host ends, TAP fds);
-//! - `dataplane`: the worker thread that owns the ports and runs the engine in
+//! - [`port`]: the I/O backends (AF_PACKET for veth host ends, TAP fds);
+//! - [`dataplane`]: the worker thread that owns the ports and runs the engine in
 //!   bursts, and the handle the control plane uses over a channel.
 
+#![deny(unsafe_code)]
+
+pub mod dataplane;
 pub mod engine;
 pub mod fdb;
 mod mac;
+pub mod port;
 pub mod wire;
 
+pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, PortStats};
 pub use engine::{DomainConfig, DomainId, DropReason, Engine, PortConfig, PortCounters, PortId, Verdict};
 pub use mac::{MacAddr, MacParseError};

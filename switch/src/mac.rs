@@ -78,9 +78,7 @@ impl FromStr for MacAddr {
     type Err = MacParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || MacParseError {
-            input: s.to_owned(),
-        };
+        let err = || MacParseError { input: s.to_owned() };
         let mut out = [0u8; 6];
         let mut parts = s.split([':', '-']);
         for byte in &mut out {

@@ -169,12 +169,29 @@ mod tests {
 
     #[test]
     fn vnet_header() {
-        let h = [vnet::F_NEEDS_CSUM, vnet::GSO_TCPV4 | vnet::GSO_ECN, 66, 0, 0xa8, 0x05, 34, 0, 16, 0];
+        let h = [
+            vnet::F_NEEDS_CSUM,
+            vnet::GSO_TCPV4 | vnet::GSO_ECN,
+            66,
+            0,
+            0xa8,
+            0x05,
+            34,
+            0,
+            16,
+            0,
+        ];
         let v = vnet::Header::new_checked(&h[..]).unwrap();
         assert!(v.is_gso() && v.needs_offload());
         assert_eq!(v.gso_size(), 1448);
-        assert_eq!(vnet::Header::new_checked(&[0u8; 9][..]).unwrap_err(), WireError::Truncated);
-        assert_eq!(vnet::Header::new_checked(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap_err(), WireError::Malformed);
+        assert_eq!(
+            vnet::Header::new_checked(&[0u8; 9][..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(
+            vnet::Header::new_checked(&[0, 9, 0, 0, 0, 0, 0, 0, 0, 0][..]).unwrap_err(),
+            WireError::Malformed
+        );
         let plain = vnet::Header::new_checked(&[0u8; 10][..]).unwrap();
         assert!(!plain.needs_offload());
     }

@@ -47,7 +47,7 @@ impl TestEnv {
             state_dir: self.state_dir.clone(),
             netns_prefix: format!("{}-", self.tag),
             ifname_prefix: self.tag.clone(),
-            default_mtu: 1500,
+            ..Config::default()
         }
     }
 
@@ -82,7 +82,12 @@ impl TestEnv {
     pub fn leftover_links(&self) -> Vec<String> {
         Netlink::open()
             .and_then(|mut nl| nl.links())
-            .map(|ls| ls.into_iter().map(|l| l.name).filter(|n| n.starts_with(&self.tag)).collect())
+            .map(|ls| {
+                ls.into_iter()
+                    .map(|l| l.name)
+                    .filter(|n| n.starts_with(&self.tag))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -107,7 +112,10 @@ impl Drop for TestEnv {
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/cnm-HASH → target/debug
-    exe.parent().and_then(Path::parent).expect("test binary lives in target/*/deps").to_owned()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/*/deps")
+        .to_owned()
 }
 
 /// Runs `cmd` and returns stdout; panics with stderr on failure.

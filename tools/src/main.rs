@@ -1,1 +1,443 @@
-fn main() {}
+//! `plexus`: the command line of Plexus and its daemon.
+//!
+//! `plexus daemon` owns the CNM controller and serves a JSON API on a Unix socket
+//! ([`api`], [`daemon`]); every other subcommand is a client of that API
+//! ([`client`], [`cli`]), except that `exec` (and `run -- CMD`) start the command
+//! locally, inside the sandbox's namespaces, so it inherits the terminal.
+//!
+//! Exit codes: 0 success; 1 the daemon refused or an operation failed; 2 usage
+//! (clap); 125 the daemon cannot be reached; `exec`/`run -- CMD` exit with the
+//! command's code (128+N if killed by signal N; 126 if it cannot be started,
+//! 127 if not found). Every error is one line `plexus: <message>` on stderr.
+
+mod api;
+mod cli;
+mod client;
+mod daemon;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  plexus daemon &                                  # as root
+  plexus network create --subnet 10.99.0.0/24 n1
+  plexus run --network n1 c1
+  plexus exec c1 -- ip -4 addr show eth0
+  plexus run --network n1 --rm c2 -- ping -c1 10.99.0.2
+  plexus sandbox rm c1
+  plexus network rm n1
+
+Environment:
+  PLEXUS_SOCKET        the daemon's socket (same as --socket)
+  PLEXUS_STATE_DIR     the daemon's state directory (same as daemon --state-dir)
+  PLEXUS_NETNS_PREFIX  prefix of sandbox namespace names (daemon; default plexus-)
+  PLEXUS_IFNAME_PREFIX prefix of host interface names (daemon; default px)
+
+Exit status: 0 ok, 1 refused or failed, 2 usage, 125 daemon unreachable;
+exec and run -- CMD exit with the command's status.";
+
+/// Container networking on a userspace switch, in the model of Docker's
+/// libnetwork (CNM).
+#[derive(Debug, Parser)]
+#[command(name = "plexus", version, after_help = MAIN_AFTER_HELP)]
+#[command(long_about = "\
+Container networking on a userspace switch, in the model of Docker's libnetwork (CNM).
+
+A network is a group of endpoints that reach each other at layer 2. An endpoint is one \
+interface of one network, with its address reserved when it is created. A sandbox is one \
+container's network stack: a network namespace with its hostname, /etc/hosts and \
+resolv.conf. Endpoints join sandboxes.
+
+`plexus daemon` keeps this state; the other commands talk to it over a Unix socket.")]
+struct Cli {
+    /// Unix socket of the daemon.
+    ///
+    /// The daemon listens on it; the other commands connect to it. Default:
+    /// /run/plexus/plexus.sock as root, $XDG_RUNTIME_DIR/plexus/plexus.sock for
+    /// other users.
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXUS_SOCKET",
+        value_name = "PATH",
+        default_value_os_t = api::default_socket(),
+        help_heading = "Global options"
+    )]
+    socket: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: keep the networks, endpoints and sandboxes and serve the API.
+    #[command(
+        long_about = "\
+Run the daemon in the foreground: open (and lock) the state directory, restore its \
+networks, endpoints and sandboxes, and serve the JSON API (docs/api.md) on the socket.
+
+Prints one line with its pid, state directory and socket on stderr once it accepts \
+connections, then one line per change. SIGINT or SIGTERM stop it cleanly: the socket is \
+removed and the state directory unlocked; the networks and sandboxes stay and are \
+restored at the next start. Refuses to start if another daemon answers on the socket \
+or holds the state directory. Needs root to create namespaces and interfaces.",
+        after_help = "\
+Examples:
+  plexus daemon
+  plexus daemon --state-dir /tmp/px-state --socket /tmp/px.sock
+  PLEXUS_NETNS_PREFIX=test- PLEXUS_IFNAME_PREFIX=tst plexus daemon --state-dir /tmp/t"
+    )]
+    Daemon(DaemonArgs),
+
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(NetworkCmd),
+
+    /// Create, list, inspect and remove sandboxes (containers' network namespaces).
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
+
+    /// Create, list, inspect, join, leave and remove endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+
+    /// Create a sandbox attached to a network in one step, optionally run a command in it.
+    #[command(
+        long_about = "\
+Create a sandbox NAME, an endpoint NAME on the network (deleted together with the \
+sandbox) and join them, all or nothing: if a step fails, the earlier ones are undone. \
+Refused if a sandbox NAME exists.
+
+Without CMD, prints the sandbox id. With CMD, runs it inside the sandbox like `plexus \
+exec` and exits with its status; --rm then removes the sandbox (and the endpoint).",
+        after_help = "\
+Examples:
+  plexus run --network n1 c1
+  plexus run --network n1 --ip 10.99.0.10 --hostname web c2
+  plexus run --network n1 --rm c3 -- ping -c1 10.99.0.1"
+    )]
+    Run(RunArgs),
+
+    /// Run a command inside a sandbox.
+    #[command(
+        long_about = "\
+Run a command inside a sandbox: in its network namespace, with its hostname, and with \
+its hosts and resolv.conf mounted over /etc/hosts and /etc/resolv.conf (in a private \
+mount namespace). The command runs here, not in the daemon, with this terminal's \
+stdin, stdout and stderr; plexus exits with its status (128+N if killed by signal N). \
+Needs root (entering namespaces).",
+        after_help = "\
+Examples:
+  plexus exec c1 -- ip -4 addr show eth0
+  plexus exec c1 -- sh
+  plexus exec c1 cat /etc/hosts"
+    )]
+    Exec(ExecArgs),
+
+    /// Show the daemon's configuration: pid, state directory, socket, drivers.
+    Info(FormatArgs),
+
+    /// Show the versions of this client and of the daemon.
+    Version,
+}
+
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// Directory of the store (state.json and its lock) and the sandboxes' files.
+    #[arg(long, env = "PLEXUS_STATE_DIR", value_name = "DIR", default_value = plexus::config::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+/// Output format of `ls`, `inspect` and `info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+enum Format {
+    /// A table (ls) or `Key: value` lines (inspect, info).
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    /// The API's JSON result, pretty-printed.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCmd {
+    /// Create a network; prints its id.
+    #[command(
+        long_about = "\
+Create a network. With the bridge driver (default) it is a bridge domain of the Plexus \
+switch, with a subnet (given, or the first free default pool: 172.17.0.0/16 ... \
+172.31.0.0/16, then /20s of 192.168.0.0/16) and a gateway. Prints the network's id.",
+        after_help = "\
+Examples:
+  plexus network create n1
+  plexus network create --subnet 10.99.0.0/24 --ip-range 10.99.0.128/25 n2
+  plexus network create --subnet 10.98.0.0/24 --gateway 10.98.0.254 --internal --mtu 9000 n3
+  plexus network create --driver null isolated"
+    )]
+    Create {
+        /// Driver: bridge (the Plexus switch), host (the host's namespace) or null
+        /// (no interface).
+        #[arg(long, default_value = "bridge")]
+        driver: String,
+        /// Subnet in CIDR notation, e.g. 10.99.0.0/24. Default: a free pool.
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<String>,
+        /// Gateway address inside the subnet. Default: the subnet's first address.
+        #[arg(long, value_name = "IP")]
+        gateway: Option<String>,
+        /// Allocate endpoint addresses only from this CIDR inside the subnet.
+        #[arg(long, value_name = "CIDR")]
+        ip_range: Option<String>,
+        /// No external connectivity: containers get no default route.
+        #[arg(long)]
+        internal: bool,
+        /// MTU of the network's endpoints (68-65535). Default: 1500.
+        #[arg(long, value_name = "N")]
+        mtu: Option<u32>,
+        /// Network name: 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit.
+        name: String,
+    },
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(FormatArgs),
+    /// Show a network.
+    Inspect {
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Network name or id.
+        name: String,
+    },
+    /// Remove a network (refused while it has endpoints).
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Network name or id.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SandboxCmd {
+    /// Create a sandbox: a network namespace with lo up, a hosts file and a
+    /// resolv.conf; prints its id.
+    #[command(after_help = "\
+Examples:
+  plexus sandbox create c1
+  plexus sandbox create --hostname web --domainname example.org c2
+  plexus endpoint join ep1 c1")]
+    Create {
+        /// Hostname inside the sandbox. Default: the sandbox name.
+        #[arg(long, value_name = "H")]
+        hostname: Option<String>,
+        /// Domain name (added to /etc/hosts and as search domain in resolv.conf).
+        #[arg(long, value_name = "D")]
+        domainname: Option<String>,
+        /// Sandbox name (the container id): 1-64 characters of [A-Za-z0-9_.-].
+        name: String,
+    },
+    /// List sandboxes.
+    #[command(visible_alias = "list")]
+    Ls(FormatArgs),
+    /// Show a sandbox: its key (namespace path), hostname, files and endpoints.
+    Inspect {
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Sandbox name or id.
+        name: String,
+    },
+    /// Remove a sandbox: its endpoints leave (those made by `run` are removed),
+    /// then its namespace and files go.
+    #[command(visible_alias = "remove")]
+    Rm {
+        /// Sandbox name or id.
+        name: String,
+    },
+}
+
+/// `--network` for commands that name an existing endpoint.
+#[derive(Debug, Args)]
+struct EndpointRef {
+    /// The endpoint's network; needed when the name is used in several networks.
+    #[arg(long, value_name = "NET")]
+    network: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointCmd {
+    /// Create an endpoint on a network (reserving its address and MAC); prints its id.
+    #[command(after_help = "\
+Examples:
+  plexus endpoint create --network n1 ep1
+  plexus endpoint create --network n1 --ip 10.99.0.50 --mac 02:42:0a:63:00:32 ep2")]
+    Create {
+        /// The network (name or id).
+        #[arg(long, value_name = "NET")]
+        network: String,
+        /// Static IPv4 address (only on a network created with --subnet).
+        #[arg(long, value_name = "IP")]
+        ip: Option<String>,
+        /// Static MAC address, e.g. 02:42:0a:63:00:32. Default: 02:42 + the IPv4 address.
+        #[arg(long, value_name = "MAC")]
+        mac: Option<String>,
+        /// Endpoint name, unique within its network.
+        name: String,
+    },
+    /// List endpoints.
+    #[command(visible_alias = "list")]
+    Ls {
+        /// Only the endpoints of this network.
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+    /// Show an endpoint.
+    Inspect {
+        #[command(flatten)]
+        endpoint: EndpointRef,
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Endpoint name or id.
+        name: String,
+    },
+    /// Join an endpoint to an existing sandbox; it appears there as eth0, eth1, ...
+    #[command(after_help = "\
+Examples:
+  plexus endpoint join ep1 c1
+  plexus endpoint join --network n2 web c1")]
+    Join {
+        #[command(flatten)]
+        endpoint: EndpointRef,
+        /// Endpoint name or id.
+        name: String,
+        /// Sandbox name or id.
+        sandbox: String,
+    },
+    /// Take an endpoint out of its sandbox; it keeps its address.
+    Leave {
+        #[command(flatten)]
+        endpoint: EndpointRef,
+        /// Endpoint name or id.
+        name: String,
+    },
+    /// Remove an endpoint and release its address (refused while joined unless --force).
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[command(flatten)]
+        endpoint: EndpointRef,
+        /// Leave the sandbox first if the endpoint is joined.
+        #[arg(long, short)]
+        force: bool,
+        /// Endpoint name or id.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The network to attach to (name or id).
+    #[arg(long, value_name = "NET")]
+    network: String,
+    /// Static IPv4 address.
+    #[arg(long, value_name = "IP")]
+    ip: Option<String>,
+    /// Static MAC address.
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+    /// Hostname inside the sandbox. Default: NAME.
+    #[arg(long, value_name = "H")]
+    hostname: Option<String>,
+    /// Domain name.
+    #[arg(long, value_name = "D")]
+    domainname: Option<String>,
+    /// Remove the sandbox (and its endpoint) when CMD exits.
+    #[arg(long, requires = "cmd")]
+    rm: bool,
+    /// Name of the sandbox and of its endpoint.
+    name: String,
+    /// Command to run inside the sandbox, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct ExecArgs {
+    /// Sandbox name or id.
+    sandbox: String,
+    /// The command and its arguments (put `--` before it if it has options).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    cmd: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = cli::exit_code(&e);
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("plexus: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "--rm", "c1", "--", "ip", "-4", "a"]).unwrap(),
+            Command::Run(RunArgs { ref cmd, rm: true, .. }) if cmd == &["ip", "-4", "a"]
+        ));
+        assert!(
+            p(&["plexus", "run", "--network", "n1", "--rm", "c1"]).is_err(),
+            "--rm needs CMD"
+        );
+        assert!(matches!(
+            p(&["plexus", "exec", "c1", "--", "ip", "-4", "addr"]).unwrap(),
+            Command::Exec(ExecArgs { ref cmd, .. }) if cmd == &["ip", "-4", "addr"]
+        ));
+        assert!(matches!(
+            p(&["plexus", "exec", "c1", "ip", "-4", "addr"]).unwrap(),
+            Command::Exec(ExecArgs { ref cmd, .. }) if cmd == &["ip", "-4", "addr"]
+        ));
+        assert!(p(&["plexus", "exec", "c1"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "endpoint", "rm", "--force", "--network", "n1", "ep"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Rm { force: true, .. })
+        ));
+        assert!(matches!(
+            p(&["plexus", "network", "ls", "--format", "json"]).unwrap(),
+            Command::Network(NetworkCmd::Ls(FormatArgs { format: Format::Json }))
+        ));
+        let c = Cli::try_parse_from(["plexus", "daemon", "--socket", "/tmp/x.sock", "--state-dir", "/tmp/s"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        let c = Cli::try_parse_from(["plexus", "--socket", "/tmp/y.sock", "info"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/y.sock"));
+    }
+}

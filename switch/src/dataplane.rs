@@ -1,0 +1,441 @@
+//! The dataplane: one worker thread that owns every port and runs the engine in
+//! bursts, and the [`Dataplane`] handle through which the control plane talks to
+//! it over a channel — never by sharing a lock with the hot path.
+//!
+//! The loop: wait for readiness (epoll through mio), receive a burst of up to
+//! [`BATCH`] frames from each ready port, classify each frame, gather frames per
+//! egress port, and send each gather with one batched call. Buffers, gather lists
+//! and iovec arrays are allocated when ports are added, so the per-frame path
+//! allocates nothing, takes no lock and logs nothing.
+//!
+//! Adaptive polling: after traffic the worker keeps polling without sleeping for
+//! [`DataplaneConfig::busy_poll`] (waking a halted vCPU costs about 70 µs in a
+//! VM, which is what makes event-driven switches show 90–170 µs round trips);
+//! when that window passes with no frame it blocks in `epoll_wait`, so an idle
+//! switch costs no CPU. Control messages wake it through an eventfd
+//! (`mio::Waker`).
+
+use std::io;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::engine::{
+    DomainConfig, DomainId, DropReason, Engine, EngineError, PortConfig, PortCounters, PortId, Verdict,
+};
+use crate::fdb::FdbEntry;
+use crate::port::{BATCH, Port, RxBatch};
+use crate::wire::vnet;
+
+/// Dataplane settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// How long to keep polling after the last frame before sleeping in the
+    /// kernel. Zero makes the worker purely event driven.
+    pub busy_poll: Duration,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            busy_poll: Duration::from_millis(5),
+        }
+    }
+}
+
+/// Errors of dataplane control calls.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The engine refused.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The port's fd could not be registered for polling.
+    #[error("register port {name}: {source}")]
+    Register {
+        /// The port's name.
+        name: String,
+        /// The epoll error.
+        source: io::Error,
+    },
+    /// The worker thread is gone.
+    #[error("the dataplane worker has stopped")]
+    Stopped,
+    /// The worker could not start.
+    #[error("start the dataplane worker: {0}")]
+    Start(io::Error),
+}
+
+/// One port's settings and counters, as `stats` reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortStats {
+    /// The port.
+    pub id: PortId,
+    /// Its settings.
+    pub config: PortConfig,
+    /// Its counters.
+    pub counters: PortCounters,
+}
+
+enum Command {
+    AddDomain(DomainConfig, Sender<DomainId>),
+    ConfigureDomain(DomainId, DomainConfig, Sender<Result<(), EngineError>>),
+    RemoveDomain(DomainId, Sender<Result<(), EngineError>>),
+    AddPort(Box<dyn Port>, PortConfig, Sender<Result<PortId, DataplaneError>>),
+    RemovePort(PortId, Sender<Result<(), EngineError>>),
+    Fdb(DomainId, Sender<Result<Vec<FdbEntry>, EngineError>>),
+    FdbLen(DomainId, Sender<Result<usize, EngineError>>),
+    Stats(Sender<Vec<PortStats>>),
+    Shutdown,
+}
+
+const WAKER: Token = Token(usize::MAX);
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// The handle of a running dataplane. Clones share the worker; the worker stops
+/// when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Dataplane {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: Sender<Command>,
+    waker: Waker,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl Dataplane {
+    /// Starts the worker thread.
+    pub fn start(config: DataplaneConfig) -> Result<Dataplane, DataplaneError> {
+        let poll = Poll::new().map_err(DataplaneError::Start)?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(DataplaneError::Start)?;
+        let (tx, rx) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name("plexus-dataplane".into())
+            .spawn(move || Worker::new(poll, rx, config).run())
+            .map_err(DataplaneError::Start)?;
+        Ok(Dataplane {
+            inner: Arc::new(Inner {
+                tx,
+                waker,
+                thread: std::sync::Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> Result<T, DataplaneError> {
+        let (rtx, rrx) = bounded(1);
+        self.inner.tx.send(make(rtx)).map_err(|_| DataplaneError::Stopped)?;
+        self.inner.waker.wake().map_err(|_| DataplaneError::Stopped)?;
+        rrx.recv().map_err(|_| DataplaneError::Stopped)
+    }
+
+    /// Adds a bridge domain.
+    pub fn add_domain(&self, config: DomainConfig) -> Result<DomainId, DataplaneError> {
+        self.call(|r| Command::AddDomain(config, r))
+    }
+
+    /// Changes a bridge domain's settings.
+    pub fn configure_domain(&self, id: DomainId, config: DomainConfig) -> Result<(), DataplaneError> {
+        Ok(self.call(|r| Command::ConfigureDomain(id, config, r))??)
+    }
+
+    /// Removes an empty bridge domain.
+    pub fn remove_domain(&self, id: DomainId) -> Result<(), DataplaneError> {
+        Ok(self.call(|r| Command::RemoveDomain(id, r))??)
+    }
+
+    /// Hands a port to the worker; frames flow as soon as this returns.
+    pub fn add_port(&self, port: Box<dyn Port>, config: PortConfig) -> Result<PortId, DataplaneError> {
+        self.call(|r| Command::AddPort(port, config, r))?
+    }
+
+    /// Removes a port; its fd is closed by the worker.
+    pub fn remove_port(&self, id: PortId) -> Result<(), DataplaneError> {
+        Ok(self.call(|r| Command::RemovePort(id, r))??)
+    }
+
+    /// A domain's MAC table.
+    pub fn fdb(&self, id: DomainId) -> Result<Vec<FdbEntry>, DataplaneError> {
+        Ok(self.call(|r| Command::Fdb(id, r))??)
+    }
+
+    /// Number of entries in a domain's MAC table.
+    pub fn fdb_len(&self, id: DomainId) -> Result<usize, DataplaneError> {
+        Ok(self.call(|r| Command::FdbLen(id, r))??)
+    }
+
+    /// Every port's counters.
+    pub fn stats(&self) -> Result<Vec<PortStats>, DataplaneError> {
+        self.call(Command::Stats)
+    }
+}
+
+struct Slot {
+    port: Box<dyn Port>,
+    ready: bool,
+    /// Indices into the current rx batch, to send out of this port.
+    gather: Vec<u8>,
+}
+
+struct Worker {
+    poll: Poll,
+    rx: Receiver<Command>,
+    config: DataplaneConfig,
+    engine: Engine,
+    slots: Vec<Option<Slot>>,
+    batch: RxBatch,
+    /// Egress ports with a non-empty gather in the current burst.
+    touched: Vec<PortId>,
+    last_expire: Instant,
+    last_work: Instant,
+    stop: bool,
+}
+
+fn slot_index(id: PortId) -> usize {
+    id.0 as usize
+}
+
+impl Worker {
+    fn new(poll: Poll, rx: Receiver<Command>, config: DataplaneConfig) -> Worker {
+        let now = Instant::now();
+        Worker {
+            poll,
+            rx,
+            config,
+            engine: Engine::new(),
+            slots: Vec::new(),
+            batch: RxBatch::default(),
+            touched: Vec::new(),
+            last_expire: now,
+            last_work: now,
+            stop: false,
+        }
+    }
+
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while !self.stop {
+            let now = Instant::now();
+            let any_ready = self.slots.iter().flatten().any(|s| s.ready);
+            let spinning = now.saturating_duration_since(self.last_work) < self.config.busy_poll;
+            let timeout = if any_ready || spinning {
+                Duration::ZERO
+            } else {
+                EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire))
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // epoll_wait fails only on programming errors (EBADF, EINVAL);
+                // nothing sensible is left to do but stop.
+                Err(_) => return,
+            }
+            for ev in &events {
+                if ev.token() == WAKER {
+                    continue;
+                }
+                if let Some(Some(s)) = self.slots.get_mut(ev.token().0) {
+                    s.ready = true;
+                }
+            }
+            while let Ok(cmd) = self.rx.try_recv() {
+                self.control(cmd);
+            }
+            let now = Instant::now();
+            let mut frames = 0;
+            for i in 0..self.slots.len() {
+                if self.slots[i].as_ref().is_some_and(|s| s.ready) {
+                    frames += self.burst(now, i);
+                }
+            }
+            if frames > 0 {
+                self.last_work = now;
+            }
+            if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
+                self.engine.expire(now);
+                self.last_expire = now;
+            }
+        }
+    }
+
+    /// Receives one burst from port `i` and forwards it; returns the frame count.
+    fn burst(&mut self, now: Instant, i: usize) -> usize {
+        let ingress = PortId(u32::try_from(i).unwrap_or(u32::MAX));
+        let Some(slot) = self.slots[i].as_mut() else { return 0 };
+        let in_offload = slot.port.offload();
+        let r = match slot.port.recv(&mut self.batch.bufs) {
+            Ok(r) => r,
+            Err(_) => {
+                // The device is gone or broken; wait for the next readiness edge
+                // (or the control plane removing the port).
+                slot.ready = false;
+                self.engine.count_drop(ingress, DropReason::TxError);
+                return 0;
+            }
+        };
+        slot.ready = r.more;
+        for _ in 0..r.truncated {
+            self.engine.count_drop(ingress, DropReason::Oversize);
+        }
+        for (k, buf) in self.batch.bufs[..r.frames].iter().enumerate() {
+            let hdr = in_offload.then(|| buf.vnet_hdr());
+            let idx = u8::try_from(k).unwrap_or(u8::MAX);
+            match self.engine.classify(now, ingress, hdr, buf.frame()) {
+                Verdict::Drop(_) => {}
+                Verdict::Unicast(q) => gather(&mut self.slots, &mut self.touched, q, idx),
+                Verdict::Flood(d) => {
+                    for &q in self.engine.domain_ports(d) {
+                        if q != ingress {
+                            gather(&mut self.slots, &mut self.touched, q, idx);
+                        }
+                    }
+                }
+            }
+        }
+        for t in 0..self.touched.len() {
+            let q = self.touched[t];
+            self.flush(q, in_offload);
+        }
+        self.touched.clear();
+        r.frames
+    }
+
+    /// Sends the gathered frames out of port `q` in one batched call.
+    fn flush(&mut self, q: PortId, in_offload: bool) {
+        let Some(slot) = self.slots.get_mut(slot_index(q)).and_then(Option::as_mut) else {
+            return;
+        };
+        let out_offload = slot.port.offload();
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut n = 0;
+        for &k in &slot.gather {
+            let buf = &self.batch.bufs[usize::from(k)];
+            if out_offload {
+                frames[n] = buf.bytes_with_hdr();
+            } else {
+                // A super-frame or partial checksum cannot leave through a port
+                // without offloads as it is.
+                let needs = in_offload && vnet::Header::new_checked(buf.vnet_hdr()).map_or(true, |h| h.needs_offload());
+                if needs {
+                    self.engine.count_drop(q, DropReason::NoOffload);
+                    continue;
+                }
+                frames[n] = buf.frame();
+            }
+            n += 1;
+        }
+        let sent = slot.port.send(&frames[..n]);
+        let hdr = if out_offload { crate::port::VNET_HDR_LEN } else { 0 };
+        for f in &frames[..sent] {
+            self.engine.count_tx(q, f.len() - hdr);
+        }
+        for _ in sent..n {
+            self.engine.count_drop(q, DropReason::TxFull);
+        }
+        slot.gather.clear();
+    }
+
+    fn control(&mut self, cmd: Command) {
+        match cmd {
+            Command::AddDomain(c, r) => {
+                let _ = r.send(self.engine.add_domain(c));
+            }
+            Command::ConfigureDomain(id, c, r) => {
+                let _ = r.send(self.engine.configure_domain(id, c));
+            }
+            Command::RemoveDomain(id, r) => {
+                let _ = r.send(self.engine.remove_domain(id));
+            }
+            Command::AddPort(port, config, r) => {
+                let _ = r.send(self.add_port(port, config));
+            }
+            Command::RemovePort(id, r) => {
+                let res = self.engine.remove_port(id).map(|_| {
+                    if let Some(slot) = self.slots.get_mut(slot_index(id)).and_then(Option::take) {
+                        let fd = slot.port.raw_fd();
+                        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+                    }
+                });
+                let _ = r.send(res);
+            }
+            Command::Fdb(id, r) => {
+                let _ = r.send(self.engine.fdb(id, Instant::now()));
+            }
+            Command::FdbLen(id, r) => {
+                let _ = r.send(self.engine.fdb_len(id));
+            }
+            Command::Stats(r) => {
+                let stats = self
+                    .engine
+                    .ports()
+                    .map(|(id, config, counters)| PortStats {
+                        id,
+                        config: config.clone(),
+                        counters,
+                    })
+                    .collect();
+                let _ = r.send(stats);
+            }
+            Command::Shutdown => self.stop = true,
+        }
+    }
+
+    fn add_port(&mut self, port: Box<dyn Port>, config: PortConfig) -> Result<PortId, DataplaneError> {
+        let name = config.name.clone();
+        let id = self.engine.add_port(config)?;
+        let fd = port.raw_fd();
+        let i = slot_index(id);
+        if let Err(source) = self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd), Token(i), Interest::READABLE)
+        {
+            let _ = self.engine.remove_port(id);
+            return Err(DataplaneError::Register { name, source });
+        }
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        // Ready at once: frames may have queued before registration.
+        self.slots[i] = Some(Slot {
+            port,
+            ready: true,
+            gather: Vec::with_capacity(BATCH),
+        });
+        if self.touched.capacity() < self.slots.len() {
+            self.touched.reserve(self.slots.len() - self.touched.len());
+        }
+        Ok(id)
+    }
+}
+
+fn gather(slots: &mut [Option<Slot>], touched: &mut Vec<PortId>, q: PortId, idx: u8) {
+    if let Some(Some(s)) = slots.get_mut(slot_index(q)) {
+        if s.gather.is_empty() {
+            touched.push(q);
+        }
+        s.gather.push(idx);
+    }
+}

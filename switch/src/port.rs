@@ -1,0 +1,480 @@
+//! Ports: where frames enter and leave the switch. One trait, batch receive and
+//! batch send, and two backends:
+//!
+//! - [`PacketPort`]: an AF_PACKET socket bound to an interface (the host end of a
+//!   veth pair). Batched with `recvmmsg`/`sendmmsg` — one syscall per burst, not
+//!   per frame — with `PACKET_VNET_HDR` so GSO super-frames and partial checksums
+//!   cross whole, `PACKET_IGNORE_OUTGOING` so the port never hears its own
+//!   transmissions, and `PACKET_QDISC_BYPASS`.
+//! - [`TapPort`]: a TAP fd (made by `sandbox::tap` with `IFF_VNET_HDR`). TAP has
+//!   no multi-message syscall, so a burst is a loop of `read`s until the queue is
+//!   empty or the batch is full.
+//!
+//! Buffer layout, shared by every port: each [`FrameBuf`] reserves
+//! [`VNET_HDR_LEN`] bytes in front of the frame. A port with offloads reads the
+//! virtio-net header there; a port without zeroes it. So any frame can leave
+//! through any port without a copy: `bytes_with_hdr()` for offload ports,
+//! `frame()` for the others.
+//!
+//! The `unsafe` of this module is the thin sys layer (socket options, mmsghdr
+//! arrays, read/write); every block says why it is sound.
+#![allow(unsafe_code)]
+// Casts here narrow struct sizes and burst counts (at most BATCH) to the C
+// types of the syscalls; none can truncate.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::fmt::Debug;
+use std::io;
+use std::mem;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Length of the virtio-net header on offload ports.
+pub const VNET_HDR_LEN: usize = 10;
+/// Largest frame a port receives: a 64 KiB GSO super-frame plus Ethernet and
+/// VLAN headers.
+pub const MAX_FRAME_LEN: usize = 65535 + 14 + 4;
+/// Frames per burst.
+pub const BATCH: usize = 32;
+
+/// One receive buffer: a virtio-net header slot, then the frame.
+pub struct FrameBuf {
+    data: Box<[u8]>,
+    len: usize,
+}
+
+impl Debug for FrameBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FrameBuf({} bytes)", self.len)
+    }
+}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        FrameBuf {
+            data: vec![0u8; VNET_HDR_LEN + MAX_FRAME_LEN].into_boxed_slice(),
+            len: 0,
+        }
+    }
+}
+
+impl FrameBuf {
+    /// The frame (no virtio-net header).
+    pub fn frame(&self) -> &[u8] {
+        &self.data[VNET_HDR_LEN..VNET_HDR_LEN + self.len]
+    }
+
+    /// The virtio-net header (zero for frames from ports without offloads).
+    pub fn vnet_hdr(&self) -> &[u8] {
+        &self.data[..VNET_HDR_LEN]
+    }
+
+    /// Header and frame, as an offload port sends them.
+    pub fn bytes_with_hdr(&self) -> &[u8] {
+        &self.data[..VNET_HDR_LEN + self.len]
+    }
+
+    /// Frame length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if no frame.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `frame` in (tests, injected frames) with a zero header.
+    pub fn fill(&mut self, frame: &[u8]) {
+        let n = frame.len().min(MAX_FRAME_LEN);
+        self.data[..VNET_HDR_LEN].fill(0);
+        self.data[VNET_HDR_LEN..VNET_HDR_LEN + n].copy_from_slice(&frame[..n]);
+        self.len = n;
+    }
+}
+
+/// A burst's worth of receive buffers, allocated once per worker.
+#[derive(Debug)]
+pub struct RxBatch {
+    /// The buffers; after a `recv` of `n`, the first `n` hold frames.
+    pub bufs: Vec<FrameBuf>,
+}
+
+impl Default for RxBatch {
+    fn default() -> Self {
+        RxBatch {
+            bufs: (0..BATCH).map(|_| FrameBuf::default()).collect(),
+        }
+    }
+}
+
+/// A switch port.
+pub trait Port: Send + Debug {
+    /// The fd to watch for readability.
+    fn raw_fd(&self) -> RawFd;
+    /// True if frames carry a virtio-net header on this port.
+    fn offload(&self) -> bool;
+    /// Receives up to `bufs.len()` frames without blocking; returns how many
+    /// (0 when the queue is empty). Frames the port truncated are skipped and
+    /// counted in the returned `truncated`.
+    fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult>;
+    /// Sends frames (each with its virtio-net header iff [`Port::offload`])
+    /// without blocking; returns how many were accepted, in order.
+    fn send(&mut self, frames: &[&[u8]]) -> usize;
+}
+
+/// What one `recv` burst brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvResult {
+    /// Frames now in the first buffers.
+    pub frames: usize,
+    /// Frames longer than a buffer, dropped.
+    pub truncated: usize,
+    /// The port's queue may hold more (the burst was full).
+    pub more: bool,
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is a live `c_int` on the stack and its size is
+    // passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&raw const value).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    cvt(rc).map(drop)
+}
+
+/// Options the kernel may lack: probed per socket, the outcome kept in the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketFeatures {
+    /// `PACKET_VNET_HDR` accepted.
+    pub vnet_hdr: bool,
+    /// `PACKET_IGNORE_OUTGOING` accepted.
+    pub ignore_outgoing: bool,
+    /// `PACKET_QDISC_BYPASS` accepted.
+    pub qdisc_bypass: bool,
+}
+
+/// An AF_PACKET port on one interface.
+pub struct PacketPort {
+    fd: OwnedFd,
+    features: PacketFeatures,
+    ifname: String,
+    rx_hdrs: Box<[libc::mmsghdr; BATCH]>,
+    rx_iovs: Box<[libc::iovec; BATCH]>,
+    tx_hdrs: Box<[libc::mmsghdr; BATCH]>,
+    tx_iovs: Box<[libc::iovec; BATCH]>,
+}
+
+impl Debug for PacketPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketPort")
+            .field("ifname", &self.ifname)
+            .field("fd", &self.fd.as_raw_fd())
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
+// SAFETY: the raw pointers inside the mmsghdr/iovec arrays are scratch space,
+// rewritten before every syscall and never dereferenced outside one; the port
+// owns everything else.
+unsafe impl Send for PacketPort {}
+
+fn zeroed_array<T, const N: usize>() -> Box<[T; N]> {
+    // SAFETY: only instantiated with `libc::mmsghdr` and `libc::iovec`, plain C
+    // structs for which all-zero bytes (null pointers, zero lengths) are valid.
+    Box::new(unsafe { mem::zeroed::<[T; N]>() })
+}
+
+impl PacketPort {
+    /// Opens an AF_PACKET socket on interface `ifname` (which must exist and
+    /// should be up). `want_offload` asks for `PACKET_VNET_HDR`; if the kernel
+    /// refuses, the port works without it ([`PacketPort::features`] says so).
+    pub fn open(ifname: &str, want_offload: bool) -> io::Result<PacketPort> {
+        let cname = std::ffi::CString::new(ifname).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `cname` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = cvt(unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                proto.into(),
+            )
+        })?;
+        // SAFETY: `raw` is a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let opt = |name, v| setsockopt_int(raw, libc::SOL_PACKET, name, v).is_ok();
+        let features = PacketFeatures {
+            vnet_hdr: want_offload && opt(libc::PACKET_VNET_HDR, 1),
+            ignore_outgoing: opt(libc::PACKET_IGNORE_OUTGOING, 1),
+            qdisc_bypass: opt(libc::PACKET_QDISC_BYPASS, 1),
+        };
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            let size = 4 << 20;
+            if setsockopt_int(raw, libc::SOL_SOCKET, force, size).is_err() {
+                let _ = setsockopt_int(raw, libc::SOL_SOCKET, plain, size);
+            }
+        }
+        // SAFETY: all-zero is a valid sockaddr_ll; the fields we need are set below.
+        let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = i32::try_from(ifindex).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `sll` is a live sockaddr_ll and its exact size is passed.
+        cvt(unsafe {
+            libc::bind(
+                raw,
+                (&raw const sll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        })?;
+        Ok(PacketPort {
+            fd,
+            features,
+            ifname: ifname.to_owned(),
+            rx_hdrs: zeroed_array(),
+            rx_iovs: zeroed_array(),
+            tx_hdrs: zeroed_array(),
+            tx_iovs: zeroed_array(),
+        })
+    }
+
+    /// What the kernel accepted.
+    pub fn features(&self) -> PacketFeatures {
+        self.features
+    }
+}
+
+impl Port for PacketPort {
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn offload(&self) -> bool {
+        self.features.vnet_hdr
+    }
+
+    fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult> {
+        let n = bufs.len().min(BATCH);
+        let skip = if self.offload() { 0 } else { VNET_HDR_LEN };
+        for (i, buf) in bufs.iter_mut().take(n).enumerate() {
+            let area = &mut buf.data[skip..];
+            self.rx_iovs[i] = libc::iovec {
+                iov_base: area.as_mut_ptr().cast(),
+                iov_len: area.len(),
+            };
+            let h = &mut self.rx_hdrs[i];
+            h.msg_hdr.msg_iov = &raw mut self.rx_iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = std::ptr::null_mut();
+            h.msg_hdr.msg_namelen = 0;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: the first `n` headers point at iovecs that point into `bufs`,
+        // which stay borrowed mutably for the call; the kernel writes at most
+        // `iov_len` bytes into each.
+        let rc = unsafe {
+            libc::recvmmsg(
+                self.fd.as_raw_fd(),
+                self.rx_hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(RecvResult::default()),
+                _ => Err(e),
+            };
+        }
+        let got = usize::try_from(rc).unwrap_or(0);
+        let mut out = RecvResult {
+            frames: 0,
+            truncated: 0,
+            more: got == n,
+        };
+        // Compact: frames land in order; truncated ones are skipped.
+        for i in 0..got {
+            let h = &self.rx_hdrs[i];
+            let len = h.msg_len as usize;
+            let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let hdr_len = VNET_HDR_LEN - skip;
+            if truncated || len < hdr_len {
+                out.truncated += 1;
+                continue;
+            }
+            if out.frames != i {
+                bufs.swap(out.frames, i);
+            }
+            let b = &mut bufs[out.frames];
+            if skip != 0 {
+                b.data[..VNET_HDR_LEN].fill(0);
+            }
+            b.len = len - hdr_len;
+            out.frames += 1;
+        }
+        Ok(out)
+    }
+
+    fn send(&mut self, frames: &[&[u8]]) -> usize {
+        let n = frames.len().min(BATCH);
+        if n == 0 {
+            return 0;
+        }
+        for (i, f) in frames.iter().take(n).enumerate() {
+            self.tx_iovs[i] = libc::iovec {
+                iov_base: f.as_ptr().cast_mut().cast(),
+                iov_len: f.len(),
+            };
+            let h = &mut self.tx_hdrs[i];
+            h.msg_hdr.msg_iov = &raw mut self.tx_iovs[i];
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = std::ptr::null_mut();
+            h.msg_hdr.msg_namelen = 0;
+            h.msg_hdr.msg_control = std::ptr::null_mut();
+            h.msg_hdr.msg_controllen = 0;
+            h.msg_hdr.msg_flags = 0;
+        }
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: headers `sent..n` point at iovecs over the caller's slices,
+            // which outlive the call; the kernel only reads them.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    self.tx_hdrs[sent..].as_mut_ptr(),
+                    (n - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match usize::try_from(rc) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => sent += k,
+            }
+        }
+        sent
+    }
+}
+
+/// A TAP port over an fd from `sandbox::tap::create`.
+#[derive(Debug)]
+pub struct TapPort {
+    fd: OwnedFd,
+    offload: bool,
+}
+
+impl TapPort {
+    /// Adopts a non-blocking TAP fd; `offload` must match whether it was opened
+    /// with `IFF_VNET_HDR` (and a 10-byte header size).
+    pub fn new(fd: OwnedFd, offload: bool) -> TapPort {
+        TapPort { fd, offload }
+    }
+}
+
+impl Port for TapPort {
+    fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    fn offload(&self) -> bool {
+        self.offload
+    }
+
+    fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult> {
+        let skip = if self.offload { 0 } else { VNET_HDR_LEN };
+        let mut out = RecvResult::default();
+        for i in 0..bufs.len().min(BATCH) {
+            let b = &mut bufs[out.frames];
+            let area = &mut b.data[skip..];
+            // SAFETY: reads at most `area.len()` bytes into a live, exclusively
+            // borrowed buffer.
+            let rc = unsafe { libc::read(self.fd.as_raw_fd(), area.as_mut_ptr().cast(), area.len()) };
+            let Ok(len) = usize::try_from(rc) else {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(out),
+                    _ if out.frames > 0 => Ok(out),
+                    _ => Err(e),
+                };
+            };
+            let hdr_len = VNET_HDR_LEN - skip;
+            if len < hdr_len {
+                out.truncated += 1;
+                continue;
+            }
+            if skip != 0 {
+                b.data[..VNET_HDR_LEN].fill(0);
+            }
+            b.len = len - hdr_len;
+            out.frames += 1;
+            out.more = i + 1 == bufs.len().min(BATCH);
+        }
+        Ok(out)
+    }
+
+    fn send(&mut self, frames: &[&[u8]]) -> usize {
+        let mut sent = 0;
+        for f in frames {
+            // SAFETY: writes `f.len()` bytes from a live slice.
+            let rc = unsafe { libc::write(self.fd.as_raw_fd(), f.as_ptr().cast(), f.len()) };
+            if rc < 0 {
+                // EAGAIN: the TAP's queue is full; the rest are dropped.
+                if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
+                    break;
+                }
+                // Any other error drops this frame only.
+                continue;
+            }
+            sent += 1;
+        }
+        sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_buf_layout() {
+        let mut b = FrameBuf::default();
+        b.fill(&[1, 2, 3]);
+        assert_eq!(b.frame(), &[1, 2, 3]);
+        assert_eq!(b.vnet_hdr(), &[0; VNET_HDR_LEN]);
+        assert_eq!(b.bytes_with_hdr().len(), VNET_HDR_LEN + 3);
+        assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn open_missing_interface_is_an_error() {
+        let e = PacketPort::open("plexus-nope0", true).unwrap_err();
+        // ENODEV from if_nametoindex; EPERM when not root comes later.
+        assert!(e.raw_os_error().is_some());
+    }
+}

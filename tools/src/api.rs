@@ -1,0 +1,597 @@
+//! The daemon's JSON API: request and response types, shared by the daemon and
+//! the CLI. `docs/api.md` documents every request and response; the tests at the
+//! bottom parse every example there, so the document and these types cannot
+//! drift apart.
+//!
+//! Wire format: newline-delimited JSON over a Unix stream socket. A client writes
+//! one request object per line and reads one response object per line, in order;
+//! a connection may carry any number of requests.
+//!
+//! Decisions:
+//! - Requests are one internally tagged enum (`"op": "network.create"`) with
+//!   `deny_unknown_fields`, so a misspelt field is a `BadRequest`, not silently
+//!   ignored.
+//! - Addresses, CIDRs and MACs travel as strings and are parsed by the daemon with
+//!   the library's parsers, so a bad value gets the library's typed error kind
+//!   (`BadCidr`, `InvalidOption`) rather than a generic decoding error.
+//! - Responses are `{"ok":true,"result":…}` or `{"ok":false,"error":{"kind","message"}}`;
+//!   `kind` is [`plexus::Error::kind`] or one of the protocol kinds below.
+//! - Results reuse the library's `*Info` views unchanged.
+
+use std::path::PathBuf;
+
+use plexus::{EndpointInfo, SandboxInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The API revision, reported by `version` and `info`.
+pub const API_VERSION: u32 = 1;
+
+/// Error kind of a request line that is not valid JSON or not a known request.
+pub const KIND_BAD_REQUEST: &str = "BadRequest";
+/// Error kind of a request that made the daemon panic (a bug; please report it).
+pub const KIND_INTERNAL: &str = "Internal";
+/// Error kind of a request that arrived while the daemon was shutting down.
+pub const KIND_SHUTTING_DOWN: &str = "ShuttingDown";
+
+/// Longest request line the daemon reads (bytes, without the newline).
+pub const MAX_REQUEST_LEN: usize = 1 << 20;
+
+/// One request: the `op` field selects the variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", deny_unknown_fields)]
+pub enum Request {
+    /// Create a network.
+    #[serde(rename = "network.create")]
+    NetworkCreate {
+        /// Network name.
+        name: String,
+        /// Driver: `bridge` (default), `host` or `null`.
+        #[serde(default = "default_driver")]
+        driver: String,
+        /// Subnet CIDR; default: a free pool.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subnet: Option<String>,
+        /// Gateway address; default: the subnet's first address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gateway: Option<String>,
+        /// CIDR inside the subnet to allocate endpoint addresses from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip_range: Option<String>,
+        /// No external connectivity (no default route in containers).
+        #[serde(default, skip_serializing_if = "is_false")]
+        internal: bool,
+        /// Endpoint MTU.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+    },
+    /// List networks.
+    #[serde(rename = "network.ls")]
+    NetworkLs {},
+    /// Show one network.
+    #[serde(rename = "network.inspect")]
+    NetworkInspect {
+        /// Name or id.
+        name: String,
+    },
+    /// Delete a network (refused while it has endpoints).
+    #[serde(rename = "network.rm")]
+    NetworkRm {
+        /// Name or id.
+        name: String,
+    },
+
+    /// Create a sandbox (a network namespace).
+    #[serde(rename = "sandbox.create")]
+    SandboxCreate {
+        /// Sandbox name (the container id).
+        name: String,
+        /// Hostname; default: the name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hostname: Option<String>,
+        /// Domain name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domainname: Option<String>,
+    },
+    /// List sandboxes.
+    #[serde(rename = "sandbox.ls")]
+    SandboxLs {},
+    /// Show one sandbox.
+    #[serde(rename = "sandbox.inspect")]
+    SandboxInspect {
+        /// Name or id.
+        name: String,
+    },
+    /// Delete a sandbox: its endpoints leave (those made by `run` are deleted).
+    #[serde(rename = "sandbox.rm")]
+    SandboxRm {
+        /// Name or id.
+        name: String,
+    },
+
+    /// Create an endpoint in a network.
+    #[serde(rename = "endpoint.create")]
+    EndpointCreate {
+        /// Endpoint name (unique within its network).
+        name: String,
+        /// Network name or id.
+        network: String,
+        /// Static IPv4 address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+        /// Static MAC address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+    },
+    /// List endpoints, of all networks or of one.
+    #[serde(rename = "endpoint.ls")]
+    EndpointLs {
+        /// Only this network's endpoints.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+    },
+    /// Show one endpoint.
+    #[serde(rename = "endpoint.inspect")]
+    EndpointInspect {
+        /// Name or id.
+        name: String,
+        /// The network to look the name up in (needed if the name is used in
+        /// several networks).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+    },
+    /// Join an endpoint to an existing sandbox.
+    #[serde(rename = "endpoint.join")]
+    EndpointJoin {
+        /// Endpoint name or id.
+        name: String,
+        /// The endpoint's network, if the name is ambiguous.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+        /// Sandbox name or id.
+        sandbox: String,
+    },
+    /// Take an endpoint out of its sandbox (it keeps its address).
+    #[serde(rename = "endpoint.leave")]
+    EndpointLeave {
+        /// Endpoint name or id.
+        name: String,
+        /// The endpoint's network, if the name is ambiguous.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+    },
+    /// Delete an endpoint (refused while joined unless `force`).
+    #[serde(rename = "endpoint.rm")]
+    EndpointRm {
+        /// Endpoint name or id.
+        name: String,
+        /// The endpoint's network, if the name is ambiguous.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+        /// Leave the sandbox first if joined.
+        #[serde(default, skip_serializing_if = "is_false")]
+        force: bool,
+    },
+
+    /// Sandbox + endpoint (same name, deleted with the sandbox) + join, all or
+    /// nothing.
+    #[serde(rename = "run")]
+    Run {
+        /// Sandbox and endpoint name.
+        name: String,
+        /// Network name or id.
+        network: String,
+        /// Static IPv4 address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+        /// Static MAC address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+        /// Hostname; default: the name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hostname: Option<String>,
+        /// Domain name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        domainname: Option<String>,
+    },
+
+    /// The daemon's version.
+    #[serde(rename = "version")]
+    Version {},
+    /// The daemon's configuration and counts.
+    #[serde(rename = "info")]
+    Info {},
+}
+
+fn default_driver() -> String {
+    "bridge".to_owned()
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Request {
+    /// The `op` string of this request.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::NetworkCreate { .. } => "network.create",
+            Request::NetworkLs {} => "network.ls",
+            Request::NetworkInspect { .. } => "network.inspect",
+            Request::NetworkRm { .. } => "network.rm",
+            Request::SandboxCreate { .. } => "sandbox.create",
+            Request::SandboxLs {} => "sandbox.ls",
+            Request::SandboxInspect { .. } => "sandbox.inspect",
+            Request::SandboxRm { .. } => "sandbox.rm",
+            Request::EndpointCreate { .. } => "endpoint.create",
+            Request::EndpointLs { .. } => "endpoint.ls",
+            Request::EndpointInspect { .. } => "endpoint.inspect",
+            Request::EndpointJoin { .. } => "endpoint.join",
+            Request::EndpointLeave { .. } => "endpoint.leave",
+            Request::EndpointRm { .. } => "endpoint.rm",
+            Request::Run { .. } => "run",
+            Request::Version {} => "version",
+            Request::Info {} => "info",
+        }
+    }
+}
+
+/// A refusal, as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable name: [`plexus::Error::kind`] or a protocol kind
+    /// ([`KIND_BAD_REQUEST`], [`KIND_INTERNAL`], [`KIND_SHUTTING_DOWN`]).
+    pub kind: String,
+    /// Human-readable, one line.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of `kind`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<plexus::Error> for ApiError {
+    fn from(e: plexus::Error) -> ApiError {
+        ApiError::new(e.kind(), e.to_string())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// One response line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// The result when `ok` (`null` for requests that return nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The error when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+impl Response {
+    /// A success carrying `result`.
+    pub fn success(result: Value) -> Response {
+        Response {
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn failure(error: ApiError) -> Response {
+        Response {
+            ok: false,
+            result: None,
+            error: Some(error),
+        }
+    }
+
+    /// The result, or the error.
+    pub fn into_result(self) -> Result<Value, ApiError> {
+        match (self.ok, self.error) {
+            (true, _) => Ok(self.result.unwrap_or(Value::Null)),
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(ApiError::new(
+                KIND_INTERNAL,
+                "daemon reported a failure without an error",
+            )),
+        }
+    }
+}
+
+/// Result of `run`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The sandbox created.
+    pub sandbox: SandboxInfo,
+    /// The endpoint created and joined.
+    pub endpoint: EndpointInfo,
+}
+
+/// Result of `version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionInfo {
+    /// The daemon's package version.
+    pub version: String,
+    /// [`API_VERSION`].
+    pub api: u32,
+}
+
+/// Result of `info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// The daemon's package version.
+    pub version: String,
+    /// [`API_VERSION`].
+    pub api: u32,
+    /// The daemon's process id.
+    pub pid: u32,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The socket it listens on.
+    pub socket: PathBuf,
+    /// Built-in drivers.
+    pub drivers: Vec<String>,
+    /// Prefix of sandbox namespace names.
+    pub netns_prefix: String,
+    /// Prefix of host interface names.
+    pub ifname_prefix: String,
+    /// Number of networks.
+    pub networks: usize,
+    /// Number of endpoints.
+    pub endpoints: usize,
+    /// Number of sandboxes.
+    pub sandboxes: usize,
+}
+
+/// The socket used when neither `--socket` nor `PLEXUS_SOCKET` is given:
+/// `/run/plexus/plexus.sock` for root; for other users
+/// `$XDG_RUNTIME_DIR/plexus/plexus.sock`, or `/tmp/plexus-UID/plexus.sock`
+/// without a runtime directory.
+pub fn default_socket() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/plexus/plexus.sock");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("plexus/plexus.sock"),
+        _ => PathBuf::from(format!("/tmp/plexus-{uid}/plexus.sock")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus::NetworkInfo;
+    use std::collections::BTreeSet;
+
+    const DOC: &str = include_str!("../../docs/api.md");
+
+    /// Code blocks of `docs/api.md` tagged ```` ```json request ````,
+    /// ```` ```json response ```` or ```` ```json ````.
+    fn blocks() -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut cur: Option<(String, String)> = None;
+        for line in DOC.lines() {
+            match &mut cur {
+                None => {
+                    if let Some(tag) = line.trim().strip_prefix("```json") {
+                        cur = Some((tag.trim().to_owned(), String::new()));
+                    }
+                }
+                Some(_) if line.trim() == "```" => out.extend(cur.take()),
+                Some((_, text)) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        assert!(cur.is_none(), "unterminated code block in docs/api.md");
+        out
+    }
+
+    /// Checks that an ok response's result has the shape the op promises.
+    fn check_result(req: &Request, result: Value) {
+        fn is<T: serde::de::DeserializeOwned>(v: Value) {
+            serde_json::from_value::<T>(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"));
+        }
+        match req {
+            Request::NetworkCreate { .. } | Request::NetworkInspect { .. } => is::<NetworkInfo>(result),
+            Request::NetworkLs {} => is::<Vec<NetworkInfo>>(result),
+            Request::SandboxCreate { .. } | Request::SandboxInspect { .. } => is::<SandboxInfo>(result),
+            Request::SandboxLs {} => is::<Vec<SandboxInfo>>(result),
+            Request::EndpointCreate { .. }
+            | Request::EndpointInspect { .. }
+            | Request::EndpointJoin { .. }
+            | Request::EndpointLeave { .. } => is::<EndpointInfo>(result),
+            Request::EndpointLs { .. } => is::<Vec<EndpointInfo>>(result),
+            Request::NetworkRm { .. } | Request::SandboxRm { .. } | Request::EndpointRm { .. } => {
+                assert_eq!(result, Value::Null, "{}", req.op())
+            }
+            Request::Run { .. } => is::<RunResult>(result),
+            Request::Version {} => is::<VersionInfo>(result),
+            Request::Info {} => is::<DaemonInfo>(result),
+        }
+    }
+
+    #[test]
+    fn every_documented_example_parses_and_round_trips() {
+        let mut ops = BTreeSet::new();
+        let mut last_request: Option<Request> = None;
+        let mut responses = 0;
+        for (tag, text) in blocks() {
+            match tag.as_str() {
+                "request" => {
+                    let req: Request = serde_json::from_str(&text).unwrap_or_else(|e| panic!("request {text}: {e}"));
+                    let again: Request = serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
+                    assert_eq!(req, again);
+                    ops.insert(req.op());
+                    last_request = Some(req);
+                }
+                "response" => {
+                    let resp: Response = serde_json::from_str(&text).unwrap_or_else(|e| panic!("response {text}: {e}"));
+                    let again: Response = serde_json::from_str(&serde_json::to_string(&resp).unwrap()).unwrap();
+                    assert_eq!(resp, again);
+                    // Every response line in the docs is one line on the wire.
+                    assert_eq!(serde_json::to_string(&resp).unwrap().lines().count(), 1);
+                    match resp.into_result() {
+                        Ok(v) => check_result(last_request.as_ref().expect("a request precedes"), v),
+                        Err(e) => assert!(DOC.contains(&format!("`{}`", e.kind)), "kind {} undocumented", e.kind),
+                    }
+                    responses += 1;
+                }
+                "bad-request" => {
+                    assert!(
+                        serde_json::from_str::<Request>(&text).is_err(),
+                        "should not parse: {text}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let all = [
+            "network.create",
+            "network.ls",
+            "network.inspect",
+            "network.rm",
+            "sandbox.create",
+            "sandbox.ls",
+            "sandbox.inspect",
+            "sandbox.rm",
+            "endpoint.create",
+            "endpoint.ls",
+            "endpoint.inspect",
+            "endpoint.join",
+            "endpoint.leave",
+            "endpoint.rm",
+            "run",
+            "version",
+            "info",
+        ];
+        for op in all {
+            assert!(ops.contains(op), "docs/api.md has no request example for {op}");
+        }
+        assert!(responses >= all.len());
+    }
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let r: Request = serde_json::from_str(r#"{"op":"network.create","name":"n1"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::NetworkCreate {
+                name: "n1".into(),
+                driver: "bridge".into(),
+                subnet: None,
+                gateway: None,
+                ip_range: None,
+                internal: false,
+                mtu: None
+            }
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"network.create","name":"n1","sbnet":"x"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"op":"network.frob"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"name":"n1"}"#).is_err());
+        let r: Request = serde_json::from_str(r#"{"op":"network.ls"}"#).unwrap();
+        assert_eq!(r, Request::NetworkLs {});
+        let r: Request = serde_json::from_str(r#"{"op":"endpoint.rm","name":"e","force":true}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::EndpointRm {
+                name: "e".into(),
+                network: None,
+                force: true
+            }
+        );
+    }
+
+    #[test]
+    fn serialized_requests_omit_defaults() {
+        let r = Request::EndpointRm {
+            name: "e".into(),
+            network: None,
+            force: false,
+        };
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"endpoint.rm","name":"e"}"#);
+        assert_eq!(serde_json::to_string(&Request::Info {}).unwrap(), r#"{"op":"info"}"#);
+    }
+
+    #[test]
+    fn error_kinds_are_documented() {
+        use plexus::Error as E;
+        let errors = [
+            E::InvalidName {
+                what: "network",
+                name: "x".into(),
+            },
+            E::InvalidOption("x".into()),
+            E::UnknownDriver("x".into()),
+            E::NetworkExists("x".into()),
+            E::NoSuchNetwork("x".into()),
+            E::EndpointExists {
+                network: "n".into(),
+                endpoint: "e".into(),
+            },
+            E::NoSuchEndpoint("x".into()),
+            E::SandboxExists("x".into()),
+            E::NoSuchSandbox("x".into()),
+            E::ActiveEndpoints {
+                network: "n".into(),
+                endpoints: vec![],
+            },
+            E::ActiveContainer {
+                endpoint: "e".into(),
+                sandbox: "s".into(),
+            },
+            E::AlreadyJoined {
+                endpoint: "e".into(),
+                sandbox: "s".into(),
+            },
+            E::NotJoined("e".into()),
+            E::HostNetworkExists("h".into()),
+            E::SandboxMode {
+                sandbox: "s".into(),
+                reason: "r",
+            },
+            E::Ipam(plexus::ipam::IpamError::BadCidr("x".into())),
+            E::Ipam(plexus::ipam::IpamError::NoAvailablePool),
+            E::Ipam(plexus::ipam::IpamError::AlreadyAllocated(std::net::Ipv4Addr::LOCALHOST)),
+            E::Sandbox(plexus_sandbox::SandboxError::NoSuchNetns("x".into())),
+        ];
+        let mut kinds: Vec<&str> = errors.iter().map(|e| e.kind()).collect();
+        kinds.extend([
+            "OverlapPool",
+            "NoAvailableIps",
+            "OutOfRange",
+            "Ipam",
+            "Driver",
+            "Store",
+            "StoreLocked",
+            KIND_BAD_REQUEST,
+            KIND_INTERNAL,
+            KIND_SHUTTING_DOWN,
+        ]);
+        for k in kinds {
+            assert!(
+                DOC.contains(&format!("| `{k}` |")),
+                "error kind {k} is not in the table of docs/api.md"
+            );
+        }
+    }
+}

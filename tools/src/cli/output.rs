@@ -1,0 +1,224 @@
+//! Human output of the CLI: tables for `ls`, `Key: value` blocks for `inspect`
+//! and `info`, pretty JSON for `--format json`.
+//!
+//! Decisions: empty values print as `-`; ids are cut to 12 hex digits in tables
+//! (as docker does) and shown whole elsewhere; stdout closed early (`| head`) is
+//! not an error.
+
+use std::io::{ErrorKind, Write};
+
+use plexus::{EndpointInfo, NetworkInfo, SandboxInfo};
+use serde::Serialize;
+
+use crate::api::DaemonInfo;
+
+/// Writes `text` to stdout; a closed pipe is not an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(anyhow::Error::from(e).context("writing to stdout")),
+        _ => Ok(()),
+    }
+}
+
+/// Pretty JSON with a final newline.
+pub fn json<T: Serialize>(v: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+fn or_dash(s: Option<impl ToString>) -> String {
+    s.map(|v| v.to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn short_id(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+/// Columns aligned with two spaces; no trailing blanks.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `Key: value` lines with the values aligned.
+pub fn key_values(pairs: &[(&str, String)]) -> String {
+    let w = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{:<w$} {v}\n", format!("{k}:")))
+        .collect()
+}
+
+pub fn networks_table(nets: &[NetworkInfo]) -> String {
+    let rows: Vec<Vec<String>> = nets
+        .iter()
+        .map(|n| {
+            vec![
+                short_id(&n.id),
+                n.name.clone(),
+                n.driver.clone(),
+                or_dash(n.subnet),
+                or_dash(n.gateway),
+                n.endpoints.len().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "ENDPOINTS"],
+        &rows,
+    )
+}
+
+pub fn network(n: &NetworkInfo) -> String {
+    key_values(&[
+        ("Name", n.name.clone()),
+        ("ID", n.id.clone()),
+        ("Driver", n.driver.clone()),
+        ("Subnet", or_dash(n.subnet)),
+        ("IP range", or_dash(n.ip_range)),
+        ("Gateway", or_dash(n.gateway)),
+        ("Internal", n.internal.to_string()),
+        ("MTU", n.mtu.to_string()),
+        ("MAC ageing", format!("{}s", n.switching.mac_ageing_secs)),
+        ("MAC table size", n.switching.mac_table_size.to_string()),
+        ("Anti-spoofing", n.switching.anti_spoofing.to_string()),
+        ("Endpoints", list(&n.endpoints)),
+    ])
+}
+
+pub fn sandboxes_table(sbs: &[SandboxInfo]) -> String {
+    let rows: Vec<Vec<String>> = sbs
+        .iter()
+        .map(|s| {
+            vec![
+                short_id(&s.id),
+                s.name.clone(),
+                s.hostname.clone(),
+                list(&s.endpoints),
+                s.key
+                    .as_ref()
+                    .map_or_else(|| "host".to_owned(), |k| k.display().to_string()),
+            ]
+        })
+        .collect();
+    table(&["SANDBOX ID", "NAME", "HOSTNAME", "ENDPOINTS", "KEY"], &rows)
+}
+
+pub fn sandbox(s: &SandboxInfo) -> String {
+    key_values(&[
+        ("Name", s.name.clone()),
+        ("ID", s.id.clone()),
+        (
+            "Key",
+            s.key.as_ref().map_or_else(
+                || "host (no namespace of its own)".to_owned(),
+                |k| k.display().to_string(),
+            ),
+        ),
+        ("Hostname", s.hostname.clone()),
+        ("Domainname", or_dash(s.domainname.as_deref())),
+        ("Hosts file", s.hosts_path.display().to_string()),
+        ("resolv.conf", s.resolv_conf_path.display().to_string()),
+        ("Endpoints", list(&s.endpoints)),
+    ])
+}
+
+pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
+    let rows: Vec<Vec<String>> = eps
+        .iter()
+        .map(|e| {
+            vec![
+                short_id(&e.id),
+                e.name.clone(),
+                e.network.clone(),
+                or_dash(e.address),
+                or_dash(e.mac),
+                or_dash(e.sandbox.as_deref()),
+                or_dash(e.ifname.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        &["ENDPOINT ID", "NAME", "NETWORK", "ADDRESS", "MAC", "SANDBOX", "IFNAME"],
+        &rows,
+    )
+}
+
+pub fn endpoint(e: &EndpointInfo) -> String {
+    key_values(&[
+        ("Name", e.name.clone()),
+        ("ID", e.id.clone()),
+        ("Network", e.network.clone()),
+        ("Address", or_dash(e.address)),
+        ("MAC", or_dash(e.mac)),
+        ("Gateway", or_dash(e.gateway)),
+        ("Kind", e.kind.to_string()),
+        ("Host interface", or_dash(Some(&e.host_ifname))),
+        ("Sandbox", or_dash(e.sandbox.as_deref())),
+        ("Interface", or_dash(e.ifname.as_deref())),
+    ])
+}
+
+pub fn daemon_info(i: &DaemonInfo) -> String {
+    key_values(&[
+        ("Version", i.version.clone()),
+        ("API", i.api.to_string()),
+        ("PID", i.pid.to_string()),
+        ("State dir", i.state_dir.display().to_string()),
+        ("Socket", i.socket.display().to_string()),
+        ("Drivers", list(&i.drivers)),
+        ("Netns prefix", i.netns_prefix.clone()),
+        ("Ifname prefix", i.ifname_prefix.clone()),
+        ("Networks", i.networks.to_string()),
+        ("Endpoints", i.endpoints.to_string()),
+        ("Sandboxes", i.sandboxes.to_string()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_without_trailing_blanks() {
+        let t = table(&["A", "LONG NAME", "C"], &[vec!["xyz".into(), "b".into(), "-".into()]]);
+        assert_eq!(t, "A    LONG NAME  C\nxyz  b          -\n");
+    }
+
+    #[test]
+    fn key_values_align() {
+        assert_eq!(
+            key_values(&[("A", "1".into()), ("Bcd", "2".into())]),
+            "A:   1\nBcd: 2\n"
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! `plexus daemon`: owns the [`Controller`] and serves the JSON API
+//! ([`crate::api`]) on a Unix socket.
+//!
+//! Decisions:
+//! - std only: one thread per connection, one request per line. The controller
+//!   serializes its own operations; the daemon adds one lock (`create_lock`) so that
+//!   `run`'s "refuse if the sandbox exists" check and its creation are atomic with
+//!   respect to `sandbox.create`.
+//! - Signals: SIGINT and SIGTERM are blocked in every thread (the mask is set
+//!   before any thread starts, and threads inherit it) and taken by `sigwait` on a
+//!   dedicated thread, so no code runs in signal-handler context. That thread
+//!   `shutdown(2)`s the listening socket, which makes the blocked `accept` fail on
+//!   Linux and ends the accept loop. The daemon spawns no processes; one that
+//!   ever does must unblock the signals in the child, since a blocked mask is
+//!   inherited across `fork` and `exec` (std does not reset it).
+//! - Clean stop: the socket file is removed (only if it is still the one we
+//!   bound), in-flight requests finish, then the controller is dropped, which
+//!   releases the store lock. Idle connections are simply cut by the exit.
+//! - Start: a socket path that answers is left alone and the daemon refuses to
+//!   start; a dead socket (ECONNREFUSED) is removed; anything that is not a socket
+//!   is never removed. The socket is created with mode 0660 (umask set around
+//!   `bind`, so there is no window with wider permissions).
+//! - A request that panics gets an `Internal` error; the daemon stays up.
+//! - Logging: one line on start and stop, and one line per mutating request on
+//!   stderr.
+
+use std::fs;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::socket::{Shutdown, shutdown};
+use nix::sys::stat::{Mode, umask};
+use plexus::{
+    Config, Controller, Endpoint, EndpointOptions, Error, JoinOptions, MacAddr, NetworkOptions, SandboxOptions,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::{
+    API_VERSION, ApiError, DaemonInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN, MAX_REQUEST_LEN, Request,
+    Response, RunResult, VersionInfo,
+};
+
+/// What `plexus daemon` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The controller's state directory.
+    pub state_dir: PathBuf,
+    /// The socket to listen on.
+    pub socket: PathBuf,
+}
+
+/// Shared by the connection threads.
+#[derive(Debug)]
+struct Server {
+    /// `None` once shutdown has begun. Requests hold the read side while they run;
+    /// shutdown takes the write side, so it waits for them.
+    ctrl: RwLock<Option<Controller>>,
+    /// Makes `run`'s existence check and creation atomic against `sandbox.create`.
+    create_lock: Mutex<()>,
+    socket: PathBuf,
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+pub fn run(mut opts: Options) -> anyhow::Result<()> {
+    // Absolute paths: the sandboxes' file paths are derived from the state
+    // directory and used by clients running elsewhere.
+    opts.state_dir = std::path::absolute(&opts.state_dir).context("resolving the state directory")?;
+    opts.socket = std::path::absolute(&opts.socket).context("resolving the socket path")?;
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block().context("blocking SIGINT and SIGTERM")?;
+
+    check_socket_path(&opts.socket)?;
+    let config = Config {
+        state_dir: opts.state_dir.clone(),
+        ..Config::default()
+    };
+    let ctrl =
+        Controller::new(config).with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
+    let listener = bind(&opts.socket)?;
+    let bound = fs::metadata(&opts.socket).map(|m| (m.dev(), m.ino())).ok();
+
+    let server = Arc::new(Server {
+        ctrl: RwLock::new(Some(ctrl)),
+        create_lock: Mutex::new(()),
+        socket: opts.socket,
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let wake = listener.try_clone().context("duplicating the listening socket")?;
+        let stopping = Arc::clone(&stopping);
+        thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                if let Ok(sig) = signals.wait() {
+                    eprintln!("plexus daemon: {sig}, shutting down");
+                }
+                stopping.store(true, Ordering::SeqCst);
+                // Wakes the accept below: on Linux, accept on a shut-down listening
+                // socket returns EINVAL.
+                let _ = shutdown(wake.as_raw_fd(), Shutdown::Both);
+            })
+            .context("starting the signal thread")?;
+    }
+
+    eprintln!(
+        "plexus daemon: pid {}, state dir {}, socket {}",
+        std::process::id(),
+        opts.state_dir.display(),
+        server.socket.display()
+    );
+
+    for conn in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        match conn {
+            Ok(stream) => {
+                let server = Arc::clone(&server);
+                if let Err(e) = thread::Builder::new()
+                    .name("conn".into())
+                    .spawn(move || server.serve(stream))
+                {
+                    eprintln!("plexus daemon: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                // EMFILE and the like: back off instead of spinning.
+                eprintln!("plexus daemon: accept: {e}");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    // Stop: no new clients, let in-flight requests finish, release the store.
+    let still_ours = fs::metadata(&server.socket).map(|m| (m.dev(), m.ino())).ok() == bound;
+    if still_ours {
+        let _ = fs::remove_file(&server.socket);
+    }
+    let ctrl = server.ctrl.write().unwrap_or_else(PoisonError::into_inner).take();
+    drop(ctrl);
+    eprintln!("plexus daemon: stopped");
+    Ok(())
+}
+
+/// Refuses a path that a live daemon answers on or that is not a socket; removes
+/// a stale socket.
+fn check_socket_path(path: &Path) -> anyhow::Result<()> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("checking socket {}", path.display())),
+    };
+    if !md.file_type().is_socket() {
+        bail!("{} exists and is not a socket; not replacing it", path.display());
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => bail!("another plexus daemon is already listening on {}", path.display()),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+            eprintln!("plexus daemon: removed stale socket {}", path.display());
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("checking socket {}", path.display())),
+    }
+}
+
+/// Creates the parent directory (0755) and binds the socket with mode 0660.
+fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .with_context(|| format!("creating socket directory {}", dir.display()))?;
+    }
+    // The process is still single-threaded apart from the controller's own
+    // short-lived helpers, which create no files: the umask change is not
+    // observed by anyone else.
+    let old = umask(Mode::from_bits_truncate(0o117));
+    let listener = UnixListener::bind(path);
+    umask(old);
+    listener.with_context(|| format!("listening on {}", path.display()))
+}
+
+impl Server {
+    /// Serves one connection: a request per line, a response per line.
+    fn serve(&self, stream: UnixStream) {
+        let Ok(read_half) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(read_half);
+        let mut writer = stream;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let limit = u64::try_from(MAX_REQUEST_LEN + 1).unwrap_or(u64::MAX);
+            match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let complete = line.last() == Some(&b'\n');
+            if !complete && line.len() > MAX_REQUEST_LEN {
+                let msg = format!("request longer than {MAX_REQUEST_LEN} bytes");
+                let _ = send(&mut writer, &Response::failure(ApiError::new(KIND_BAD_REQUEST, msg)));
+                return;
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let response = self.handle_line(&line);
+            if send(&mut writer, &response).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn handle_line(&self, line: &[u8]) -> Response {
+        let req: Request = match serde_json::from_slice(line) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::failure(ApiError::new(KIND_BAD_REQUEST, format!("bad request: {e}")));
+            }
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| self.handle(&req))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ApiError::new(
+                KIND_INTERNAL,
+                format!("internal error in {}: {what}", req.op()),
+            ))
+        });
+        if mutates(&req) || result.as_ref().is_err_and(|e| e.kind == KIND_INTERNAL) {
+            let shown = serde_json::to_string(&req).unwrap_or_default();
+            match &result {
+                Ok(_) => eprintln!("plexus daemon: {shown}: ok"),
+                Err(e) => eprintln!("plexus daemon: {shown}: {}: {}", e.kind, e.message),
+            }
+        }
+        match result {
+            Ok(v) => Response::success(v),
+            Err(e) => Response::failure(e),
+        }
+    }
+
+    /// Performs one request.
+    fn handle(&self, req: &Request) -> Result<Value, ApiError> {
+        let guard = self.ctrl.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(ctrl) = guard.as_ref() else {
+            return Err(ApiError::new(KIND_SHUTTING_DOWN, "the daemon is shutting down"));
+        };
+        match req {
+            Request::NetworkCreate {
+                name,
+                driver,
+                subnet,
+                gateway,
+                ip_range,
+                internal,
+                mtu,
+            } => {
+                let mut o = NetworkOptions::default().internal(*internal);
+                if let Some(s) = subnet {
+                    o = o.subnet(cidr(s)?);
+                }
+                if let Some(r) = ip_range {
+                    o = o.ip_range(cidr(r)?);
+                }
+                if let Some(g) = gateway {
+                    o = o.gateway(ipv4(g, "gateway")?);
+                }
+                if let Some(m) = mtu {
+                    o = o.mtu(*m);
+                }
+                json(ctrl.new_network(driver, name, o)?.info()?)
+            }
+            Request::NetworkLs {} => json(ctrl.networks().iter().filter_map(|n| n.info().ok()).collect::<Vec<_>>()),
+            Request::NetworkInspect { name } => json(ctrl.network(name)?.info()?),
+            Request::NetworkRm { name } => {
+                ctrl.network(name)?.delete()?;
+                Ok(Value::Null)
+            }
+
+            Request::SandboxCreate {
+                name,
+                hostname,
+                domainname,
+            } => {
+                let _g = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
+                json(ctrl.new_sandbox(name, sandbox_options(hostname, domainname))?.info()?)
+            }
+            Request::SandboxLs {} => json(
+                ctrl.sandboxes()
+                    .iter()
+                    .filter_map(|s| s.info().ok())
+                    .collect::<Vec<_>>(),
+            ),
+            Request::SandboxInspect { name } => json(ctrl.sandbox(name)?.info()?),
+            Request::SandboxRm { name } => {
+                ctrl.sandbox(name)?.delete()?;
+                Ok(Value::Null)
+            }
+
+            Request::EndpointCreate { name, network, ip, mac } => {
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref())?;
+                json(ctrl.network(network)?.create_endpoint(name, opts)?.info()?)
+            }
+            Request::EndpointLs { network } => {
+                let eps = match network {
+                    Some(n) => ctrl.network(n)?.endpoints()?,
+                    None => ctrl.endpoints(),
+                };
+                json(eps.iter().filter_map(|e| e.info().ok()).collect::<Vec<_>>())
+            }
+            Request::EndpointInspect { name, network } => json(endpoint(ctrl, name, network.as_deref())?.info()?),
+            Request::EndpointJoin { name, network, sandbox } => {
+                let ep = endpoint(ctrl, name, network.as_deref())?;
+                ep.join_sandbox(&ctrl.sandbox(sandbox)?)?;
+                json(ep.info()?)
+            }
+            Request::EndpointLeave { name, network } => {
+                let ep = endpoint(ctrl, name, network.as_deref())?;
+                ep.leave()?;
+                json(ep.info()?)
+            }
+            Request::EndpointRm { name, network, force } => {
+                endpoint(ctrl, name, network.as_deref())?.delete(*force)?;
+                Ok(Value::Null)
+            }
+
+            Request::Run {
+                name,
+                network,
+                ip,
+                mac,
+                hostname,
+                domainname,
+            } => {
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref())?.remove_with_sandbox(true);
+                json(self.run(ctrl, name, network, opts, sandbox_options(hostname, domainname))?)
+            }
+
+            Request::Version {} => json(VersionInfo {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                api: API_VERSION,
+            }),
+            Request::Info {} => {
+                let config = ctrl.config();
+                json(DaemonInfo {
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    api: API_VERSION,
+                    pid: std::process::id(),
+                    state_dir: config.state_dir.clone(),
+                    socket: self.socket.clone(),
+                    drivers: ctrl.drivers().into_iter().map(str::to_owned).collect(),
+                    netns_prefix: config.netns_prefix.clone(),
+                    ifname_prefix: config.ifname_prefix.clone(),
+                    networks: ctrl.networks().len(),
+                    endpoints: ctrl.endpoints().len(),
+                    sandboxes: ctrl.sandboxes().len(),
+                })
+            }
+        }
+    }
+
+    /// `run`: an endpoint named like the sandbox, deleted with it, joined to a new
+    /// sandbox. `Endpoint::join` creates the sandbox (host mode for a host network)
+    /// and removes it again if the join fails; the endpoint is removed here if the
+    /// join fails. Nothing is left half-done.
+    fn run(
+        &self,
+        ctrl: &Controller,
+        name: &str,
+        network: &str,
+        opts: EndpointOptions,
+        join: JoinOptions,
+    ) -> Result<RunResult, Error> {
+        let _g = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if ctrl.sandbox(name).is_ok() {
+            return Err(Error::SandboxExists(name.to_owned()));
+        }
+        let ep = ctrl.network(network)?.create_endpoint(name, opts)?;
+        if let Err(e) = ep.join(name, join) {
+            let _ = ep.delete(true);
+            return Err(e);
+        }
+        Ok(RunResult {
+            sandbox: ctrl.sandbox(name)?.info()?,
+            endpoint: ep.info()?,
+        })
+    }
+}
+
+/// Requests worth a log line.
+fn mutates(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::NetworkLs {}
+            | Request::NetworkInspect { .. }
+            | Request::SandboxLs {}
+            | Request::SandboxInspect { .. }
+            | Request::EndpointLs { .. }
+            | Request::EndpointInspect { .. }
+            | Request::Version {}
+            | Request::Info {}
+    )
+}
+
+fn send(w: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(resp).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line)
+}
+
+fn json<T: Serialize>(v: T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(|e| ApiError::new(KIND_INTERNAL, format!("encoding the result: {e}")))
+}
+
+/// An endpoint by name or id, within `network` if given.
+fn endpoint(ctrl: &Controller, name: &str, network: Option<&str>) -> Result<Endpoint, Error> {
+    match network {
+        Some(n) => ctrl.network(n)?.endpoint(name),
+        None => ctrl.endpoint(name),
+    }
+}
+
+fn cidr(s: &str) -> Result<ipnet::Ipv4Net, Error> {
+    plexus::ipam::parse_cidr(s).map_err(Error::from)
+}
+
+fn ipv4(s: &str, what: &str) -> Result<Ipv4Addr, Error> {
+    s.parse()
+        .map_err(|_| Error::InvalidOption(format!("invalid IPv4 address {s:?} for {what}")))
+}
+
+fn sandbox_options(hostname: &Option<String>, domainname: &Option<String>) -> SandboxOptions {
+    let mut o = SandboxOptions::default();
+    if let Some(h) = hostname {
+        o = o.hostname(h);
+    }
+    if let Some(d) = domainname {
+        o = o.domainname(d);
+    }
+    o
+}
+
+fn endpoint_options(ip: Option<&str>, mac: Option<&str>) -> Result<EndpointOptions, Error> {
+    let mut o = EndpointOptions::default();
+    if let Some(ip) = ip {
+        o = o.ip(ipv4(ip, "ip")?);
+    }
+    if let Some(mac) = mac {
+        let m: MacAddr = mac
+            .parse()
+            .map_err(|_| Error::InvalidOption(format!("invalid MAC address {mac:?}")))?;
+        o = o.mac(m);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn option_parsing_gives_typed_kinds() {
+        assert_eq!(cidr("10.0.0.0/33").unwrap_err().kind(), "BadCidr");
+        assert_eq!(cidr("10.0.0.1/24").unwrap_err().kind(), "BadCidr");
+        assert_eq!(cidr("10.0.0.0/24").unwrap().to_string(), "10.0.0.0/24");
+        assert_eq!(ipv4("10.0.0.300", "gateway").unwrap_err().kind(), "InvalidOption");
+        assert_eq!(
+            endpoint_options(None, Some("zz:00:00:00:00:00")).unwrap_err().kind(),
+            "InvalidOption"
+        );
+        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05")).unwrap();
+        assert_eq!(o.ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(o.mac.unwrap().to_string(), "02:42:0a:00:00:05");
+    }
+
+    #[test]
+    fn refuses_a_path_that_is_not_a_socket() {
+        let dir = std::env::temp_dir().join(format!("plexus-tools-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-socket");
+        fs::write(&file, b"x").unwrap();
+        assert!(check_socket_path(&file).is_err());
+        assert!(file.exists());
+        // A stale socket (nobody listening) is removed; a live one is refused.
+        let sock = dir.join("s.sock");
+        drop(UnixListener::bind(&sock).unwrap());
+        check_socket_path(&sock).unwrap();
+        assert!(!sock.exists());
+        let live = UnixListener::bind(&sock).unwrap();
+        assert!(check_socket_path(&sock).is_err());
+        drop(live);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
