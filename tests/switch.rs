@@ -8,11 +8,9 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, ip_in, run_ok};
+use common::{TestEnv, injector, ip_in, random_frame, run_ok, send_all};
 use plexus::ipam::parse_cidr;
 use plexus::{Controller, EndpointKind, EndpointOptions, JoinOptions, NetworkOptions};
-use plexus_sandbox::netns;
-use plexus_switch::port::{PacketPort, Port};
 use rand::Rng;
 
 fn net_opts(cidr: &str) -> NetworkOptions {
@@ -240,37 +238,6 @@ fn late_join_is_reachable_and_leave_rm_leave_nothing() {
     assert!(!stats.iter().any(|p| p.endpoint == "late"), "{stats:?}");
     assert!(c.fdb("late").unwrap().iter().all(|r| r.mac != info.mac.unwrap()));
     assert!(ping(&env, "a", b, 1));
-}
-
-/// Opens a raw sender on `eth0` of a sandbox (the socket stays bound to that
-/// namespace after the thread that made it returns).
-fn injector(env: &TestEnv, sandbox: &str) -> PacketPort {
-    let key = std::path::Path::new(netns::NETNS_DIR).join(env.netns(sandbox));
-    netns::run_in(&key, || PacketPort::open("eth0", false))
-        .unwrap()
-        .unwrap()
-}
-
-fn send_all(port: &mut PacketPort, frames: &[Vec<u8>]) -> usize {
-    let mut sent = 0;
-    for chunk in frames.chunks(32) {
-        let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
-        // The socket may push back for a moment; retry what it did not take.
-        let mut off = 0;
-        let start = Instant::now();
-        while off < slices.len() && start.elapsed() < Duration::from_secs(2) {
-            off += port.send(&slices[off..]);
-        }
-        sent += off;
-    }
-    sent
-}
-
-fn random_frame(rng: &mut impl rand::Rng, dst: [u8; 6], len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    rng.fill(&mut f[..]);
-    f[..6].copy_from_slice(&dst);
-    f
 }
 
 #[test]

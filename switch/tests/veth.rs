@@ -99,7 +99,9 @@ fn rand_tag() -> u16 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
-    ((t.subsec_nanos() ^ std::process::id()) & 0xffff).try_into().unwrap_or(0)
+    ((t.subsec_nanos() ^ std::process::id()) & 0xffff)
+        .try_into()
+        .unwrap_or(0)
 }
 
 fn root() -> bool {

@@ -135,3 +135,259 @@ pub fn run_ok(cmd: &mut Command) -> String {
 pub fn ip_in(ns: &str, args: &[&str]) -> String {
     run_ok(Command::new("ip").arg("-n").arg(ns).args(args))
 }
+
+// ---------------------------------------------------------------------------
+// Raw frames into a sandbox's port (tests/switch.rs, tests/cli.rs).
+
+use plexus_switch::port::{PacketPort, Port};
+
+/// Opens a raw sender on `eth0` of a sandbox (the socket stays bound to that
+/// namespace after the thread that made it returns).
+pub fn injector(env: &TestEnv, sandbox: &str) -> PacketPort {
+    let key = Path::new(netns::NETNS_DIR).join(env.netns(sandbox));
+    netns::run_in(&key, || PacketPort::open("eth0", false))
+        .unwrap()
+        .unwrap()
+}
+
+/// Sends `frames` in bursts of 32; returns how many the socket took.
+pub fn send_all(port: &mut PacketPort, frames: &[Vec<u8>]) -> usize {
+    let mut sent = 0;
+    for chunk in frames.chunks(32) {
+        let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        // The socket may push back for a moment; retry what it did not take.
+        let mut off = 0;
+        let start = std::time::Instant::now();
+        while off < slices.len() && start.elapsed() < std::time::Duration::from_secs(2) {
+            off += port.send(&slices[off..]);
+        }
+        sent += off;
+    }
+    sent
+}
+
+/// `len` random bytes addressed to `dst`.
+pub fn random_frame(rng: &mut impl rand::Rng, dst: [u8; 6], len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    rng.fill(&mut f[..]);
+    f[..6].copy_from_slice(&dst);
+    f
+}
+
+// ---------------------------------------------------------------------------
+// The `plexus` binary and its daemon (tests/cli.rs).
+
+/// `target/debug/plexus` (or `$PLEXUS_BIN`). It belongs to the `plexus-tools`
+/// package, which `cargo test -p plexus` does not build (`cargo test
+/// --workspace` does): panics with the command to run if it is missing or, when
+/// first asked for, older than the sources.
+pub fn plexus_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_plexus_bin).clone()
+}
+
+fn find_plexus_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PLEXUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let bin = target_dir().join("plexus");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| panic!("{} not built: run `cargo build -p plexus-tools` first", bin.display()));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let newest = ["src", "tools/src", "drivers/src", "switch/src", "sandbox/src"]
+        .iter()
+        .flat_map(|d| rs_files(&root.join(d)))
+        .filter_map(|f| Some((std::fs::metadata(&f).ok()?.modified().ok()?, f)))
+        .max();
+    if let Some((t, f)) = newest {
+        assert!(
+            t <= built,
+            "{} is older than {}: run `cargo build -p plexus-tools` first",
+            bin.display(),
+            f.display()
+        );
+    }
+    bin
+}
+
+fn rs_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(rs_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A `plexus daemon` on the env's state directory and a private socket. Drop
+/// sends SIGTERM to its pid and waits (SIGKILL after 10 s); after a failed
+/// assertion it prints the daemon's log.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    state_dir: PathBuf,
+    envs: Vec<(&'static str, String)>,
+    /// Holds the socket and the log.
+    run_dir: PathBuf,
+    /// The daemon's socket.
+    pub socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts a daemon for `env` and waits until it answers `plexus info`.
+    pub fn start(env: &TestEnv) -> Daemon {
+        let run_dir = std::env::temp_dir().join(format!("plexus-run-{}-{}", env.tag, rand::random::<u32>()));
+        std::fs::create_dir_all(&run_dir).expect("create run dir");
+        let mut d = Daemon {
+            child: None,
+            state_dir: env.state_dir.clone(),
+            envs: env.envs(),
+            socket: run_dir.join("s.sock"),
+            run_dir,
+        };
+        d.spawn();
+        d
+    }
+
+    /// The daemon's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(plexus_bin())
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--socket")
+            .arg(&self.socket)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .env_remove("PLEXUS_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn plexus daemon");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if self.plexus(&["info"]).status.success() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.as_mut().expect("spawned").try_wait() {
+                self.child = None;
+                panic!("plexus daemon exited ({status}) before answering:\n{}", self.log());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "plexus daemon did not answer within 20 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemon (SIGTERM to its pid) and waits for it; panics if it does
+    /// not exit cleanly.
+    pub fn stop(&mut self) {
+        if let Some(status) = self.terminate() {
+            assert!(status.success(), "plexus daemon exited with {status}:\n{}", self.log());
+        }
+    }
+
+    /// Stops the daemon and starts it again on the same state directory and socket.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let mut child = self.child.take()?;
+        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => {
+                    let _ = child.kill();
+                    return child.wait().ok();
+                }
+            }
+        }
+    }
+
+    /// `plexus ARGS` against this daemon.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(plexus_bin());
+        c.args(args).env("PLEXUS_SOCKET", &self.socket);
+        c
+    }
+
+    /// Runs `plexus ARGS`, whatever its outcome.
+    pub fn plexus(&self, args: &[&str]) -> std::process::Output {
+        let mut c = self.cmd(args);
+        c.output().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"))
+    }
+
+    /// Runs `plexus ARGS` and returns its stdout; panics with its stderr if it fails.
+    pub fn ok(&self, args: &[&str]) -> String {
+        run_ok(&mut self.cmd(args))
+    }
+
+    /// Runs `plexus ARGS --format json` and parses its stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--format", "json"]);
+        let out = self.ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("plexus {all:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Runs `plexus ARGS`, expects it to fail with `code` and one line
+    /// `plexus: …` on stderr and nothing on stdout; returns that line.
+    pub fn fails(&self, code: i32, args: &[&str]) -> String {
+        expect_failure(self.plexus(args), code, args)
+    }
+}
+
+/// Checks a failed `plexus` run: exit `code`, nothing on stdout, one line
+/// `plexus: …` on stderr; returns that line.
+pub fn expect_failure(out: std::process::Output, code: i32, args: &[&str]) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "plexus {args:?}: {stdout}{stderr}");
+    assert!(stdout.is_empty(), "plexus {args:?} printed on failure: {stdout}");
+    assert_eq!(stderr.lines().count(), 1, "plexus {args:?}: not one line: {stderr:?}");
+    assert!(stderr.starts_with("plexus: "), "plexus {args:?}: {stderr:?}");
+    stderr.trim_end().to_owned()
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let status = self.terminate();
+        if std::thread::panicking() {
+            eprintln!("--- plexus daemon log ({status:?}) ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.run_dir);
+    }
+}

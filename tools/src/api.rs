@@ -20,7 +20,7 @@
 
 use std::path::PathBuf;
 
-use plexus::{EndpointInfo, SandboxInfo};
+use plexus::{EndpointInfo, EndpointKind, SandboxInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -64,6 +64,15 @@ pub enum Request {
         /// Endpoint MTU.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
+        /// MAC table ageing time, seconds; default 300.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac_ageing_secs: Option<u64>,
+        /// Bound on MAC table entries; default 8192.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac_table_size: Option<usize>,
+        /// Drop frames whose source MAC is not their endpoint's; default `true`.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        anti_spoofing: bool,
     },
     /// List networks.
     #[serde(rename = "network.ls")]
@@ -122,6 +131,9 @@ pub enum Request {
         /// Static MAC address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
+        /// `veth` (default) or `tap`.
+        #[serde(default, skip_serializing_if = "is_veth")]
+        kind: EndpointKind,
     },
     /// List endpoints, of all networks or of one.
     #[serde(rename = "endpoint.ls")]
@@ -187,12 +199,29 @@ pub enum Request {
         /// Static MAC address.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
+        /// `veth` (default) or `tap`.
+        #[serde(default, skip_serializing_if = "is_veth")]
+        kind: EndpointKind,
         /// Hostname; default: the name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hostname: Option<String>,
         /// Domain name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domainname: Option<String>,
+    },
+
+    /// A network's MAC table, sorted by MAC.
+    #[serde(rename = "fdb")]
+    Fdb {
+        /// Network name or id.
+        network: String,
+    },
+    /// Every switch port's counters, of all networks or of one.
+    #[serde(rename = "stats")]
+    Stats {
+        /// Only this network's ports.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
     },
 
     /// The daemon's version.
@@ -209,6 +238,18 @@ fn default_driver() -> String {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_veth(k: &EndpointKind) -> bool {
+    *k == EndpointKind::Veth
 }
 
 impl Request {
@@ -230,6 +271,8 @@ impl Request {
             Request::EndpointLeave { .. } => "endpoint.leave",
             Request::EndpointRm { .. } => "endpoint.rm",
             Request::Run { .. } => "run",
+            Request::Fdb { .. } => "fdb",
+            Request::Stats { .. } => "stats",
             Request::Version {} => "version",
             Request::Info {} => "info",
         }
@@ -352,6 +395,9 @@ pub struct DaemonInfo {
     pub netns_prefix: String,
     /// Prefix of host interface names.
     pub ifname_prefix: String,
+    /// How long the switch keeps polling after traffic before it sleeps,
+    /// microseconds.
+    pub busy_poll_us: u64,
     /// Number of networks.
     pub networks: usize,
     /// Number of endpoints.
@@ -378,7 +424,7 @@ pub fn default_socket() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plexus::NetworkInfo;
+    use plexus::{FdbInfo, NetworkInfo, PortInfo};
     use std::collections::BTreeSet;
 
     const DOC: &str = include_str!("../../docs/api.md");
@@ -425,6 +471,17 @@ mod tests {
                 assert_eq!(result, Value::Null, "{}", req.op())
             }
             Request::Run { .. } => is::<RunResult>(result),
+            Request::Fdb { .. } => is::<Vec<FdbInfo>>(result),
+            Request::Stats { .. } => {
+                let ports: Vec<PortInfo> = serde_json::from_value(result).unwrap();
+                let reasons: Vec<&str> = plexus_switch::DropReason::ALL.iter().map(|r| r.name()).collect();
+                for p in ports {
+                    let keys: Vec<&str> = p.drops.keys().map(String::as_str).collect();
+                    let mut want = reasons.clone();
+                    want.sort_unstable();
+                    assert_eq!(keys, want, "a documented port lists every drop reason");
+                }
+            }
             Request::Version {} => is::<VersionInfo>(result),
             Request::Info {} => is::<DaemonInfo>(result),
         }
@@ -481,6 +538,8 @@ mod tests {
             "endpoint.leave",
             "endpoint.rm",
             "run",
+            "fdb",
+            "stats",
             "version",
             "info",
         ];
@@ -502,7 +561,10 @@ mod tests {
                 gateway: None,
                 ip_range: None,
                 internal: false,
-                mtu: None
+                mtu: None,
+                mac_ageing_secs: None,
+                mac_table_size: None,
+                anti_spoofing: true,
             }
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"network.create","name":"n1","sbnet":"x"}"#).is_err());
@@ -530,6 +592,77 @@ mod tests {
         };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"endpoint.rm","name":"e"}"#);
         assert_eq!(serde_json::to_string(&Request::Info {}).unwrap(), r#"{"op":"info"}"#);
+        let r: Request = serde_json::from_str(r#"{"op":"network.create","name":"n"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"network.create","name":"n","driver":"bridge"}"#
+        );
+        let r: Request = serde_json::from_str(r#"{"op":"run","name":"c","network":"n"}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"run","name":"c","network":"n"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Stats { network: None }).unwrap(),
+            r#"{"op":"stats"}"#
+        );
+    }
+
+    #[test]
+    fn switch_fields_and_ops() {
+        let r: Request = serde_json::from_str(
+            r#"{"op":"network.create","name":"n","mac_ageing_secs":2,"mac_table_size":64,"anti_spoofing":false}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            r,
+            Request::NetworkCreate {
+                mac_ageing_secs: Some(2),
+                mac_table_size: Some(64),
+                anti_spoofing: false,
+                ..
+            }
+        ));
+        let r: Request = serde_json::from_str(r#"{"op":"run","name":"c","network":"n","kind":"tap"}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::Run {
+                kind: EndpointKind::Tap,
+                ..
+            }
+        ));
+        let r: Request =
+            serde_json::from_str(r#"{"op":"endpoint.create","name":"e","network":"n","kind":"veth"}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::EndpointCreate {
+                kind: EndpointKind::Veth,
+                ..
+            }
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"op":"run","name":"c","network":"n","kind":"macvlan"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"op":"fdb"}"#).is_err(),
+            "fdb needs a network"
+        );
+        let r: Request = serde_json::from_str(r#"{"op":"stats","network":"n"}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Stats {
+                network: Some("n".into())
+            }
+        );
+    }
+
+    #[test]
+    fn drop_reasons_are_documented() {
+        for r in plexus_switch::DropReason::ALL {
+            assert!(
+                DOC.contains(&format!("| `{}` |", r.name())),
+                "drop reason {} is not in the table of docs/api.md",
+                r.name()
+            );
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{Shutdown, shutdown};
 use nix::sys::stat::{Mode, umask};
 use plexus::{
-    Config, Controller, Endpoint, EndpointOptions, Error, JoinOptions, MacAddr, NetworkOptions, SandboxOptions,
+    Config, Controller, Endpoint, EndpointKind, EndpointOptions, Error, JoinOptions, MacAddr, NetworkOptions,
+    SandboxOptions,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -59,6 +60,8 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// The socket to listen on.
     pub socket: PathBuf,
+    /// How long the switch keeps polling after traffic ([`Config::busy_poll`]).
+    pub busy_poll: Duration,
 }
 
 /// Shared by the connection threads.
@@ -86,6 +89,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     check_socket_path(&opts.socket)?;
     let config = Config {
         state_dir: opts.state_dir.clone(),
+        busy_poll: opts.busy_poll,
         ..Config::default()
     };
     let ctrl =
@@ -274,8 +278,13 @@ impl Server {
                 ip_range,
                 internal,
                 mtu,
+                mac_ageing_secs,
+                mac_table_size,
+                anti_spoofing,
             } => {
-                let mut o = NetworkOptions::default().internal(*internal);
+                let mut o = NetworkOptions::default()
+                    .internal(*internal)
+                    .anti_spoofing(*anti_spoofing);
                 if let Some(s) = subnet {
                     o = o.subnet(cidr(s)?);
                 }
@@ -287,6 +296,12 @@ impl Server {
                 }
                 if let Some(m) = mtu {
                     o = o.mtu(*m);
+                }
+                if let Some(secs) = mac_ageing_secs {
+                    o = o.mac_ageing_secs(*secs);
+                }
+                if let Some(n) = mac_table_size {
+                    o = o.mac_table_size(*n);
                 }
                 json(ctrl.new_network(driver, name, o)?.info()?)
             }
@@ -317,8 +332,14 @@ impl Server {
                 Ok(Value::Null)
             }
 
-            Request::EndpointCreate { name, network, ip, mac } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref())?;
+            Request::EndpointCreate {
+                name,
+                network,
+                ip,
+                mac,
+                kind,
+            } => {
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind)?;
                 json(ctrl.network(network)?.create_endpoint(name, opts)?.info()?)
             }
             Request::EndpointLs { network } => {
@@ -349,11 +370,26 @@ impl Server {
                 network,
                 ip,
                 mac,
+                kind,
                 hostname,
                 domainname,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref())?.remove_with_sandbox(true);
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind)?.remove_with_sandbox(true);
                 json(self.run(ctrl, name, network, opts, sandbox_options(hostname, domainname))?)
+            }
+
+            Request::Fdb { network } => {
+                let mut rows = ctrl.fdb(network)?;
+                rows.sort_by_key(|r| r.mac);
+                json(rows)
+            }
+            Request::Stats { network } => {
+                let mut ports = ctrl.stats()?;
+                if let Some(n) = network {
+                    let name = ctrl.network(n)?.name()?;
+                    ports.retain(|p| p.network == name);
+                }
+                json(ports)
             }
 
             Request::Version {} => json(VersionInfo {
@@ -371,6 +407,7 @@ impl Server {
                     drivers: ctrl.drivers().into_iter().map(str::to_owned).collect(),
                     netns_prefix: config.netns_prefix.clone(),
                     ifname_prefix: config.ifname_prefix.clone(),
+                    busy_poll_us: u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX),
                     networks: ctrl.networks().len(),
                     endpoints: ctrl.endpoints().len(),
                     sandboxes: ctrl.sandboxes().len(),
@@ -417,6 +454,8 @@ fn mutates(req: &Request) -> bool {
             | Request::SandboxInspect { .. }
             | Request::EndpointLs { .. }
             | Request::EndpointInspect { .. }
+            | Request::Fdb { .. }
+            | Request::Stats { .. }
             | Request::Version {}
             | Request::Info {}
     )
@@ -460,8 +499,8 @@ fn sandbox_options(hostname: &Option<String>, domainname: &Option<String>) -> Sa
     o
 }
 
-fn endpoint_options(ip: Option<&str>, mac: Option<&str>) -> Result<EndpointOptions, Error> {
-    let mut o = EndpointOptions::default();
+fn endpoint_options(ip: Option<&str>, mac: Option<&str>, kind: EndpointKind) -> Result<EndpointOptions, Error> {
+    let mut o = EndpointOptions::default().kind(kind);
     if let Some(ip) = ip {
         o = o.ip(ipv4(ip, "ip")?);
     }
@@ -485,11 +524,14 @@ mod tests {
         assert_eq!(cidr("10.0.0.0/24").unwrap().to_string(), "10.0.0.0/24");
         assert_eq!(ipv4("10.0.0.300", "gateway").unwrap_err().kind(), "InvalidOption");
         assert_eq!(
-            endpoint_options(None, Some("zz:00:00:00:00:00")).unwrap_err().kind(),
+            endpoint_options(None, Some("zz:00:00:00:00:00"), EndpointKind::Veth)
+                .unwrap_err()
+                .kind(),
             "InvalidOption"
         );
-        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05")).unwrap();
+        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap).unwrap();
         assert_eq!(o.ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(o.kind, EndpointKind::Tap);
         assert_eq!(o.mac.unwrap().to_string(), "02:42:0a:00:00:05");
     }
 

@@ -11,9 +11,11 @@
 //! 127 if not found). Every error is one line `plexus: <message>` on stderr.
 
 mod api;
+mod bare;
 mod cli;
 mod client;
 mod daemon;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,7 +28,9 @@ Examples:
   plexus network create --subnet 10.99.0.0/24 n1
   plexus run --network n1 c1
   plexus exec c1 -- ip -4 addr show eth0
-  plexus run --network n1 --rm c2 -- ping -c1 10.99.0.2
+  plexus run --network n1 --type tap --rm c2 -- ping -c1 10.99.0.2
+  plexus fdb n1
+  plexus stats
   plexus sandbox rm c1
   plexus network rm n1
 
@@ -89,9 +93,42 @@ or holds the state directory. Needs root to create namespaces and interfaces.",
 Examples:
   plexus daemon
   plexus daemon --state-dir /tmp/px-state --socket /tmp/px.sock
+  plexus daemon --busy-poll-us 0                   # no polling: least CPU, more latency
   PLEXUS_NETNS_PREFIX=test- PLEXUS_IFNAME_PREFIX=tst plexus daemon --state-dir /tmp/t"
     )]
     Daemon(DaemonArgs),
+
+    /// Run the main job: two sandboxes talking through the switch, with its tables shown.
+    #[command(
+        long_about = "\
+Build a network with two sandboxes in this process (no daemon needed; needs root), ping \
+across through the Plexus switch, run a short TCP transfer, print the MAC table, the \
+per-port counters and the rate seen, then remove everything.
+
+Everything is named with a random `pxd` tag and kept in a temporary state directory, so \
+the demo runs beside a daemon without touching it.",
+        after_help = "\
+Examples:
+  plexus demo
+  plexus demo --seconds 5 --type tap"
+    )]
+    Demo(demo::DemoArgs),
+
+    /// Run a bare switch on existing interfaces, in the foreground.
+    #[command(
+        long_about = "\
+Attach the given existing interfaces (e.g. host ends of veth pairs) to one bridge domain \
+of the Plexus switch and forward between them until SIGTERM or SIGINT. No daemon, no \
+state, no anti-spoofing (the switch does not know the hosts' MACs): MAC learning, \
+flooding and ageing as in a network. Prints the per-port counters when it stops.
+
+This is the hook for benchmarks: ../shared/bench/peers.sh --switch-cmd 'plexus switch {A} {B}'.",
+        after_help = "\
+Examples:
+  plexus switch vethA vethB
+  plexus switch --busy-poll-us 0 vethA vethB vethC"
+    )]
+    Switch(bare::SwitchArgs),
 
     /// Create, list, inspect and remove networks.
     #[command(subcommand)]
@@ -118,9 +155,60 @@ exec` and exits with its status; --rm then removes the sandbox (and the endpoint
 Examples:
   plexus run --network n1 c1
   plexus run --network n1 --ip 10.99.0.10 --hostname web c2
+  plexus run --network n1 --type tap c4
   plexus run --network n1 --rm c3 -- ping -c1 10.99.0.1"
     )]
     Run(RunArgs),
+
+    /// Show a network's MAC table: address, endpoint, age; sorted by MAC.
+    #[command(
+        long_about = "\
+Show the MAC table (forwarding database) of a network's bridge domain in the Plexus \
+switch: each learned source MAC, the endpoint whose port it was learned on, and the \
+seconds since it was last seen. Entries idle longer than the network's --mac-ageing \
+time are removed. Sorted by MAC.",
+        after_help = "\
+Examples:
+  plexus fdb n1
+  plexus fdb n1 --format json"
+    )]
+    Fdb {
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Network name or id.
+        network: String,
+    },
+
+    /// Show the switch's per-port counters: frames, bytes and drops by reason.
+    #[command(
+        long_about = "\
+Show the counters of every port of the Plexus switch (one per endpoint of a bridge \
+network): frames and bytes received from and sent to the endpoint, source MACs not \
+learned because the MAC table was full, and the frames dropped, by reason:
+
+  runt          shorter than an Ethernet header
+  oversize      longer than the network's MTU allows
+  bad_vnet_hdr  a TAP frame whose virtio-net header does not parse
+  bad_src       source MAC multicast or zero
+  spoofed       source MAC not the endpoint's own (anti-spoofing)
+  same_port     destination on the port it came from
+  no_offload    a GSO frame or partial checksum towards a port without offloads
+  tx_full       the egress port's queue was full
+  tx_error      the egress port's send failed
+
+The table shows only the nonzero drops; --format json lists every reason.",
+        after_help = "\
+Examples:
+  plexus stats
+  plexus stats --network n1 --format json"
+    )]
+    Stats {
+        /// Only the ports of this network (name or id).
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
 
     /// Run a command inside a sandbox.
     #[command(
@@ -150,12 +238,45 @@ struct DaemonArgs {
     /// Directory of the store (state.json and its lock) and the sandboxes' files.
     #[arg(long, env = "PLEXUS_STATE_DIR", value_name = "DIR", default_value = plexus::config::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+    /// Microseconds the switch keeps polling its ports after traffic before it
+    /// sleeps until the next frame.
+    ///
+    /// Polling saves the wake-up latency of the next frame at the cost of CPU
+    /// while traffic flows; an idle switch never polls. 0: never poll (least CPU,
+    /// higher latency).
+    #[arg(long, value_name = "US", default_value_t = default_busy_poll_us())]
+    busy_poll_us: u64,
 }
 
-/// Output format of `ls`, `inspect` and `info`.
+/// `plexus::Config::default().busy_poll` in microseconds.
+fn default_busy_poll_us() -> u64 {
+    u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `--type` of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+enum EndpointType {
+    /// A veth pair: the container end moves into the sandbox, the switch reads the
+    /// host end through AF_PACKET.
+    #[default]
+    Veth,
+    /// A TAP device in the sandbox whose fd the switch holds.
+    Tap,
+}
+
+impl From<EndpointType> for plexus::EndpointKind {
+    fn from(t: EndpointType) -> Self {
+        match t {
+            EndpointType::Veth => plexus::EndpointKind::Veth,
+            EndpointType::Tap => plexus::EndpointKind::Tap,
+        }
+    }
+}
+
+/// Output format of `ls`, `inspect`, `info`, `fdb` and `stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 enum Format {
-    /// A table (ls) or `Key: value` lines (inspect, info).
+    /// A table (ls, fdb, stats) or `Key: value` lines (inspect, info).
     #[default]
     #[value(alias = "table")]
     Text,
@@ -183,6 +304,8 @@ Examples:
   plexus network create n1
   plexus network create --subnet 10.99.0.0/24 --ip-range 10.99.0.128/25 n2
   plexus network create --subnet 10.98.0.0/24 --gateway 10.98.0.254 --internal --mtu 9000 n3
+  plexus network create --mac-ageing 60 --mac-table-size 1024 n4
+  plexus network create --no-anti-spoofing routers
   plexus network create --driver null isolated"
     )]
     Create {
@@ -205,6 +328,18 @@ Examples:
         /// MTU of the network's endpoints (68-65535). Default: 1500.
         #[arg(long, value_name = "N")]
         mtu: Option<u32>,
+        /// Seconds a learned MAC stays in the switch's table without traffic from
+        /// it (1-1000000). Default: 300.
+        #[arg(long, value_name = "SECS")]
+        mac_ageing: Option<u64>,
+        /// Most MAC table entries of the network (1-1048576); beyond it new source
+        /// MACs are not learned (frames to them are flooded). Default: 8192.
+        #[arg(long, value_name = "N")]
+        mac_table_size: Option<usize>,
+        /// Accept frames whatever their source MAC. Default: drop frames whose source
+        /// MAC is not their endpoint's own (anti-spoofing).
+        #[arg(long)]
+        no_anti_spoofing: bool,
         /// Network name: 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit.
         name: String,
     },
@@ -278,7 +413,8 @@ enum EndpointCmd {
     #[command(after_help = "\
 Examples:
   plexus endpoint create --network n1 ep1
-  plexus endpoint create --network n1 --ip 10.99.0.50 --mac 02:42:0a:63:00:32 ep2")]
+  plexus endpoint create --network n1 --ip 10.99.0.50 --mac 02:42:0a:63:00:32 ep2
+  plexus endpoint create --network n1 --type tap ep3")]
     Create {
         /// The network (name or id).
         #[arg(long, value_name = "NET")]
@@ -289,6 +425,9 @@ Examples:
         /// Static MAC address, e.g. 02:42:0a:63:00:32. Default: 02:42 + the IPv4 address.
         #[arg(long, value_name = "MAC")]
         mac: Option<String>,
+        /// The interface the sandbox gets (bridge networks).
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t)]
+        kind: EndpointType,
         /// Endpoint name, unique within its network.
         name: String,
     },
@@ -354,6 +493,9 @@ struct RunArgs {
     /// Static MAC address.
     #[arg(long, value_name = "MAC")]
     mac: Option<String>,
+    /// The interface the sandbox gets (bridge networks).
+    #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t)]
+    kind: EndpointType,
     /// Hostname inside the sandbox. Default: NAME.
     #[arg(long, value_name = "H")]
     hostname: Option<String>,
@@ -439,5 +581,110 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
         let c = Cli::try_parse_from(["plexus", "--socket", "/tmp/y.sock", "info"]).unwrap();
         assert_eq!(c.socket, PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn parses_the_switch_options() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "c1"]).unwrap(),
+            Command::Run(RunArgs {
+                kind: EndpointType::Veth,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "--type", "tap", "c1"]).unwrap(),
+            Command::Run(RunArgs {
+                kind: EndpointType::Tap,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "endpoint", "create", "--network", "n1", "--type", "tap", "e"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Create {
+                kind: EndpointType::Tap,
+                ..
+            })
+        ));
+        assert!(p(&["plexus", "run", "--network", "n1", "--type", "macvlan", "c1"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "network", "create", "n"]).unwrap(),
+            Command::Network(NetworkCmd::Create {
+                mac_ageing: None,
+                mac_table_size: None,
+                no_anti_spoofing: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&[
+                "plexus",
+                "network",
+                "create",
+                "--mac-ageing",
+                "2",
+                "--mac-table-size",
+                "64",
+                "--no-anti-spoofing",
+                "n"
+            ])
+            .unwrap(),
+            Command::Network(NetworkCmd::Create {
+                mac_ageing: Some(2),
+                mac_table_size: Some(64),
+                no_anti_spoofing: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "fdb", "n1", "--format", "json"]).unwrap(),
+            Command::Fdb { ref network, format: FormatArgs { format: Format::Json } } if network == "n1"
+        ));
+        assert!(p(&["plexus", "fdb"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "stats"]).unwrap(),
+            Command::Stats {
+                network: None,
+                format: FormatArgs { format: Format::Text }
+            }
+        ));
+        let default_us = u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap();
+        assert!(matches!(
+            p(&["plexus", "daemon"]).unwrap(),
+            Command::Daemon(DaemonArgs { busy_poll_us, .. }) if busy_poll_us == default_us
+        ));
+        assert!(matches!(
+            p(&["plexus", "daemon", "--busy-poll-us", "0"]).unwrap(),
+            Command::Daemon(DaemonArgs { busy_poll_us: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn stats_help_lists_every_drop_reason() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("stats")
+            .expect("stats")
+            .render_long_help()
+            .to_string();
+        for r in plexus_switch::DropReason::ALL {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{} ", r.name()))),
+                "{} missing from `plexus stats --help`",
+                r.name()
+            );
+        }
+    }
+
+    #[test]
+    fn documented_switch_defaults_are_the_library_defaults() {
+        // The help of `network create` states these.
+        let d = plexus::Switching::default();
+        assert_eq!(
+            (d.mac_ageing_secs, d.mac_table_size, d.anti_spoofing),
+            (300, 8192, true)
+        );
     }
 }

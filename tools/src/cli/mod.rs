@@ -15,8 +15,9 @@ mod output;
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
-use plexus::{EndpointInfo, NetworkInfo, SandboxInfo};
+use plexus::{EndpointInfo, FdbInfo, NetworkInfo, PortInfo, SandboxInfo};
 
 use crate::api::{DaemonInfo, Request, RunResult, VersionInfo};
 use crate::client::{Client, Unreachable};
@@ -59,9 +60,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             daemon::run(daemon::Options {
                 state_dir: args.state_dir,
                 socket: socket.to_owned(),
+                busy_poll: Duration::from_micros(args.busy_poll_us),
             })?;
             Ok(0)
         }
+        Command::Demo(args) => crate::demo::run(&args),
+        Command::Switch(args) => crate::bare::run(&args),
         Command::Network(cmd) => network(socket, cmd),
         Command::Sandbox(cmd) => sandbox(socket, cmd),
         Command::Endpoint(cmd) => endpoint(socket, cmd),
@@ -71,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 network: a.network,
                 ip: a.ip,
                 mac: a.mac,
+                kind: a.kind.into(),
                 hostname: a.hostname,
                 domainname: a.domainname,
             };
@@ -99,6 +104,15 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Exec(a) => {
             let sb: SandboxInfo = Client::connect(socket)?.call_as(&Request::SandboxInspect { name: a.sandbox })?;
             exec::run_in(&sb, &a.cmd)
+        }
+        Command::Fdb { format, network } => {
+            let mut rows: Vec<FdbInfo> = Client::connect(socket)?.call_as(&Request::Fdb { network })?;
+            rows.sort_by_key(|r| r.mac);
+            show(format.format, &rows, |v| output::fdb_table(v))
+        }
+        Command::Stats { network, format } => {
+            let ports: Vec<PortInfo> = Client::connect(socket)?.call_as(&Request::Stats { network })?;
+            show(format.format, &ports, |v| output::stats_table(v))
         }
         Command::Info(f) => {
             let info: DaemonInfo = Client::connect(socket)?.call_as(&Request::Info {})?;
@@ -139,6 +153,9 @@ fn network(socket: &Path, cmd: NetworkCmd) -> anyhow::Result<u8> {
             ip_range,
             internal,
             mtu,
+            mac_ageing,
+            mac_table_size,
+            no_anti_spoofing,
             name,
         } => {
             let req = Request::NetworkCreate {
@@ -149,6 +166,9 @@ fn network(socket: &Path, cmd: NetworkCmd) -> anyhow::Result<u8> {
                 ip_range,
                 internal,
                 mtu,
+                mac_ageing_secs: mac_ageing,
+                mac_table_size,
+                anti_spoofing: !no_anti_spoofing,
             };
             let n: NetworkInfo = c.call_as(&req)?;
             print_id(&n.id)
@@ -201,8 +221,20 @@ fn sandbox(socket: &Path, cmd: SandboxCmd) -> anyhow::Result<u8> {
 fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
     let mut c = Client::connect(socket)?;
     match cmd {
-        EndpointCmd::Create { network, ip, mac, name } => {
-            let e: EndpointInfo = c.call_as(&Request::EndpointCreate { name, network, ip, mac })?;
+        EndpointCmd::Create {
+            network,
+            ip,
+            mac,
+            kind,
+            name,
+        } => {
+            let e: EndpointInfo = c.call_as(&Request::EndpointCreate {
+                name,
+                network,
+                ip,
+                mac,
+                kind: kind.into(),
+            })?;
             print_id(&e.id)
         }
         EndpointCmd::Ls { network, format } => {

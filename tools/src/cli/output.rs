@@ -7,7 +7,7 @@
 
 use std::io::{ErrorKind, Write};
 
-use plexus::{EndpointInfo, NetworkInfo, SandboxInfo};
+use plexus::{EndpointInfo, FdbInfo, NetworkInfo, PortInfo, SandboxInfo};
 use serde::Serialize;
 
 use crate::api::DaemonInfo;
@@ -160,6 +160,7 @@ pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
                 short_id(&e.id),
                 e.name.clone(),
                 e.network.clone(),
+                e.kind.to_string(),
                 or_dash(e.address),
                 or_dash(e.mac),
                 or_dash(e.sandbox.as_deref()),
@@ -168,7 +169,16 @@ pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
         })
         .collect();
     table(
-        &["ENDPOINT ID", "NAME", "NETWORK", "ADDRESS", "MAC", "SANDBOX", "IFNAME"],
+        &[
+            "ENDPOINT ID",
+            "NAME",
+            "NETWORK",
+            "TYPE",
+            "ADDRESS",
+            "MAC",
+            "SANDBOX",
+            "IFNAME",
+        ],
         &rows,
     )
 }
@@ -198,10 +208,67 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Drivers", list(&i.drivers)),
         ("Netns prefix", i.netns_prefix.clone()),
         ("Ifname prefix", i.ifname_prefix.clone()),
+        ("Busy poll", format!("{}us", i.busy_poll_us)),
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),
         ("Sandboxes", i.sandboxes.to_string()),
     ])
+}
+
+/// `plexus fdb`: one row per learned MAC.
+pub fn fdb_table(rows: &[FdbInfo]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r.mac.to_string(), r.endpoint.clone(), format!("{:.1}s", r.age_secs)])
+        .collect();
+    table(&["MAC", "ENDPOINT", "AGE"], &rows)
+}
+
+/// The nonzero drop counters, `reason=count` separated by spaces, or `-`.
+pub fn drops(p: &PortInfo) -> String {
+    let nonzero: Vec<String> = p
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| format!("{reason}={n}"))
+        .collect();
+    if nonzero.is_empty() {
+        "-".to_owned()
+    } else {
+        nonzero.join(" ")
+    }
+}
+
+/// `plexus stats`: one row per port.
+pub fn stats_table(ports: &[PortInfo]) -> String {
+    let rows: Vec<Vec<String>> = ports
+        .iter()
+        .map(|p| {
+            vec![
+                p.network.clone(),
+                p.endpoint.clone(),
+                p.rx_frames.to_string(),
+                p.rx_bytes.to_string(),
+                p.tx_frames.to_string(),
+                p.tx_bytes.to_string(),
+                p.learn_table_full.to_string(),
+                drops(p),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NETWORK",
+            "ENDPOINT",
+            "RX FRAMES",
+            "RX BYTES",
+            "TX FRAMES",
+            "TX BYTES",
+            "LEARN FULL",
+            "DROPS",
+        ],
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -212,6 +279,42 @@ mod tests {
     fn table_aligns_without_trailing_blanks() {
         let t = table(&["A", "LONG NAME", "C"], &[vec!["xyz".into(), "b".into(), "-".into()]]);
         assert_eq!(t, "A    LONG NAME  C\nxyz  b          -\n");
+    }
+
+    #[test]
+    fn fdb_and_stats_tables() {
+        let fdb = [FdbInfo {
+            mac: "02:42:0a:63:00:02".parse().unwrap(),
+            endpoint: "c1".into(),
+            age_secs: 1.25,
+        }];
+        assert_eq!(
+            fdb_table(&fdb),
+            "MAC                ENDPOINT  AGE\n02:42:0a:63:00:02  c1        1.2s\n"
+        );
+        let port = |drops: &[(&str, u64)]| PortInfo {
+            endpoint: "c1".into(),
+            network: "n1".into(),
+            rx_frames: 10,
+            rx_bytes: 1000,
+            tx_frames: 9,
+            tx_bytes: 900,
+            learn_table_full: 0,
+            drops: drops.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        };
+        let busy = port(&[("oversize", 3), ("runt", 0), ("spoofed", 12)]);
+        assert_eq!(drops(&busy), "oversize=3 spoofed=12");
+        assert_eq!(drops(&port(&[("runt", 0)])), "-");
+        let t = stats_table(&[busy]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NETWORK  ENDPOINT  RX FRAMES  RX BYTES  TX FRAMES  TX BYTES  LEARN FULL  DROPS"
+        );
+        assert_eq!(
+            lines[1],
+            "n1       c1        10         1000      9          900       0           oversize=3 spoofed=12"
+        );
     }
 
     #[test]
