@@ -289,7 +289,7 @@ impl Port for PacketPort {
     fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult> {
         let offload = self.offload();
         if let Some(ring) = self.ring.as_mut() {
-            return Ok(ring.recv(bufs, offload));
+            return Ok(ring.recv(self.fd.as_raw_fd(), bufs, offload));
         }
         let n = bufs.len().min(BATCH);
         let skip = if offload { 0 } else { VNET_HDR_LEN };
@@ -403,26 +403,34 @@ impl Port for PacketPort {
 /// handed over only when full or when its timer fires, which would add up to a
 /// millisecond to every sparse frame; V2 hands over each slot at once.
 ///
-/// Slots hold a whole 64 KiB GSO super-frame with its virtio-net header; the
-/// kernel allocates whole power-of-two blocks, so a slot costs 128 KiB and the
-/// ring `RING_SLOTS` of them.
+/// Slots are sized for MTU frames ([`RING_SLOT`]), and there are many of them, so
+/// a burst of TCP segments does not overflow the ring. A larger frame (a 64 KiB
+/// GSO super-frame) does not fit: with `PACKET_COPY_THRESH` set, the kernel puts
+/// its truncated head in the slot flagged `TP_STATUS_COPY` and queues the whole
+/// frame on the socket, where `recv` fetches it — in order, since the slot and
+/// the queue entry are made together.
 struct RxRing {
     map: *mut u8,
     len: usize,
     head: usize,
 }
 
-/// Slots of the receive ring.
-const RING_SLOTS: usize = 32;
-/// One slot (and one block): a GSO super-frame plus headers fits; a power of two.
-const RING_SLOT: usize = 1 << 17;
+/// One slot: a 1500-byte-MTU frame with VLAN tag, virtio-net header and the
+/// ring's own header fits; bigger frames take the copy path.
+const RING_SLOT: usize = 2048;
+/// Slots per block (one 64 KiB block, an order-4 allocation).
+const RING_BLOCK: usize = 1 << 16;
+/// Blocks of the ring: 16 × 32 = 512 slots, 1 MiB.
+const RING_BLOCKS: usize = 16;
+const RING_SLOTS: usize = RING_BLOCKS * (RING_BLOCK / RING_SLOT);
 
 impl RxRing {
     fn setup(fd: RawFd) -> io::Result<RxRing> {
         setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_VERSION, 1 /* TPACKET_V2 */)?;
+        setsockopt_int(fd, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
         let req = libc::tpacket_req {
-            tp_block_size: RING_SLOT as libc::c_uint,
-            tp_block_nr: RING_SLOTS as libc::c_uint,
+            tp_block_size: RING_BLOCK as libc::c_uint,
+            tp_block_nr: RING_BLOCKS as libc::c_uint,
             tp_frame_size: RING_SLOT as libc::c_uint,
             tp_frame_nr: RING_SLOTS as libc::c_uint,
         };
@@ -436,7 +444,7 @@ impl RxRing {
                 mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
             )
         })?;
-        let len = RING_SLOT * RING_SLOTS;
+        let len = RING_BLOCK * RING_BLOCKS;
         // SAFETY: maps the ring the kernel just allocated for `fd`; the mapping is
         // checked below and unmapped on drop.
         let map = unsafe {
@@ -459,18 +467,26 @@ impl RxRing {
         })
     }
 
-    /// The status word of slot `i`, shared with the kernel.
-    fn status(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
-        // SAFETY: slot `i < RING_SLOTS` starts inside the mapping, is page aligned
-        // and begins with the u32 `tp_status`; the kernel writes it concurrently,
-        // which is what the atomic is for.
-        unsafe { &*self.map.add(i * RING_SLOT).cast::<std::sync::atomic::AtomicU32>() }
+    /// Byte offset of slot `i`: slots never straddle blocks.
+    const fn offset(i: usize) -> usize {
+        const PER_BLOCK: usize = RING_BLOCK / RING_SLOT;
+        (i / PER_BLOCK) * RING_BLOCK + (i % PER_BLOCK) * RING_SLOT
     }
 
-    fn recv(&mut self, bufs: &mut [FrameBuf], offload: bool) -> RecvResult {
+    /// The status word of slot `i`, shared with the kernel.
+    fn status(&self, i: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: slot `i < RING_SLOTS` starts inside the mapping, 16-byte
+        // aligned, with the u32 `tp_status`; the kernel writes it concurrently,
+        // which is what the atomic is for.
+        unsafe { &*self.map.add(Self::offset(i)).cast::<std::sync::atomic::AtomicU32>() }
+    }
+
+    fn recv(&mut self, fd: RawFd, bufs: &mut [FrameBuf], offload: bool) -> RecvResult {
         use std::sync::atomic::Ordering;
         let mut out = RecvResult::default();
         let want = bufs.len().min(BATCH);
+        let hdr_len = if offload { VNET_HDR_LEN } else { 0 };
+        let start = VNET_HDR_LEN - hdr_len;
         while out.frames < want {
             let i = self.head;
             // Acquire: the slot's bytes are visible once the status says so.
@@ -478,29 +494,38 @@ impl RxRing {
             if status & libc::TP_STATUS_USER == 0 {
                 return out;
             }
+            let slot = Self::offset(i);
             // SAFETY: the kernel handed slot `i` to us (TP_STATUS_USER) and does
             // not touch it until we give it back below; it starts with a
             // tpacket2_hdr.
-            let hdr = unsafe { std::ptr::read(self.map.add(i * RING_SLOT).cast::<libc::tpacket2_hdr>()) };
-            let mac = usize::from(hdr.tp_mac);
-            let snap = hdr.tp_snaplen as usize;
-            let hdr_len = if offload { VNET_HDR_LEN } else { 0 };
-            let fits = mac >= hdr_len && mac + snap <= RING_SLOT && snap <= MAX_FRAME_LEN;
-            if hdr.tp_snaplen < hdr.tp_len || !fits {
-                out.truncated += 1;
+            let hdr = unsafe { std::ptr::read(self.map.add(slot).cast::<libc::tpacket2_hdr>()) };
+            let b = &mut bufs[out.frames];
+            let got = if status & libc::TP_STATUS_COPY != 0 {
+                // Too big for a slot: the whole frame waits on the socket queue.
+                read_one(fd, &mut b.data[start..])
+                    .filter(|n| *n >= hdr_len)
+                    .map(|n| n - hdr_len)
             } else {
-                // SAFETY: `mac - hdr_len .. mac + snap` lies inside slot `i`
-                // (checked above), which we own until the release below.
-                let src =
-                    unsafe { std::slice::from_raw_parts(self.map.add(i * RING_SLOT + mac - hdr_len), snap + hdr_len) };
-                let b = &mut bufs[out.frames];
-                let start = VNET_HDR_LEN - hdr_len;
-                b.data[start..start + src.len()].copy_from_slice(src);
-                if !offload {
-                    b.data[..VNET_HDR_LEN].fill(0);
+                let mac = usize::from(hdr.tp_mac);
+                let snap = hdr.tp_snaplen as usize;
+                let fits = hdr.tp_snaplen == hdr.tp_len && mac >= hdr_len && mac + snap <= RING_SLOT;
+                fits.then(|| {
+                    // SAFETY: `mac - hdr_len .. mac + snap` lies inside slot `i`
+                    // (checked above), which we own until the release below.
+                    let src = unsafe { std::slice::from_raw_parts(self.map.add(slot + mac - hdr_len), snap + hdr_len) };
+                    b.data[start..start + src.len()].copy_from_slice(src);
+                    snap
+                })
+            };
+            match got {
+                Some(len) => {
+                    if !offload {
+                        b.data[..VNET_HDR_LEN].fill(0);
+                    }
+                    b.len = len;
+                    out.frames += 1;
                 }
-                b.len = snap;
-                out.frames += 1;
+                None => out.truncated += 1,
             }
             // Release: our reads of the slot happen before the kernel reuses it.
             self.status(i).store(libc::TP_STATUS_KERNEL, Ordering::Release);
@@ -509,6 +534,21 @@ impl RxRing {
         out.more = true;
         out
     }
+}
+
+/// One `recv` (MSG_DONTWAIT) into `buf`; `None` if nothing was queued.
+fn read_one(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
+    // SAFETY: receives at most `buf.len()` bytes into a live, exclusively
+    // borrowed buffer.
+    let rc = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+        )
+    };
+    usize::try_from(rc).ok().filter(|n| *n <= buf.len())
 }
 
 impl Drop for RxRing {
