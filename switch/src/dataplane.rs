@@ -275,6 +275,7 @@ impl Worker {
             }
             if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
                 self.engine.expire(now);
+                self.collect_overruns();
                 self.last_expire = now;
             }
         }
@@ -387,6 +388,7 @@ impl Worker {
                 let _ = r.send(self.engine.fdb_len(id));
             }
             Command::Stats(r) => {
+                self.collect_overruns();
                 let stats = self
                     .engine
                     .ports()
@@ -399,6 +401,18 @@ impl Worker {
                 let _ = r.send(stats);
             }
             Command::Shutdown => self.stop = true,
+        }
+    }
+
+    /// Moves the kernel's per-port drop counts into the engine's counters.
+    fn collect_overruns(&mut self) {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(slot) = slot else { continue };
+            let n = slot.port.take_rx_overruns();
+            if n > 0 {
+                let id = PortId(u32::try_from(i).unwrap_or(u32::MAX));
+                self.engine.count_drops(id, DropReason::RxOverrun, n);
+            }
         }
     }
 

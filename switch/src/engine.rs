@@ -73,6 +73,9 @@ drop_reasons! {
     TxFull => "tx_full",
     /// The egress port's send failed.
     TxError => "tx_error",
+    /// The kernel dropped frames before the switch could read them (the port's
+    /// receive ring or queue was full).
+    RxOverrun => "rx_overrun",
 }
 
 /// Number of drop reasons.
@@ -357,8 +360,13 @@ impl Engine {
 
     /// Counts a drop on `port`.
     pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
+        self.count_drops(port, reason, 1);
+    }
+
+    /// Counts `n` drops on `port`.
+    pub fn count_drops(&mut self, port: PortId, reason: DropReason, n: u64) {
         if let Some(p) = self.port_mut(port) {
-            p.counters.drops[reason as usize] += 1;
+            p.counters.drops[reason as usize] += n;
         }
     }
 

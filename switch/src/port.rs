@@ -121,6 +121,12 @@ pub trait Port: Send + Debug {
     /// Sends frames (each with its virtio-net header iff [`Port::offload`])
     /// without blocking; returns how many were accepted, in order.
     fn send(&mut self, frames: &[&[u8]]) -> usize;
+
+    /// Frames the kernel dropped for this port since the last call, before the
+    /// switch could read them (a full receive ring or queue).
+    fn take_rx_overruns(&mut self) -> u64 {
+        0
+    }
 }
 
 /// What one `recv` burst brought.
@@ -282,6 +288,27 @@ impl Port for PacketPort {
         self.fd.as_raw_fd()
     }
 
+    fn take_rx_overruns(&mut self) -> u64 {
+        let mut st = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut len = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: PACKET_STATISTICS writes at most `len` bytes into `st`, a live
+        // tpacket_stats (the same layout for TPACKET_V2); reading resets the
+        // kernel's counters.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut st).cast(),
+                &raw mut len,
+            )
+        };
+        if rc < 0 { 0 } else { u64::from(st.tp_drops) }
+    }
+
     fn offload(&self) -> bool {
         self.features.vnet_hdr
     }
@@ -420,8 +447,8 @@ struct RxRing {
 const RING_SLOT: usize = 2048;
 /// Slots per block (one 64 KiB block, an order-4 allocation).
 const RING_BLOCK: usize = 1 << 16;
-/// Blocks of the ring: 16 × 32 = 512 slots, 1 MiB.
-const RING_BLOCKS: usize = 16;
+/// Blocks of the ring: 32 × 32 = 1024 slots, 2 MiB.
+const RING_BLOCKS: usize = 32;
 const RING_SLOTS: usize = RING_BLOCKS * (RING_BLOCK / RING_SLOT);
 
 impl RxRing {

@@ -195,6 +195,7 @@ learned because the MAC table was full, and the frames dropped, by reason:
   no_offload    a GSO frame or partial checksum towards a port without offloads
   tx_full       the egress port's queue was full
   tx_error      the egress port's send failed
+  rx_overrun    the kernel dropped it before the switch read it (receive ring full)
 
 The table shows only the nonzero drops; --format json lists every reason.",
         after_help = "\
