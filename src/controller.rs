@@ -479,18 +479,13 @@ impl Controller {
         let core = self.lock();
         let net = core.network(network)?.clone();
         let drv = self.driver(&net.driver)?;
-        let rows = self.switch_of(&drv, &net.name)?.fdb(&net.id)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| FdbInfo {
-                mac: r.mac,
-                endpoint: core
-                    .endpoint_by_id(&r.endpoint)
-                    .map(|e| e.name.clone())
-                    .unwrap_or(r.endpoint),
-                age_secs: r.age_secs,
-            })
-            .collect())
+        let mut rows = self.switch_of(&drv, &net.name)?.fdb(&net.id)?;
+        for r in &mut rows {
+            if let Ok(e) = core.endpoint_by_id(&r.endpoint) {
+                r.endpoint.clone_from(&e.name);
+            }
+        }
+        Ok(rows)
     }
 
     /// Number of entries in a network's MAC table (bounded by its size option).
@@ -507,21 +502,14 @@ impl Controller {
         let mut out = Vec::new();
         for drv in self.inner.drivers.values() {
             let Some(sw) = drv.switch() else { continue };
-            for r in sw.ports()? {
-                let ep = core.endpoint_by_id(&r.endpoint).ok();
-                out.push(PortInfo {
-                    endpoint: ep.map(|e| e.name.clone()).unwrap_or_else(|| r.endpoint.clone()),
-                    network: core
-                        .network_by_id(&r.network)
-                        .map(|n| n.name.clone())
-                        .unwrap_or(r.network),
-                    rx_frames: r.rx_frames,
-                    rx_bytes: r.rx_bytes,
-                    tx_frames: r.tx_frames,
-                    tx_bytes: r.tx_bytes,
-                    learn_table_full: r.learn_table_full,
-                    drops: r.drops,
-                });
+            for mut r in sw.ports()? {
+                if let Ok(e) = core.endpoint_by_id(&r.endpoint) {
+                    r.endpoint.clone_from(&e.name);
+                }
+                if let Ok(n) = core.network_by_id(&r.network) {
+                    r.network.clone_from(&n.name);
+                }
+                out.push(r);
             }
         }
         out.sort_by(|a, b| (&a.network, &a.endpoint).cmp(&(&b.network, &b.endpoint)));
@@ -593,51 +581,58 @@ fn sandbox_spec(sb: &SandboxRecord, ep: &EndpointRecord) -> SandboxSpec {
     }
 }
 
+/// A stored record with an id and a user-visible name.
+trait Record {
+    fn id(&self) -> &str;
+    fn name(&self) -> &str;
+}
+
+macro_rules! record {
+    ($($t:ty),*) => {$(
+        impl Record for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    )*};
+}
+record!(NetworkRecord, EndpointRecord, SandboxRecord);
+
+fn by_id<'a, T: Record>(items: &'a [T], id: &str) -> Option<&'a T> {
+    items.iter().find(|x| x.id() == id)
+}
+
+/// Names win over ids, so a name that looks like an id still finds its object.
+fn by_name_or_id<'a, T: Record>(items: &'a [T], key: &str) -> Option<&'a T> {
+    items.iter().find(|x| x.name() == key).or_else(|| by_id(items, key))
+}
+
 impl Core {
     fn commit(&self) -> Result<()> {
         self.store.commit(&self.state).map_err(Into::into)
     }
 
     fn network(&self, key: &str) -> Result<&NetworkRecord> {
-        self.state
-            .networks
-            .iter()
-            .find(|n| n.name == key)
-            .or_else(|| self.state.networks.iter().find(|n| n.id == key))
-            .ok_or_else(|| Error::NoSuchNetwork(key.to_owned()))
+        by_name_or_id(&self.state.networks, key).ok_or_else(|| Error::NoSuchNetwork(key.to_owned()))
     }
 
     fn network_by_id(&self, id: &str) -> Result<&NetworkRecord> {
-        self.state
-            .networks
-            .iter()
-            .find(|n| n.id == id)
-            .ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
+        by_id(&self.state.networks, id).ok_or_else(|| Error::NoSuchNetwork(id.to_owned()))
     }
 
     fn sandbox(&self, key: &str) -> Result<&SandboxRecord> {
-        self.state
-            .sandboxes
-            .iter()
-            .find(|s| s.name == key)
-            .or_else(|| self.state.sandboxes.iter().find(|s| s.id == key))
-            .ok_or_else(|| Error::NoSuchSandbox(key.to_owned()))
+        by_name_or_id(&self.state.sandboxes, key).ok_or_else(|| Error::NoSuchSandbox(key.to_owned()))
     }
 
     fn sandbox_by_id(&self, id: &str) -> Result<&SandboxRecord> {
-        self.state
-            .sandboxes
-            .iter()
-            .find(|s| s.id == id)
-            .ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
+        by_id(&self.state.sandboxes, id).ok_or_else(|| Error::NoSuchSandbox(id.to_owned()))
     }
 
     fn endpoint_by_id(&self, id: &str) -> Result<&EndpointRecord> {
-        self.state
-            .endpoints
-            .iter()
-            .find(|e| e.id == id)
-            .ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
+        by_id(&self.state.endpoints, id).ok_or_else(|| Error::NoSuchEndpoint(id.to_owned()))
     }
 
     fn endpoint_mut(&mut self, id: &str) -> Result<&mut EndpointRecord> {

@@ -165,34 +165,7 @@ pub struct SandboxInfo {
     pub endpoints: Vec<String>,
 }
 
-/// One row of a network's MAC table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FdbInfo {
-    /// The address.
-    pub mac: MacAddr,
-    /// The endpoint (name) whose port it was learned on.
-    pub endpoint: String,
-    /// Seconds since it was last seen.
-    pub age_secs: f64,
-}
-
-/// One switch port's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortInfo {
-    /// The endpoint (name).
-    pub endpoint: String,
-    /// Its network (name).
-    pub network: String,
-    /// Frames received from the endpoint.
-    pub rx_frames: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent to the endpoint.
-    pub tx_frames: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Source MACs not learned because the table was full.
-    pub learn_table_full: u64,
-    /// Drops by reason.
-    pub drops: std::collections::BTreeMap<String, u64>,
-}
+/// One row of a network's MAC table; the controller names the endpoint.
+pub use plexus_drivers::FdbRow as FdbInfo;
+/// One switch port's counters; the controller names the endpoint and network.
+pub use plexus_drivers::PortRow as PortInfo;

@@ -116,21 +116,21 @@ impl BridgeDriver {
         })
     }
 
-    fn domain(&self, net: &NetworkSpec) -> Result<DomainId, DriverError> {
+    fn domain(&self, network_id: &str) -> Result<DomainId, DriverError> {
         self.state()
             .domains
-            .get(&net.id)
+            .get(network_id)
             .copied()
             .ok_or_else(|| DriverError::Unknown {
                 driver: "bridge",
                 what: "network",
-                id: net.id.clone(),
+                id: network_id.to_owned(),
             })
     }
 
     fn port_config(&self, net: &NetworkSpec, ep: &EndpointSpec, offload: bool) -> Result<PortConfig, DriverError> {
         Ok(PortConfig {
-            domain: self.domain(net)?,
+            domain: self.domain(&net.id)?,
             name: ep.name.clone(),
             mtu: net.mtu,
             mac: ep.mac,
@@ -344,20 +344,13 @@ impl Driver for BridgeDriver {
 
 impl SwitchView for BridgeDriver {
     fn fdb(&self, network_id: &str) -> Result<Vec<FdbRow>, DriverError> {
-        let (domain, by_port) = {
-            let st = self.state();
-            let domain = st
-                .domains
-                .get(network_id)
-                .copied()
-                .ok_or_else(|| DriverError::Unknown {
-                    driver: "bridge",
-                    what: "network",
-                    id: network_id.to_owned(),
-                })?;
-            let by_port: HashMap<PortId, String> = st.ports.iter().map(|(ep, (_, port))| (*port, ep.clone())).collect();
-            (domain, by_port)
-        };
+        let domain = self.domain(network_id)?;
+        let by_port: HashMap<PortId, String> = self
+            .state()
+            .ports
+            .iter()
+            .map(|(ep, (_, port))| (*port, ep.clone()))
+            .collect();
         let mut rows: Vec<FdbRow> = self
             .dataplane
             .fdb(domain)?
@@ -373,17 +366,7 @@ impl SwitchView for BridgeDriver {
     }
 
     fn fdb_len(&self, network_id: &str) -> Result<usize, DriverError> {
-        let domain = self
-            .state()
-            .domains
-            .get(network_id)
-            .copied()
-            .ok_or_else(|| DriverError::Unknown {
-                driver: "bridge",
-                what: "network",
-                id: network_id.to_owned(),
-            })?;
-        Ok(self.dataplane.fdb_len(domain)?)
+        Ok(self.dataplane.fdb_len(self.domain(network_id)?)?)
     }
 
     fn ports(&self) -> Result<Vec<PortRow>, DriverError> {

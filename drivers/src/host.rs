@@ -1,6 +1,7 @@
 //! The `host` driver: the container uses the host's network stack. A sandbox
 //! joined through it has no namespace of its own (its key is the daemon's network
-//! namespace); the controller allows one host network.
+//! namespace); the controller allows one host network. It makes no kernel
+//! objects, so only `join` checks anything.
 
 use crate::{Driver, DriverError, EndpointSpec, NetworkSpec, SandboxSpec};
 
@@ -18,18 +19,6 @@ impl Driver for HostDriver {
     fn host_mode(&self) -> bool {
         true
     }
-    fn create_network(&self, _: &NetworkSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn delete_network(&self, _: &NetworkSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn create_endpoint(&self, _: &NetworkSpec, _: &EndpointSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn delete_endpoint(&self, _: &NetworkSpec, _: &EndpointSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
     fn join(&self, _: &NetworkSpec, _: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
         if sb.key.is_some() {
             return Err(DriverError::Unsupported {
@@ -37,9 +26,6 @@ impl Driver for HostDriver {
                 reason: "a host-network endpoint joins only a host-mode sandbox".into(),
             });
         }
-        Ok(())
-    }
-    fn leave(&self, _: &NetworkSpec, _: &EndpointSpec, _: &SandboxSpec) -> Result<(), DriverError> {
         Ok(())
     }
 }

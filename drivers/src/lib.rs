@@ -172,24 +172,45 @@ pub trait Driver: Send + Sync + Debug {
         false
     }
 
+    // The life-cycle calls below default to doing nothing: a driver without
+    // kernel objects of its own (`null`, `host`) keeps the defaults.
+
     /// Called once a network is validated and its pool reserved.
-    fn create_network(&self, net: &NetworkSpec) -> Result<(), DriverError>;
+    fn create_network(&self, net: &NetworkSpec) -> Result<(), DriverError> {
+        let _ = net;
+        Ok(())
+    }
 
     /// Called when the network is deleted (it has no endpoints left).
-    fn delete_network(&self, net: &NetworkSpec) -> Result<(), DriverError>;
+    fn delete_network(&self, net: &NetworkSpec) -> Result<(), DriverError> {
+        let _ = net;
+        Ok(())
+    }
 
     /// Creates the endpoint's interfaces. On error nothing is left behind.
-    fn create_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError>;
+    fn create_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let _ = (net, ep);
+        Ok(())
+    }
 
     /// Removes the endpoint's interfaces (it is not joined). Keeps going on errors.
-    fn delete_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError>;
+    fn delete_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let _ = (net, ep);
+        Ok(())
+    }
 
     /// Attaches the endpoint to a sandbox: moves and configures its interface.
-    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError>;
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
+        let _ = (net, ep, sb);
+        Ok(())
+    }
 
     /// Detaches the endpoint from its sandbox, keeping the endpoint (and its
     /// address) for a later join.
-    fn leave(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError>;
+    fn leave(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
+        let _ = (net, ep, sb);
+        Ok(())
+    }
 
     /// Re-attaches a restored endpoint after a restart (`sb` if it is joined).
     /// Returns `false` if its interface was gone and had to be made again
@@ -215,7 +236,8 @@ pub trait Driver: Send + Sync + Debug {
 pub struct FdbRow {
     /// The address.
     pub mac: MacAddr,
-    /// The endpoint (id) whose port it was learned on.
+    /// The endpoint whose port it was learned on (its id from a driver, its
+    /// name from the controller).
     pub endpoint: String,
     /// Seconds since it was last seen.
     pub age_secs: f64,
@@ -224,9 +246,9 @@ pub struct FdbRow {
 /// One port's counters, with the endpoint it serves.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PortRow {
-    /// The endpoint (id).
+    /// The endpoint (its id from a driver, its name from the controller).
     pub endpoint: String,
-    /// The network (id).
+    /// The network (its id from a driver, its name from the controller).
     pub network: String,
     /// Frames received from the endpoint.
     pub rx_frames: u64,

@@ -1,8 +1,9 @@
 //! The `null` driver: a sandbox with loopback only. Endpoints have no interface
 //! and no address; joining one changes nothing in the namespace (the controller
-//! brings `lo` up when it makes any sandbox).
+//! brings `lo` up when it makes any sandbox), so every life-cycle call keeps the
+//! trait's do-nothing default.
 
-use crate::{Driver, DriverError, EndpointSpec, NetworkSpec, SandboxSpec};
+use crate::Driver;
 
 /// Loopback-only networking.
 #[derive(Debug, Default, Clone, Copy)]
@@ -14,23 +15,5 @@ impl Driver for NullDriver {
     }
     fn uses_ipam(&self) -> bool {
         false
-    }
-    fn create_network(&self, _: &NetworkSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn delete_network(&self, _: &NetworkSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn create_endpoint(&self, _: &NetworkSpec, _: &EndpointSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn delete_endpoint(&self, _: &NetworkSpec, _: &EndpointSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn join(&self, _: &NetworkSpec, _: &EndpointSpec, _: &SandboxSpec) -> Result<(), DriverError> {
-        Ok(())
-    }
-    fn leave(&self, _: &NetworkSpec, _: &EndpointSpec, _: &SandboxSpec) -> Result<(), DriverError> {
-        Ok(())
     }
 }

@@ -204,6 +204,18 @@ impl Debug for PacketPort {
 // mapping is owned by the port and only touched through `&mut self`.
 unsafe impl Send for PacketPort {}
 
+/// Resets `h` to one message of the single iovec `iov`, no address, no control.
+fn point_at(h: &mut libc::mmsghdr, iov: *mut libc::iovec) {
+    h.msg_hdr.msg_iov = iov;
+    h.msg_hdr.msg_iovlen = 1;
+    h.msg_hdr.msg_name = std::ptr::null_mut();
+    h.msg_hdr.msg_namelen = 0;
+    h.msg_hdr.msg_control = std::ptr::null_mut();
+    h.msg_hdr.msg_controllen = 0;
+    h.msg_hdr.msg_flags = 0;
+    h.msg_len = 0;
+}
+
 fn zeroed_array<T, const N: usize>() -> Box<[T; N]> {
     // SAFETY: only instantiated with `libc::mmsghdr` and `libc::iovec`, plain C
     // structs for which all-zero bytes (null pointers, zero lengths) are valid.
@@ -326,15 +338,7 @@ impl Port for PacketPort {
                 iov_base: area.as_mut_ptr().cast(),
                 iov_len: area.len(),
             };
-            let h = &mut self.rx_hdrs[i];
-            h.msg_hdr.msg_iov = &raw mut self.rx_iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = std::ptr::null_mut();
-            h.msg_hdr.msg_namelen = 0;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
-            h.msg_len = 0;
+            point_at(&mut self.rx_hdrs[i], &raw mut self.rx_iovs[i]);
         }
         // SAFETY: the first `n` headers point at iovecs that point into `bufs`,
         // which stay borrowed mutably for the call; the kernel writes at most
@@ -394,14 +398,7 @@ impl Port for PacketPort {
                 iov_base: f.as_ptr().cast_mut().cast(),
                 iov_len: f.len(),
             };
-            let h = &mut self.tx_hdrs[i];
-            h.msg_hdr.msg_iov = &raw mut self.tx_iovs[i];
-            h.msg_hdr.msg_iovlen = 1;
-            h.msg_hdr.msg_name = std::ptr::null_mut();
-            h.msg_hdr.msg_namelen = 0;
-            h.msg_hdr.msg_control = std::ptr::null_mut();
-            h.msg_hdr.msg_controllen = 0;
-            h.msg_hdr.msg_flags = 0;
+            point_at(&mut self.tx_hdrs[i], &raw mut self.tx_iovs[i]);
         }
         let mut sent = 0;
         while sent < n {
