@@ -32,6 +32,7 @@ pub mod error;
 pub mod ipam;
 pub mod model;
 pub mod options;
+pub mod publish;
 pub mod store;
 
 pub use config::Config;
