@@ -3,7 +3,8 @@
 //! This crate knows frames, ports and tables; it knows nothing of namespaces or of
 //! the CNM model (`sandbox/` and the root crate). Layers:
 //!
-//! - [`wire`]: zero-copy views of Ethernet and virtio-net headers;
+//! - [`wire`]: zero-copy views and validated reprs of Ethernet, ARP, IPv4,
+//!   ICMPv4, UDP, TCP and virtio-net headers, checksums with incremental update;
 //! - [`fdb`], [`engine`]: the sans-IO core — MAC learning, ageing, forwarding
 //!   decisions, counters — driven with `now` and frames, tested with a virtual clock;
 //! - [`port`]: the I/O backends (AF_PACKET for veth host ends, TAP fds);

@@ -1,0 +1,458 @@
+//! IPv4 headers (RFC 791).
+//!
+//! [`Packet`] is a zero-copy view. `new_checked` checks that the buffer holds the
+//! fixed header, that the IHL is at least 5 and within the buffer, and that the
+//! total length covers the header and fits in the buffer (bytes past it, such as
+//! Ethernet padding, are ignored); after it no accessor can panic. Options are
+//! skipped via the IHL and readable raw through [`Packet::options`].
+//!
+//! [`Packet::new_quoted`] is for the header an ICMP error quotes: only the header
+//! must be whole, since the quote keeps just the first 8 payload bytes while the
+//! total length still names the original datagram.
+//!
+//! [`Repr`] has no options: `parse` skips them and `emit` writes a 20-byte header.
+//! It describes a whole datagram, so `parse` rejects fragments (`Unsupported`),
+//! a version other than 4 (`Malformed`) and a bad header checksum (`Checksum`).
+
+use std::net::Ipv4Addr;
+
+use super::{WireError, checksum, enum_with_unknown, fields, packet_view};
+
+mod field {
+    use std::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const DSCP_ECN: usize = 1;
+    pub const LENGTH: Range<usize> = 2..4;
+    pub const IDENT: Range<usize> = 4..6;
+    pub const FLG_OFF: Range<usize> = 6..8;
+    pub const TTL: Range<usize> = 8..9;
+    pub const PROTOCOL: Range<usize> = 9..10;
+    pub const CHECKSUM: Range<usize> = 10..12;
+    pub const SRC_ADDR: Range<usize> = 12..16;
+    pub const DST_ADDR: Range<usize> = 16..20;
+}
+
+/// Length of a header without options.
+pub const HEADER_LEN: usize = field::DST_ADDR.end;
+
+/// Flags: don't fragment.
+const FLAG_DF: u16 = 0x4000;
+/// Flags: more fragments.
+const FLAG_MF: u16 = 0x2000;
+/// The fragment offset, in units of 8 bytes.
+const OFFSET_MASK: u16 = 0x1fff;
+
+enum_with_unknown! {
+    /// The protocol of the payload.
+    pub enum Protocol(u8) {
+        /// ICMP.
+        Icmp = 1,
+        /// TCP.
+        Tcp = 6,
+        /// UDP.
+        Udp = 17,
+    }
+}
+
+packet_view! {
+    /// A view of an IPv4 packet.
+    Packet, payload
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wraps the IPv4 header quoted in an ICMP error: checks only the header
+    /// (see the module doc); [`Self::payload`] is what the quote kept.
+    pub fn new_quoted(buffer: T) -> Result<Self, WireError> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_header()?;
+        Ok(packet)
+    }
+
+    fn check_header(&self) -> Result<(), WireError> {
+        let header_len = super::check_declared(self.buffer.as_ref(), HEADER_LEN, || usize::from(self.header_len()))?;
+        if usize::from(self.total_len()) < header_len {
+            return Err(WireError::Malformed);
+        }
+        Ok(())
+    }
+
+    /// Checks the header and that the buffer holds the whole datagram.
+    pub fn check_len(&self) -> Result<(), WireError> {
+        self.check_header()?;
+        if usize::from(self.total_len()) > self.buffer.as_ref().len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(())
+    }
+
+    fn payload_range(&self) -> std::ops::Range<usize> {
+        usize::from(self.header_len())..usize::from(self.total_len())
+    }
+
+    /// Version field (4 for IPv4).
+    pub fn version(&self) -> u8 {
+        self.buffer.as_ref()[field::VER_IHL] >> 4
+    }
+
+    /// Header length in bytes (IHL × 4), options included.
+    pub fn header_len(&self) -> u8 {
+        (self.buffer.as_ref()[field::VER_IHL] & 0x0f) * 4
+    }
+
+    /// Differentiated services code point.
+    pub fn dscp(&self) -> u8 {
+        self.buffer.as_ref()[field::DSCP_ECN] >> 2
+    }
+
+    /// Explicit congestion notification bits.
+    pub fn ecn(&self) -> u8 {
+        self.buffer.as_ref()[field::DSCP_ECN] & 0x03
+    }
+
+    fn flags_offset(&self) -> u16 {
+        super::Field::read(&self.buffer.as_ref()[field::FLG_OFF])
+    }
+
+    /// The don't-fragment flag.
+    pub fn dont_frag(&self) -> bool {
+        self.flags_offset() & FLAG_DF != 0
+    }
+
+    /// The more-fragments flag.
+    pub fn more_frags(&self) -> bool {
+        self.flags_offset() & FLAG_MF != 0
+    }
+
+    /// Fragment offset in bytes.
+    pub fn frag_offset(&self) -> u16 {
+        (self.flags_offset() & OFFSET_MASK) * 8
+    }
+
+    /// True for any fragment of a fragmented datagram, the first included.
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags() || self.frag_offset() != 0
+    }
+
+    /// The options between the fixed header and the payload, raw.
+    pub fn options(&self) -> &[u8] {
+        super::clamped(self.buffer.as_ref(), HEADER_LEN..usize::from(self.header_len()))
+    }
+
+    /// True if the header checksum is right.
+    pub fn verify_checksum(&self) -> bool {
+        let b = self.buffer.as_ref();
+        checksum::sum(super::clamped(b, 0..usize::from(self.header_len()))) == 0xffff
+    }
+}
+
+fields! {
+    Packet {
+        /// Total length: header and payload, in bytes.
+        total_len / set_total_len: u16 = field::LENGTH;
+        /// Identification, for reassembly.
+        ident / set_ident: u16 = field::IDENT;
+        /// Time to live.
+        ttl / set_ttl: u8 = field::TTL;
+        /// Payload protocol.
+        protocol / set_protocol: Protocol = field::PROTOCOL;
+        /// Header checksum.
+        checksum / set_checksum: u16 = field::CHECKSUM;
+        /// Source address.
+        src_addr / set_src_addr: Ipv4Addr = field::SRC_ADDR;
+        /// Destination address.
+        dst_addr / set_dst_addr: Ipv4Addr = field::DST_ADDR;
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Sets the version nibble.
+    pub fn set_version(&mut self, version: u8) {
+        let b = &mut self.buffer.as_mut()[field::VER_IHL];
+        *b = (*b & 0x0f) | (version << 4);
+    }
+
+    /// Sets the header length in bytes (a multiple of 4, 20 to 60).
+    pub fn set_header_len(&mut self, len: u8) {
+        let b = &mut self.buffer.as_mut()[field::VER_IHL];
+        *b = (*b & 0xf0) | ((len / 4) & 0x0f);
+    }
+
+    /// Sets the DSCP and ECN bits.
+    pub fn set_dscp_ecn(&mut self, dscp: u8, ecn: u8) {
+        self.buffer.as_mut()[field::DSCP_ECN] = (dscp << 2) | (ecn & 0x03);
+    }
+
+    fn set_flags_offset(&mut self, value: u16) {
+        super::Field::write(value, &mut self.buffer.as_mut()[field::FLG_OFF]);
+    }
+
+    /// Sets the don't-fragment flag.
+    pub fn set_dont_frag(&mut self, on: bool) {
+        let v = self.flags_offset() & !FLAG_DF;
+        self.set_flags_offset(if on { v | FLAG_DF } else { v });
+    }
+
+    /// Sets the more-fragments flag.
+    pub fn set_more_frags(&mut self, on: bool) {
+        let v = self.flags_offset() & !FLAG_MF;
+        self.set_flags_offset(if on { v | FLAG_MF } else { v });
+    }
+
+    /// Sets the fragment offset in bytes (a multiple of 8).
+    pub fn set_frag_offset(&mut self, bytes: u16) {
+        let v = self.flags_offset() & !OFFSET_MASK;
+        self.set_flags_offset(v | ((bytes / 8) & OFFSET_MASK));
+    }
+
+    /// Computes and writes the header checksum.
+    pub fn fill_checksum(&mut self) {
+        self.set_checksum(0);
+        let c = !checksum::sum(super::clamped(self.buffer.as_ref(), 0..usize::from(self.header_len())));
+        self.set_checksum(c);
+    }
+}
+
+/// A parsed IPv4 header without options, describing a whole (unfragmented) datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Repr {
+    /// Source address.
+    pub src_addr: Ipv4Addr,
+    /// Destination address.
+    pub dst_addr: Ipv4Addr,
+    /// Payload protocol.
+    pub protocol: Protocol,
+    /// Payload length in bytes.
+    pub payload_len: usize,
+    /// Time to live.
+    pub ttl: u8,
+}
+
+impl Repr {
+    /// Parses and validates a checked packet (see the module doc).
+    pub fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, WireError> {
+        packet.check_len()?;
+        if !packet.verify_checksum() {
+            return Err(WireError::Checksum);
+        }
+        if packet.is_fragment() {
+            return Err(WireError::Unsupported);
+        }
+        Repr::parse_quoted(packet)
+    }
+
+    /// The repr of a header quoted in an ICMP error: version checked only, since
+    /// a router may quote a fragment, and `payload_len` is the original's.
+    pub(super) fn parse_quoted<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, WireError> {
+        packet.check_header()?;
+        if packet.version() != 4 {
+            return Err(WireError::Malformed);
+        }
+        Ok(Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            protocol: packet.protocol(),
+            payload_len: usize::from(packet.total_len() - u16::from(packet.header_len())),
+            ttl: packet.ttl(),
+        })
+    }
+
+    /// Bytes the header takes (the payload is not included).
+    pub const fn buffer_len(&self) -> usize {
+        HEADER_LEN
+    }
+
+    /// Writes a 20-byte header with DF set, identification 0 and its checksum.
+    ///
+    /// # Panics
+    /// If the packet is shorter than [`HEADER_LEN`] or `payload_len` exceeds 65515.
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        let total = u16::try_from(HEADER_LEN + self.payload_len).expect("IPv4 payload_len exceeds 65515 bytes");
+        packet.set_version(4);
+        packet.set_header_len(20);
+        packet.set_dscp_ecn(0, 0);
+        packet.set_total_len(total);
+        packet.set_ident(0);
+        packet.set_flags_offset(FLAG_DF);
+        packet.set_ttl(self.ttl);
+        packet.set_protocol(self.protocol);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+        packet.fill_checksum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::testutil;
+    use proptest::prelude::*;
+
+    /// 172.17.0.2 → 8.8.8.8, UDP, 8 payload bytes, TTL 64, ident 0x1c46, DF,
+    /// one 4-byte option (NOPs + EOL), checksum 0x5f63.
+    const GOLDEN: [u8; 32] = [
+        0x46, 0x00, 0x00, 0x20, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x5f, 0x63, 0xac, 0x11, 0x00, 0x02, 0x08, 0x08,
+        0x08, 0x08, 0x01, 0x01, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03,
+    ];
+
+    #[test]
+    fn golden_fields() {
+        let p = Packet::new_checked(&GOLDEN[..]).unwrap();
+        assert_eq!((p.version(), p.header_len(), p.total_len()), (4, 24, 32));
+        assert_eq!(
+            (p.ident(), p.dont_frag(), p.more_frags(), p.frag_offset()),
+            (0x1c46, true, false, 0)
+        );
+        assert_eq!((p.ttl(), p.protocol(), p.checksum()), (64, Protocol::Udp, 0x5f63));
+        assert_eq!(p.src_addr(), Ipv4Addr::new(172, 17, 0, 2));
+        assert_eq!(p.dst_addr(), Ipv4Addr::new(8, 8, 8, 8));
+        assert_eq!(p.options(), &[1, 1, 1, 0]);
+        assert_eq!(p.payload(), &GOLDEN[24..]);
+        assert!(p.verify_checksum());
+        let r = Repr::parse(&p).unwrap();
+        assert_eq!(r.payload_len, 8);
+        // The options are dropped when emitted again.
+        let mut buf = [0u8; HEADER_LEN];
+        r.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        assert_eq!(Repr::parse_quoted(&Packet::new_quoted(&buf[..]).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn rejects_bad_lengths_and_values() {
+        for len in 0..GOLDEN.len() {
+            assert_eq!(
+                Packet::new_checked(&GOLDEN[..len]).unwrap_err(),
+                WireError::Truncated,
+                "{len}"
+            );
+        }
+        let with = |i: usize, v: u8| {
+            let mut b = GOLDEN;
+            b[i] = v;
+            b
+        };
+        // IHL below 5, total length below the header: malformed.
+        assert_eq!(
+            Packet::new_checked(&with(0, 0x44)[..]).unwrap_err(),
+            WireError::Malformed
+        );
+        assert_eq!(Packet::new_checked(&with(3, 23)[..]).unwrap_err(), WireError::Malformed);
+        // IHL past the buffer, total length past the buffer: truncated.
+        assert_eq!(
+            Packet::new_checked(&with(0, 0x4f)[..]).unwrap_err(),
+            WireError::Truncated
+        );
+        assert_eq!(Packet::new_checked(&with(3, 33)[..]).unwrap_err(), WireError::Truncated);
+        // But a quoted header may be cut short.
+        let quoted = Packet::new_quoted(&GOLDEN[..28]).unwrap();
+        assert_eq!(quoted.payload(), &[0xde, 0xad, 0xbe, 0xef]);
+        // Checksum, version, fragments.
+        let bad = with(8, 63);
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&bad[..]).unwrap()),
+            Err(WireError::Checksum)
+        );
+        let mut v6 = with(0, 0x66);
+        Packet::new_unchecked(&mut v6[..]).fill_checksum();
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&v6[..]).unwrap()),
+            Err(WireError::Malformed)
+        );
+        let mut frag = GOLDEN;
+        let mut p = Packet::new_unchecked(&mut frag[..]);
+        p.set_more_frags(true);
+        p.fill_checksum();
+        assert!(p.dont_frag() && p.more_frags());
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&frag[..]).unwrap()),
+            Err(WireError::Unsupported)
+        );
+    }
+
+    #[test]
+    fn extra_bytes_after_total_length_are_ignored() {
+        let mut b = GOLDEN.to_vec();
+        b.extend_from_slice(&[0; 14]);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.payload().len(), 8);
+    }
+
+    #[test]
+    fn setters_cannot_make_accessors_panic() {
+        let mut b = GOLDEN;
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        p.set_header_len(60);
+        p.set_total_len(9000);
+        assert!(p.options().len() <= 32 && p.payload().is_empty());
+        p.set_header_len(4);
+        let _ = (p.options(), p.payload(), p.verify_checksum());
+    }
+
+    #[test]
+    fn fragment_fields_round_trip() {
+        let mut b = GOLDEN;
+        let mut p = Packet::new_unchecked(&mut b[..]);
+        p.set_dont_frag(false);
+        p.set_frag_offset(1480);
+        p.set_more_frags(true);
+        assert_eq!((p.dont_frag(), p.more_frags(), p.frag_offset()), (false, true, 1480));
+        assert!(p.is_fragment());
+        p.set_dscp_ecn(46, 2);
+        assert_eq!((p.dscp(), p.ecn()), (46, 2));
+    }
+
+    proptest! {
+        #[test]
+        fn etherparse_headers_parse_to_the_same_fields(h in testutil::ipv4_header()) {
+            let mut bytes = h.to_bytes().to_vec();
+            bytes.resize(usize::from(h.total_len), 0xa5);
+            let p = Packet::new_checked(&bytes[..]).unwrap();
+            prop_assert_eq!(usize::from(p.header_len()), h.header_len());
+            prop_assert_eq!(p.dscp(), h.dscp.value());
+            prop_assert_eq!(p.ecn(), h.ecn.value());
+            prop_assert_eq!(p.total_len(), h.total_len);
+            prop_assert_eq!(p.ident(), h.identification);
+            prop_assert_eq!(p.dont_frag(), h.dont_fragment);
+            prop_assert_eq!(p.more_frags(), h.more_fragments);
+            prop_assert_eq!(p.frag_offset(), h.fragment_offset.byte_offset());
+            prop_assert_eq!(p.ttl(), h.time_to_live);
+            prop_assert_eq!(u8::from(p.protocol()), h.protocol.0);
+            prop_assert_eq!(p.checksum(), h.header_checksum);
+            prop_assert_eq!(p.src_addr().octets(), h.source);
+            prop_assert_eq!(p.dst_addr().octets(), h.destination);
+            prop_assert_eq!(p.options(), h.options.as_slice());
+            prop_assert!(p.verify_checksum());
+            prop_assert_eq!(p.payload().len(), usize::from(h.total_len) - h.header_len());
+        }
+
+        #[test]
+        fn emit_parse_round_trip(r in testutil::ipv4_repr()) {
+            let mut buf = vec![0u8; r.buffer_len() + r.payload_len];
+            r.emit(&mut Packet::new_unchecked(&mut buf[..]));
+            prop_assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()).unwrap(), r);
+            // etherparse reads our header the same way, checksum included.
+            let (theirs, _) = etherparse::Ipv4Header::from_slice(&buf).unwrap();
+            prop_assert_eq!(theirs.header_checksum, theirs.calc_header_checksum());
+            prop_assert_eq!(theirs.source, r.src_addr.octets());
+            prop_assert_eq!(usize::from(theirs.total_len), HEADER_LEN + r.payload_len);
+        }
+
+        #[test]
+        fn nat_rewrite_keeps_the_checksum_valid(h in testutil::ipv4_header(), new_src in any::<u32>(), new_ttl in any::<u8>()) {
+            let mut bytes = h.to_bytes().to_vec();
+            bytes.resize(usize::from(h.total_len), 0);
+            let mut p = Packet::new_checked(&mut bytes[..]).unwrap();
+            let old_src = u32::from(p.src_addr());
+            let mut c = checksum::update_u32(p.checksum(), old_src, new_src);
+            // TTL shares its word with the protocol.
+            let proto = u8::from(p.protocol());
+            c = checksum::update_u16(c, u16::from_be_bytes([p.ttl(), proto]), u16::from_be_bytes([new_ttl, proto]));
+            p.set_src_addr(Ipv4Addr::from(new_src));
+            p.set_ttl(new_ttl);
+            p.set_checksum(c);
+            prop_assert!(p.verify_checksum());
+            let incremental = p.checksum();
+            p.fill_checksum();
+            prop_assert_eq!(incremental, p.checksum());
+        }
+    }
+}
