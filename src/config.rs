@@ -17,6 +17,8 @@ pub struct Config {
     pub default_mtu: u32,
     /// How long the switch keeps polling after traffic before it sleeps.
     pub busy_poll: std::time::Duration,
+    /// Outbound NAT's limits (in total and per endpoint) and idle timeouts.
+    pub nat: plexus_switch::NatConfig,
 }
 
 /// The default state directory.
@@ -36,6 +38,7 @@ impl Default for Config {
             ifname_prefix: env("PLEXUS_IFNAME_PREFIX", "px"),
             default_mtu: 1500,
             busy_poll: plexus_switch::DataplaneConfig::default().busy_poll,
+            nat: plexus_switch::NatConfig::default(),
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ipam::{Ipam, PoolInfo, PoolRequest};
 use crate::model::{
-    EndpointInfo, EndpointRecord, FdbInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo, SandboxRecord, State,
+    EndpointInfo, EndpointRecord, FdbInfo, NatInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo, SandboxRecord,
+    State,
 };
 use crate::options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 use crate::store::Store;
@@ -110,6 +111,7 @@ impl Controller {
         let ipam = restore_ipam(&state)?;
         let dataplane = Dataplane::start(DataplaneConfig {
             busy_poll: config.busy_poll,
+            nat: config.nat,
         })
         .map_err(|e| Error::Driver(e.into()))?;
         let drivers = plexus_drivers::builtin(dataplane)
@@ -494,6 +496,25 @@ impl Controller {
         let net = core.network(network)?.clone();
         let drv = self.driver(&net.driver)?;
         Ok(self.switch_of(&drv, &net.name)?.fdb_len(&net.id)?)
+    }
+
+    /// The outbound NAT flows, by endpoint.
+    pub fn nat(&self) -> Result<Vec<NatInfo>> {
+        let core = self.lock();
+        let mut out = Vec::new();
+        for drv in self.inner.drivers.values() {
+            let Some(sw) = drv.switch() else { continue };
+            for mut r in sw.nat()? {
+                if let Ok(e) = core.endpoint_by_id(&r.endpoint) {
+                    r.endpoint.clone_from(&e.name);
+                }
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.endpoint, a.proto, a.inside, a.outside).cmp(&(&b.endpoint, b.proto, b.inside, b.outside))
+        });
+        Ok(out)
     }
 
     /// Every switch port's counters, by endpoint.

@@ -39,7 +39,7 @@ pub use config::Config;
 pub use controller::{Controller, Endpoint, Network, Sandbox};
 pub use error::{Error, Result};
 pub use ipnet::Ipv4Net;
-pub use model::{EndpointInfo, FdbInfo, NetworkInfo, PortInfo, SandboxInfo};
+pub use model::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 pub use options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 pub use plexus_drivers::{EndpointKind, Switching};
 pub use plexus_switch::MacAddr;

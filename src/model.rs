@@ -167,5 +167,7 @@ pub struct SandboxInfo {
 
 /// One row of a network's MAC table; the controller names the endpoint.
 pub use plexus_drivers::FdbRow as FdbInfo;
+/// One outbound NAT flow; the controller names the endpoint.
+pub use plexus_drivers::NatRow as NatInfo;
 /// One switch port's counters; the controller names the endpoint and network.
 pub use plexus_drivers::PortRow as PortInfo;

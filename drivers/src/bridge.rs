@@ -1,5 +1,6 @@
 //! The `bridge` driver: one bridge domain of the Plexus userspace switch per
-//! network, never a kernel bridge.
+//! network, never a kernel bridge. The network's gateway address lives in the
+//! switch (it answers ARP and ping for it); no host interface carries it.
 //!
 //! Endpoint life cycle, veth (the default):
 //! - create: a veth pair in the daemon's namespace. The host end (`host_ifname`)
@@ -34,9 +35,11 @@ use std::time::Duration;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
 use plexus_switch::port::{PacketPort, TapPort};
-use plexus_switch::{Dataplane, DomainConfig, DomainId, DropReason, PortConfig, PortId};
+use plexus_switch::{Dataplane, DomainConfig, DomainId, DropReason, GatewayConfig, PortConfig, PortId};
 
-use crate::{Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NetworkSpec, PortRow, SandboxSpec, SwitchView};
+use crate::{
+    Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NatRow, NetworkSpec, PortRow, SandboxSpec, SwitchView,
+};
 
 /// The userspace-switch bridge driver.
 #[derive(Debug)]
@@ -70,6 +73,10 @@ fn domain_config(net: &NetworkSpec) -> DomainConfig {
         max_entries: net.switching.mac_table_size,
         ageing: Duration::from_secs(net.switching.mac_ageing_secs),
         anti_spoofing: net.switching.anti_spoofing,
+        gateway: match (net.gateway, net.subnet) {
+            (Some(ip), Some(subnet)) => Some(GatewayConfig::new(ip, subnet, net.internal)),
+            _ => None,
+        },
     }
 }
 
@@ -156,6 +163,15 @@ impl BridgeDriver {
         };
         self.state().ports.insert(ep.id.clone(), (net.id.clone(), id));
         Ok(())
+    }
+
+    /// port → (endpoint id, network id), for naming the dataplane's rows.
+    fn endpoints_by_port(&self) -> HashMap<PortId, (String, String)> {
+        self.state()
+            .ports
+            .iter()
+            .map(|(ep, (net, port))| (*port, (ep.clone(), net.clone())))
+            .collect()
     }
 
     fn detach(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
@@ -345,19 +361,14 @@ impl Driver for BridgeDriver {
 impl SwitchView for BridgeDriver {
     fn fdb(&self, network_id: &str) -> Result<Vec<FdbRow>, DriverError> {
         let domain = self.domain(network_id)?;
-        let by_port: HashMap<PortId, String> = self
-            .state()
-            .ports
-            .iter()
-            .map(|(ep, (_, port))| (*port, ep.clone()))
-            .collect();
+        let by_port = self.endpoints_by_port();
         let mut rows: Vec<FdbRow> = self
             .dataplane
             .fdb(domain)?
             .into_iter()
             .map(|e| FdbRow {
                 mac: e.mac,
-                endpoint: by_port.get(&e.port).cloned().unwrap_or_default(),
+                endpoint: by_port.get(&e.port).map(|(ep, _)| ep.clone()).unwrap_or_default(),
                 age_secs: e.age.as_secs_f64(),
             })
             .collect();
@@ -370,12 +381,7 @@ impl SwitchView for BridgeDriver {
     }
 
     fn ports(&self) -> Result<Vec<PortRow>, DriverError> {
-        let by_port: HashMap<PortId, (String, String)> = self
-            .state()
-            .ports
-            .iter()
-            .map(|(ep, (net, port))| (*port, (ep.clone(), net.clone())))
-            .collect();
+        let by_port = self.endpoints_by_port();
         Ok(self
             .dataplane
             .stats()?
@@ -396,6 +402,27 @@ impl SwitchView for BridgeDriver {
                         .map(|r| (r.name().to_owned(), c.dropped(*r)))
                         .collect(),
                 })
+            })
+            .collect())
+    }
+
+    fn nat(&self) -> Result<Vec<NatRow>, DriverError> {
+        let by_port = self.endpoints_by_port();
+        Ok(self
+            .dataplane
+            .nat()?
+            .into_iter()
+            .map(|f| NatRow {
+                proto: f.flow.key.proto,
+                inside: f.flow.key.inside,
+                outside: f.flow.key.outside,
+                endpoint: by_port
+                    .get(&f.flow.path.port)
+                    .map(|(e, _)| e.clone())
+                    .unwrap_or_default(),
+                packets_out: f.flow.packets_out,
+                packets_in: f.flow.packets_in,
+                idle_secs: f.idle.as_secs_f64(),
             })
             .collect())
     }

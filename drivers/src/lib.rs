@@ -264,6 +264,25 @@ pub struct PortRow {
     pub drops: std::collections::BTreeMap<String, u64>,
 }
 
+/// One outbound NAT flow, with the endpoint it belongs to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NatRow {
+    /// `udp` or `icmp`.
+    pub proto: plexus_switch::NatProto,
+    /// The container's address and port (ICMP: echo identifier).
+    pub inside: std::net::SocketAddrV4,
+    /// The outside address and port (ICMP: 0).
+    pub outside: std::net::SocketAddrV4,
+    /// The endpoint (its id from a driver, its name from the controller).
+    pub endpoint: String,
+    /// Packets from the container.
+    pub packets_out: u64,
+    /// Packets to the container.
+    pub packets_in: u64,
+    /// Seconds since the flow last carried a packet.
+    pub idle_secs: f64,
+}
+
 /// What a switch-backed driver shows of its dataplane.
 pub trait SwitchView {
     /// The MAC table of a network.
@@ -272,6 +291,8 @@ pub trait SwitchView {
     fn fdb_len(&self, network_id: &str) -> Result<usize, DriverError>;
     /// Every port's counters.
     fn ports(&self) -> Result<Vec<PortRow>, DriverError>;
+    /// The outbound NAT flows.
+    fn nat(&self) -> Result<Vec<NatRow>, DriverError>;
 }
 
 /// The built-in drivers; `bridge` forwards through `dataplane`.

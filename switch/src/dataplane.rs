@@ -25,10 +25,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::engine::{
-    DomainConfig, DomainId, DropReason, Engine, EngineError, PortConfig, PortCounters, PortId, Verdict,
+    DomainConfig, DomainId, DropReason, Engine, EngineError, GatewayOutcome, PortConfig, PortCounters, PortId, Verdict,
 };
 use crate::fdb::FdbEntry;
-use crate::port::{BATCH, Port, RxBatch};
+use crate::flowsock::FlowSocket;
+use crate::gateway::{self, Routed};
+use crate::nat::{Flow, FlowId, FlowPath, NatConfig, NatTable, Outbound};
+use crate::port::{BATCH, FrameBuf, MAX_FRAME_LEN, Port, RxBatch, SendResult};
+use crate::wire::EthernetFrame;
 use crate::wire::vnet;
 
 /// Dataplane settings.
@@ -37,12 +41,15 @@ pub struct DataplaneConfig {
     /// How long to keep polling after the last frame before sleeping in the
     /// kernel. Zero makes the worker purely event driven.
     pub busy_poll: Duration,
+    /// Outbound NAT's limits and timeouts.
+    pub nat: NatConfig,
 }
 
 impl Default for DataplaneConfig {
     fn default() -> Self {
         DataplaneConfig {
             busy_poll: Duration::from_millis(5),
+            nat: NatConfig::default(),
         }
     }
 }
@@ -89,11 +96,27 @@ enum Command {
     Fdb(DomainId, Sender<Result<Vec<FdbEntry>, EngineError>>),
     FdbLen(DomainId, Sender<Result<usize, EngineError>>),
     Stats(Sender<Vec<PortStats>>),
+    Nat(Sender<Vec<NatFlow>>),
     Shutdown,
 }
 
+/// One outbound NAT flow, as `plexus nat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatFlow {
+    /// The flow.
+    pub flow: Flow,
+    /// Time since it last carried a packet.
+    pub idle: Duration,
+}
+
 const WAKER: Token = Token(usize::MAX);
+/// Tokens from here up are NAT flows' host sockets (`NAT_TOKENS + flow id`).
+const NAT_TOKENS: usize = 1 << 31;
+/// Datagrams read from one flow socket per wake-up before moving on.
+const NAT_BURST: usize = 32;
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+/// Gateway replies one burst can carry; more in one burst are dropped (`tx_full`).
+const REPLY_SLOTS: usize = 8;
 
 /// The handle of a running dataplane. Clones share the worker; the worker stops
 /// when the last clone is dropped.
@@ -190,6 +213,11 @@ impl Dataplane {
     pub fn stats(&self) -> Result<Vec<PortStats>, DataplaneError> {
         self.call(Command::Stats)
     }
+
+    /// The outbound NAT flows.
+    pub fn nat(&self) -> Result<Vec<NatFlow>, DataplaneError> {
+        self.call(Command::Nat)
+    }
 }
 
 struct Slot {
@@ -206,8 +234,17 @@ struct Worker {
     engine: Engine,
     slots: Vec<Option<Slot>>,
     batch: RxBatch,
+    /// Replies the gateway built during the current burst.
+    replies: Vec<FrameBuf>,
     /// Egress ports with a non-empty gather in the current burst.
     touched: Vec<PortId>,
+    /// Outbound NAT's table (sans-IO) and the host socket of each flow.
+    nat: NatTable,
+    nat_sockets: Vec<Option<FlowSocket>>,
+    /// Flows whose sockets became readable in this wake-up.
+    nat_ready: Vec<FlowId>,
+    /// Receive buffer for flow sockets.
+    nat_rx: Box<[u8]>,
     last_expire: Instant,
     last_work: Instant,
     stop: bool,
@@ -227,7 +264,14 @@ impl Worker {
             engine: Engine::new(),
             slots: Vec::new(),
             batch: RxBatch::default(),
+            replies: (0..REPLY_SLOTS)
+                .map(|_| FrameBuf::with_capacity(MAX_FRAME_LEN))
+                .collect(),
             touched: Vec::new(),
+            nat: NatTable::new(config.nat),
+            nat_sockets: Vec::new(),
+            nat_ready: Vec::with_capacity(256),
+            nat_rx: vec![0u8; 65536].into_boxed_slice(),
             last_expire: now,
             last_work: now,
             stop: false,
@@ -253,11 +297,18 @@ impl Worker {
                 Err(_) => return,
             }
             for ev in &events {
-                if ev.token() == WAKER {
-                    continue;
-                }
-                if let Some(Some(s)) = self.slots.get_mut(ev.token().0) {
-                    s.ready = true;
+                match ev.token() {
+                    WAKER => {}
+                    Token(t) if t >= NAT_TOKENS => {
+                        if let Ok(id) = u32::try_from(t - NAT_TOKENS) {
+                            self.nat_ready.push(FlowId(id));
+                        }
+                    }
+                    Token(t) => {
+                        if let Some(Some(s)) = self.slots.get_mut(t) {
+                            s.ready = true;
+                        }
+                    }
                 }
             }
             while let Ok(cmd) = self.rx.try_recv() {
@@ -265,6 +316,9 @@ impl Worker {
             }
             let now = Instant::now();
             let mut frames = 0;
+            while let Some(id) = self.nat_ready.pop() {
+                frames += self.nat_inbound(now, id);
+            }
             for i in 0..self.slots.len() {
                 if self.slots[i].as_ref().is_some_and(|s| s.ready) {
                     frames += self.burst(now, i);
@@ -276,6 +330,8 @@ impl Worker {
             if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
                 self.engine.expire(now);
                 self.collect_overruns();
+                let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
+                self.nat.expire(now, |id| close_flow(poll, sockets, id));
                 self.last_expire = now;
             }
         }
@@ -300,11 +356,38 @@ impl Worker {
         for _ in 0..r.truncated {
             self.engine.count_drop(ingress, DropReason::Oversize);
         }
+        let mut replies = 0;
         for (k, buf) in self.batch.bufs[..r.frames].iter().enumerate() {
             let hdr = in_offload.then(|| buf.vnet_hdr());
             let idx = u8::try_from(k).unwrap_or(u8::MAX);
             match self.engine.classify(now, ingress, hdr, buf.frame()) {
                 Verdict::Drop(_) => {}
+                Verdict::Gateway => {
+                    let Some(out) = self.replies.get_mut(replies) else {
+                        self.engine.count_drop(ingress, DropReason::TxFull);
+                        continue;
+                    };
+                    match self.engine.gateway(ingress, buf.frame(), out.frame_area_mut()) {
+                        GatewayOutcome::Reply(n) => {
+                            out.set_built(n);
+                            replies += 1;
+                        }
+                        GatewayOutcome::Routed(r, gw_mac) => {
+                            nat_outbound(NatCtx {
+                                now,
+                                ingress,
+                                frame: buf.frame(),
+                                routed: &r,
+                                gateway_mac: gw_mac,
+                                engine: &mut self.engine,
+                                nat: &mut self.nat,
+                                sockets: &mut self.nat_sockets,
+                                poll: &self.poll,
+                            });
+                        }
+                        GatewayOutcome::Dropped => {}
+                    }
+                }
                 Verdict::Unicast(q) => gather(&mut self.slots, &mut self.touched, q, idx),
                 Verdict::Flood(d) => {
                     for &q in self.engine.domain_ports(d) {
@@ -320,7 +403,27 @@ impl Worker {
             self.flush(q, in_offload);
         }
         self.touched.clear();
+        if replies > 0 {
+            self.send_replies(ingress, replies);
+        }
         r.frames
+    }
+
+    /// Sends the gateway's replies of this burst back out of the ingress port.
+    fn send_replies(&mut self, ingress: PortId, n: usize) {
+        let Some(slot) = self.slots.get_mut(slot_index(ingress)).and_then(Option::as_mut) else {
+            return;
+        };
+        let offload = slot.port.offload();
+        let mut frames: [&[u8]; REPLY_SLOTS] = [&[]; REPLY_SLOTS];
+        for (f, r) in frames.iter_mut().zip(&self.replies[..n]) {
+            *f = if offload { r.bytes_with_hdr() } else { r.frame() };
+        }
+        let r = slot.port.send(&frames[..n]);
+        for f in &self.replies[..r.sent.min(n)] {
+            self.engine.count_tx(ingress, f.len());
+        }
+        count_send_drops(&mut self.engine, ingress, n, r);
     }
 
     /// Sends the gathered frames out of port `q` in one batched call.
@@ -347,15 +450,14 @@ impl Worker {
             }
             n += 1;
         }
-        let sent = slot.port.send(&frames[..n]);
+        let r = slot.port.send(&frames[..n]);
         let hdr = if out_offload { crate::port::VNET_HDR_LEN } else { 0 };
-        for f in &frames[..sent] {
+        // Bytes are those of the first `sent` frames: exact unless a frame failed.
+        for f in &frames[..r.sent.min(n)] {
             self.engine.count_tx(q, f.len() - hdr);
         }
-        for _ in sent..n {
-            self.engine.count_drop(q, DropReason::TxFull);
-        }
         slot.gather.clear();
+        count_send_drops(&mut self.engine, q, n, r);
     }
 
     fn control(&mut self, cmd: Command) {
@@ -373,6 +475,8 @@ impl Worker {
                 let _ = r.send(self.add_port(port, config));
             }
             Command::RemovePort(id, r) => {
+                let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
+                self.nat.remove_port(id, |f| close_flow(poll, sockets, f));
                 let res = self.engine.remove_port(id).map(|_| {
                     if let Some(slot) = self.slots.get_mut(slot_index(id)).and_then(Option::take) {
                         let fd = slot.port.raw_fd();
@@ -400,8 +504,62 @@ impl Worker {
                     .collect();
                 let _ = r.send(stats);
             }
+            Command::Nat(r) => {
+                let now = Instant::now();
+                let flows = self
+                    .nat
+                    .flows()
+                    .map(|(_, f)| NatFlow {
+                        flow: *f,
+                        idle: now.saturating_duration_since(f.last_seen),
+                    })
+                    .collect();
+                let _ = r.send(flows);
+            }
             Command::Shutdown => self.stop = true,
         }
+    }
+
+    /// Reads what the outside sent on flow `id`'s socket and delivers it to the
+    /// container; returns the datagrams delivered.
+    fn nat_inbound(&mut self, now: Instant, id: FlowId) -> usize {
+        let mut delivered = 0;
+        for _ in 0..NAT_BURST {
+            let Some(sock) = self.nat_sockets.get(id.0 as usize).and_then(Option::as_ref) else {
+                break;
+            };
+            let n = match sock.recv(&mut self.nat_rx) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ECONNREFUSED and the like: the outside answered with an ICMP
+                // error. Reflecting it into the container is still to come.
+                Err(_) => continue,
+            };
+            let Some(flow) = self.nat.inbound(now, id) else { break };
+            let port = flow.path.port;
+            let out = &mut self.replies[0];
+            let Some(len) = gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()) else {
+                self.engine.count_drop(port, DropReason::NatError);
+                continue;
+            };
+            out.set_built(len);
+            let Some(slot) = self.slots.get_mut(slot_index(port)).and_then(Option::as_mut) else {
+                break;
+            };
+            let frame = if slot.port.offload() {
+                out.bytes_with_hdr()
+            } else {
+                out.frame()
+            };
+            let r = slot.port.send(&[frame]);
+            if r.sent == 1 {
+                self.engine.count_tx(port, len);
+                delivered += 1;
+            } else {
+                count_send_drops(&mut self.engine, port, 1, r);
+            }
+        }
+        delivered
     }
 
     /// Moves the kernel's per-port drop counts into the engine's counters.
@@ -452,4 +610,86 @@ fn gather(slots: &mut [Option<Slot>], touched: &mut Vec<PortId>, q: PortId, idx:
         }
         s.gather.push(idx);
     }
+}
+
+/// Everything the outbound half of NAT touches for one packet.
+struct NatCtx<'a> {
+    now: Instant,
+    ingress: PortId,
+    frame: &'a [u8],
+    routed: &'a Routed,
+    gateway_mac: crate::MacAddr,
+    engine: &'a mut Engine,
+    nat: &'a mut NatTable,
+    sockets: &'a mut Vec<Option<FlowSocket>>,
+    poll: &'a Poll,
+}
+
+/// Carries a routed packet out through its flow's host socket, opening the
+/// socket for a new flow.
+fn nat_outbound(c: NatCtx<'_>) {
+    let Ok(eth) = EthernetFrame::new_checked(c.frame) else {
+        return;
+    };
+    let path = FlowPath {
+        port: c.ingress,
+        mac: eth.src(),
+        gateway_mac: c.gateway_mac,
+    };
+    let id = match c.nat.outbound(c.now, c.routed.key, path) {
+        Outbound::Full => return c.engine.count_drop(c.ingress, DropReason::NatFull),
+        Outbound::Existing(id) => id,
+        Outbound::New(id) => {
+            let opened = FlowSocket::connect(c.routed.key.proto, c.routed.key.outside).and_then(|sock| {
+                let fd = sock.raw_fd();
+                c.poll.registry().register(
+                    &mut SourceFd(&fd),
+                    Token(NAT_TOKENS + id.0 as usize),
+                    Interest::READABLE,
+                )?;
+                Ok(sock)
+            });
+            match opened {
+                Ok(sock) => {
+                    let i = id.0 as usize;
+                    if c.sockets.len() <= i {
+                        c.sockets.resize_with(i + 1, || None);
+                    }
+                    c.sockets[i] = Some(sock);
+                }
+                Err(_) => {
+                    c.nat.remove(id);
+                    return c.engine.count_drop(c.ingress, DropReason::NatError);
+                }
+            }
+            id
+        }
+    };
+    let Some(payload) = c.frame.get(c.routed.payload.clone()) else {
+        return;
+    };
+    let sent = c
+        .sockets
+        .get(id.0 as usize)
+        .and_then(Option::as_ref)
+        .map(|s| s.send(payload));
+    if !matches!(sent, Some(Ok(_))) {
+        c.engine.count_drop(c.ingress, DropReason::NatError);
+    }
+}
+
+/// Closes a flow's host socket.
+fn close_flow(poll: &Poll, sockets: &mut [Option<FlowSocket>], id: FlowId) {
+    if let Some(sock) = sockets.get_mut(id.0 as usize).and_then(Option::take) {
+        let fd = sock.raw_fd();
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+    }
+}
+
+/// Counts the frames of a send of `n` that did not go: refused ones as
+/// `tx_error`, the rest (a full queue) as `tx_full`.
+fn count_send_drops(engine: &mut Engine, port: PortId, n: usize, r: SendResult) {
+    let full = n.saturating_sub(r.sent + r.failed);
+    engine.count_drops(port, DropReason::TxError, r.failed as u64);
+    engine.count_drops(port, DropReason::TxFull, full as u64);
 }

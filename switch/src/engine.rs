@@ -11,7 +11,9 @@
 //! 3. source MAC multicast or zero → drop `bad_src`;
 //! 4. anti-spoofing on in D and source MAC ≠ P's endpoint MAC → drop `spoofed`;
 //! 5. learn the source MAC on P (a full table counts `learn_table_full`);
-//! 6. destination broadcast/multicast or unknown → flood to D's other ports;
+//! 6. for D's gateway (its MAC, or a broadcast ARP for its address) → handed to
+//!    the gateway ([`crate::gateway`]), which replies or counts a drop;
+//! 7. destination broadcast/multicast or unknown → flood to D's other ports;
 //!    known on P itself → drop `same_port`; else unicast to its port.
 //!
 //! Nothing here allocates per frame; counters are plain integers owned by the
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::MacAddr;
 use crate::fdb::{self, Fdb, FdbEntry, Learned};
+use crate::gateway::{self, GatewayConfig};
 use crate::wire::{ETHERNET_HEADER_LEN, EthernetFrame, vnet};
 
 /// A port's handle inside the engine.
@@ -76,6 +79,20 @@ drop_reasons! {
     /// The kernel dropped frames before the switch could read them (the port's
     /// receive ring or queue was full).
     RxOverrun => "rx_overrun",
+    /// An ARP or IPv4 packet for the gateway that does not parse.
+    Malformed => "malformed",
+    /// A packet for the gateway that it does not serve.
+    GatewayUnhandled => "gateway_unhandled",
+    /// Routed to another network's subnet: networks never reach each other.
+    Isolated => "isolated",
+    /// Routed out of an internal network.
+    Internal => "internal",
+    /// Routed out of the network, in a protocol outbound NAT does not carry.
+    NoRoute => "no_route",
+    /// A new outbound flow refused: the NAT table (or the endpoint's share) is full.
+    NatFull => "nat_full",
+    /// Outbound NAT could not open or use the flow's host socket.
+    NatError => "nat_error",
 }
 
 /// Number of drop reasons.
@@ -120,6 +137,9 @@ pub struct DomainConfig {
     pub ageing: Duration,
     /// Drop frames whose source MAC is not their port's endpoint MAC.
     pub anti_spoofing: bool,
+    /// The network's gateway, answered by the switch; `None` for a plain L2
+    /// domain (`plexus switch`).
+    pub gateway: Option<GatewayConfig>,
 }
 
 impl Default for DomainConfig {
@@ -128,6 +148,7 @@ impl Default for DomainConfig {
             max_entries: fdb::DEFAULT_MAX_ENTRIES,
             ageing: fdb::DEFAULT_AGEING,
             anti_spoofing: true,
+            gateway: None,
         }
     }
 }
@@ -170,6 +191,20 @@ pub enum Verdict {
     Unicast(PortId),
     /// Send it out of every other port of the domain.
     Flood(DomainId),
+    /// It is for the domain's gateway: hand it to [`Engine::gateway`].
+    Gateway,
+}
+
+/// What became of a frame for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayOutcome {
+    /// A reply of this length is in the output buffer, for the ingress port.
+    Reply(usize),
+    /// Routed out: outbound NAT carries it (the gateway's MAC is the source of
+    /// the flow's replies).
+    Routed(gateway::Routed, MacAddr),
+    /// Dropped and counted.
+    Dropped,
 }
 
 /// Errors of engine configuration.
@@ -339,6 +374,9 @@ impl Engine {
         if domain.fdb.learn(now, src, ingress) == Learned::TableFull {
             c.learn_table_full += 1;
         }
+        if domain.config.gateway.is_some_and(|g| g.wants(&eth)) {
+            return Verdict::Gateway;
+        }
         let dst = eth.dst();
         if dst.is_multicast() {
             return Verdict::Flood(domain_id);
@@ -347,6 +385,35 @@ impl Engine {
             None => Verdict::Flood(domain_id),
             Some(p) if p == ingress => drop(c, DropReason::SamePort),
             Some(p) => Verdict::Unicast(p),
+        }
+    }
+
+    /// Lets the gateway of `ingress`'s domain handle a frame classified
+    /// [`Verdict::Gateway`]. A reply is written into `out`; a drop is counted.
+    pub fn gateway(&mut self, ingress: PortId, frame: &[u8], out: &mut [u8]) -> GatewayOutcome {
+        let Some(domain_id) = self.port(ingress).map(|p| p.config.domain) else {
+            return GatewayOutcome::Dropped;
+        };
+        let Some(gw) = self.domain(domain_id).ok().and_then(|d| d.config.gateway) else {
+            self.count_drop(ingress, DropReason::GatewayUnhandled);
+            return GatewayOutcome::Dropped;
+        };
+        let domains = &self.domains;
+        let isolated = |a: std::net::Ipv4Addr| {
+            domains.iter().enumerate().any(|(i, d)| {
+                i != idx(domain_id.0)
+                    && d.as_ref()
+                        .and_then(|d| d.config.gateway)
+                        .is_some_and(|g| g.subnet.contains(&a))
+            })
+        };
+        match gateway::handle(&gw, isolated, frame, out) {
+            gateway::Action::Reply(n) => GatewayOutcome::Reply(n),
+            gateway::Action::Routed(r) => GatewayOutcome::Routed(r, gw.mac),
+            gateway::Action::Drop(r) => {
+                self.count_drop(ingress, r);
+                GatewayOutcome::Dropped
+            }
         }
     }
 

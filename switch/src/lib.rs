@@ -16,10 +16,17 @@
 pub mod dataplane;
 pub mod engine;
 pub mod fdb;
+pub mod flowsock;
+pub mod gateway;
 mod mac;
+pub mod nat;
 pub mod port;
 pub mod wire;
 
 pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, PortStats};
-pub use engine::{DomainConfig, DomainId, DropReason, Engine, PortConfig, PortCounters, PortId, Verdict};
+pub use engine::{
+    DomainConfig, DomainId, DropReason, Engine, GatewayOutcome, PortConfig, PortCounters, PortId, Verdict,
+};
+pub use gateway::GatewayConfig;
 pub use mac::{MacAddr, MacParseError};
+pub use nat::{NatConfig, NatProto};

@@ -84,6 +84,27 @@ impl FrameBuf {
         self.len == 0
     }
 
+    /// A buffer for frames the switch builds itself (gateway replies), with room
+    /// for `frame_capacity` bytes of frame.
+    pub fn with_capacity(frame_capacity: usize) -> FrameBuf {
+        FrameBuf {
+            data: vec![0u8; VNET_HDR_LEN + frame_capacity].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// The frame area, to build a frame into; then [`FrameBuf::set_built`].
+    pub fn frame_area_mut(&mut self) -> &mut [u8] {
+        &mut self.data[VNET_HDR_LEN..]
+    }
+
+    /// Marks the first `len` bytes of the frame area as a frame with a zero
+    /// virtio-net header (no offload needed).
+    pub fn set_built(&mut self, len: usize) {
+        self.data[..VNET_HDR_LEN].fill(0);
+        self.len = len.min(self.data.len() - VNET_HDR_LEN);
+    }
+
     /// Copies `frame` in (tests, injected frames) with a zero header.
     pub fn fill(&mut self, frame: &[u8]) {
         let n = frame.len().min(MAX_FRAME_LEN);
@@ -119,14 +140,29 @@ pub trait Port: Send + Debug {
     /// counted in the returned `truncated`.
     fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult>;
     /// Sends frames (each with its virtio-net header iff [`Port::offload`])
-    /// without blocking; returns how many were accepted, in order.
-    fn send(&mut self, frames: &[&[u8]]) -> usize;
+    /// without blocking, in order. Frames neither sent nor failed met a full
+    /// queue.
+    fn send(&mut self, frames: &[&[u8]]) -> SendResult;
 
     /// Frames the kernel dropped for this port since the last call, before the
     /// switch could read them (a full receive ring or queue).
     fn take_rx_overruns(&mut self) -> u64 {
         0
     }
+}
+
+/// What one `send` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendResult {
+    /// Frames the device accepted.
+    pub sent: usize,
+    /// Frames it refused with an error (the rest of the burst still went).
+    pub failed: usize,
+}
+
+/// True for the errors that mean "queue full, try later".
+fn is_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// What one `recv` burst brought.
@@ -388,11 +424,8 @@ impl Port for PacketPort {
         Ok(out)
     }
 
-    fn send(&mut self, frames: &[&[u8]]) -> usize {
+    fn send(&mut self, frames: &[&[u8]]) -> SendResult {
         let n = frames.len().min(BATCH);
-        if n == 0 {
-            return 0;
-        }
         for (i, f) in frames.iter().take(n).enumerate() {
             self.tx_iovs[i] = libc::iovec {
                 iov_base: f.as_ptr().cast_mut().cast(),
@@ -400,24 +433,34 @@ impl Port for PacketPort {
             };
             point_at(&mut self.tx_hdrs[i], &raw mut self.tx_iovs[i]);
         }
-        let mut sent = 0;
-        while sent < n {
-            // SAFETY: headers `sent..n` point at iovecs over the caller's slices,
+        let mut out = SendResult::default();
+        let mut next = 0;
+        while next < n {
+            // SAFETY: headers `next..n` point at iovecs over the caller's slices,
             // which outlive the call; the kernel only reads them.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
-                    self.tx_hdrs[sent..].as_mut_ptr(),
-                    (n - sent) as libc::c_uint,
+                    self.tx_hdrs[next..].as_mut_ptr(),
+                    (n - next) as libc::c_uint,
                     libc::MSG_DONTWAIT,
                 )
             };
             match usize::try_from(rc) {
-                Ok(0) | Err(_) => break,
-                Ok(k) => sent += k,
+                Ok(k) if k > 0 => {
+                    out.sent += k;
+                    next += k;
+                }
+                _ if is_full(&io::Error::last_os_error()) => break,
+                // The frame at `next` was refused (e.g. larger than the device
+                // takes): skip it and go on with the rest.
+                _ => {
+                    out.failed += 1;
+                    next += 1;
+                }
             }
         }
-        sent
+        out
     }
 }
 
@@ -638,22 +681,22 @@ impl Port for TapPort {
         Ok(out)
     }
 
-    fn send(&mut self, frames: &[&[u8]]) -> usize {
-        let mut sent = 0;
+    fn send(&mut self, frames: &[&[u8]]) -> SendResult {
+        let mut out = SendResult::default();
         for f in frames {
             // SAFETY: writes `f.len()` bytes from a live slice.
             let rc = unsafe { libc::write(self.fd.as_raw_fd(), f.as_ptr().cast(), f.len()) };
-            if rc < 0 {
-                // EAGAIN: the TAP's queue is full; the rest are dropped.
-                if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock {
-                    break;
-                }
-                // Any other error drops this frame only.
-                continue;
+            if rc >= 0 {
+                out.sent += 1;
+            } else if is_full(&io::Error::last_os_error()) {
+                break;
+            } else {
+                // EIO while the device is down, EINVAL for a bad header: this
+                // frame only.
+                out.failed += 1;
             }
-            sent += 1;
         }
-        sent
+        out
     }
 }
 

@@ -166,6 +166,7 @@ fn spoofed_sources_are_dropped_and_counted() {
     let topo = Topo::new(2);
     let dp = Dataplane::start(DataplaneConfig {
         busy_poll: Duration::ZERO,
+        ..DataplaneConfig::default()
     })
     .unwrap();
     let d = dp.add_domain(DomainConfig::default()).unwrap();

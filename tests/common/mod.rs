@@ -150,7 +150,8 @@ pub fn injector(env: &TestEnv, sandbox: &str) -> PacketPort {
         .unwrap()
 }
 
-/// Sends `frames` in bursts of 32; returns how many the socket took.
+/// Sends `frames` in bursts of 32; returns how many the socket took (frames
+/// the kernel refuses outright are skipped).
 pub fn send_all(port: &mut PacketPort, frames: &[Vec<u8>]) -> usize {
     let mut sent = 0;
     for chunk in frames.chunks(32) {
@@ -159,9 +160,10 @@ pub fn send_all(port: &mut PacketPort, frames: &[Vec<u8>]) -> usize {
         let mut off = 0;
         let start = std::time::Instant::now();
         while off < slices.len() && start.elapsed() < std::time::Duration::from_secs(2) {
-            off += port.send(&slices[off..]);
+            let r = port.send(&slices[off..]);
+            off += r.sent + r.failed;
+            sent += r.sent;
         }
-        sent += off;
     }
     sent
 }
@@ -236,11 +238,22 @@ pub struct Daemon {
     run_dir: PathBuf,
     /// The daemon's socket.
     pub socket: PathBuf,
+    /// The network namespace the daemon runs in (the "host" of a hermetic
+    /// test), and extra daemon arguments.
+    netns: Option<String>,
+    extra: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon for `env` and waits until it answers `plexus info`.
     pub fn start(env: &TestEnv) -> Daemon {
+        Daemon::start_in(env, None, &[])
+    }
+
+    /// Starts a daemon inside the named network namespace `netns` (through
+    /// `nsenter --net`, so it shares our mount namespace and its sandboxes stay
+    /// visible), with `extra` daemon arguments.
+    pub fn start_in(env: &TestEnv, netns: Option<&str>, extra: &[&str]) -> Daemon {
         let run_dir = std::env::temp_dir().join(format!("plexus-run-{}-{}", env.tag, rand::random::<u32>()));
         std::fs::create_dir_all(&run_dir).expect("create run dir");
         let mut d = Daemon {
@@ -249,6 +262,8 @@ impl Daemon {
             envs: env.envs(),
             socket: run_dir.join("s.sock"),
             run_dir,
+            netns: netns.map(str::to_owned),
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
         };
         d.spawn();
         d
@@ -270,8 +285,17 @@ impl Daemon {
             .append(true)
             .open(self.run_dir.join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new(plexus_bin())
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(plexus_bin());
+                c
+            }
+            None => Command::new(plexus_bin()),
+        };
+        let child = cmd
             .arg("daemon")
+            .args(&self.extra)
             .arg("--state-dir")
             .arg(&self.state_dir)
             .arg("--socket")

@@ -223,6 +223,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         network: Option<String>,
     },
+    /// The outbound NAT flows, sorted by endpoint, protocol and addresses.
+    #[serde(rename = "nat")]
+    Nat {},
 
     /// The daemon's version.
     #[serde(rename = "version")]
@@ -273,6 +276,7 @@ impl Request {
             Request::Run { .. } => "run",
             Request::Fdb { .. } => "fdb",
             Request::Stats { .. } => "stats",
+            Request::Nat {} => "nat",
             Request::Version {} => "version",
             Request::Info {} => "info",
         }
@@ -398,12 +402,39 @@ pub struct DaemonInfo {
     /// How long the switch keeps polling after traffic before it sleeps,
     /// microseconds.
     pub busy_poll_us: u64,
+    /// Outbound NAT's limits and idle timeouts.
+    pub nat: NatLimits,
     /// Number of networks.
     pub networks: usize,
     /// Number of endpoints.
     pub endpoints: usize,
     /// Number of sandboxes.
     pub sandboxes: usize,
+}
+
+/// Outbound NAT's limits and timeouts, as `info` shows them (the daemon's
+/// `--nat-*` flags, [`plexus_switch::NatConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatLimits {
+    /// Flows in total.
+    pub max_flows: usize,
+    /// Flows per endpoint.
+    pub max_flows_per_endpoint: usize,
+    /// Idle timeout of UDP flows, seconds.
+    pub udp_timeout_secs: u64,
+    /// Idle timeout of ICMP echo flows, seconds.
+    pub icmp_timeout_secs: u64,
+}
+
+impl From<&plexus_switch::NatConfig> for NatLimits {
+    fn from(c: &plexus_switch::NatConfig) -> NatLimits {
+        NatLimits {
+            max_flows: c.max_flows,
+            max_flows_per_endpoint: c.max_flows_per_port,
+            udp_timeout_secs: c.udp_timeout.as_secs(),
+            icmp_timeout_secs: c.icmp_timeout.as_secs(),
+        }
+    }
 }
 
 /// The socket used when neither `--socket` nor `PLEXUS_SOCKET` is given:
@@ -424,7 +455,7 @@ pub fn default_socket() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plexus::{FdbInfo, NetworkInfo, PortInfo};
+    use plexus::{FdbInfo, NatInfo, NetworkInfo, PortInfo};
     use std::collections::BTreeSet;
 
     const DOC: &str = include_str!("../../docs/api.md");
@@ -480,6 +511,15 @@ mod tests {
                     let mut want = reasons.clone();
                     want.sort_unstable();
                     assert_eq!(keys, want, "a documented port lists every drop reason");
+                }
+            }
+            Request::Nat {} => {
+                let flows: Vec<NatInfo> = serde_json::from_value(result.clone()).unwrap_or_else(|e| panic!("{e}"));
+                // Addresses travel as "a.b.c.d:port" strings, the protocol lowercase.
+                for (f, v) in flows.iter().zip(result.as_array().unwrap()) {
+                    assert_eq!(v["inside"], Value::String(f.inside.to_string()));
+                    assert_eq!(v["outside"], Value::String(f.outside.to_string()));
+                    assert!(matches!(v["proto"].as_str(), Some("udp" | "icmp")), "{v}");
                 }
             }
             Request::Version {} => is::<VersionInfo>(result),
@@ -540,6 +580,7 @@ mod tests {
             "run",
             "fdb",
             "stats",
+            "nat",
             "version",
             "info",
         ];
@@ -592,6 +633,11 @@ mod tests {
         };
         assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"op":"endpoint.rm","name":"e"}"#);
         assert_eq!(serde_json::to_string(&Request::Info {}).unwrap(), r#"{"op":"info"}"#);
+        assert_eq!(serde_json::to_string(&Request::Nat {}).unwrap(), r#"{"op":"nat"}"#);
+        assert!(
+            serde_json::from_str::<Request>(r#"{"op":"nat","network":"n"}"#).is_err(),
+            "nat takes no fields"
+        );
         let r: Request = serde_json::from_str(r#"{"op":"network.create","name":"n"}"#).unwrap();
         assert_eq!(
             serde_json::to_string(&r).unwrap(),

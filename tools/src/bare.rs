@@ -98,6 +98,7 @@ pub fn run(args: &SwitchArgs) -> anyhow::Result<u8> {
 
     let dp = Dataplane::start(DataplaneConfig {
         busy_poll: Duration::from_micros(args.busy_poll_us),
+        ..DataplaneConfig::default()
     })?;
     let domain = dp.add_domain(DomainConfig {
         anti_spoofing: false,

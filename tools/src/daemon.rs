@@ -49,8 +49,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{
-    API_VERSION, ApiError, DaemonInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN, MAX_REQUEST_LEN, Request,
-    Response, RunResult, VersionInfo,
+    API_VERSION, ApiError, DaemonInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN, MAX_REQUEST_LEN, NatLimits,
+    Request, Response, RunResult, VersionInfo,
 };
 
 /// What `plexus daemon` was asked to do.
@@ -62,6 +62,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// How long the switch keeps polling after traffic ([`Config::busy_poll`]).
     pub busy_poll: Duration,
+    /// Outbound NAT's limits and timeouts ([`Config::nat`]).
+    pub nat: plexus_switch::NatConfig,
 }
 
 /// Shared by the connection threads.
@@ -90,6 +92,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     let config = Config {
         state_dir: opts.state_dir.clone(),
         busy_poll: opts.busy_poll,
+        nat: opts.nat,
         ..Config::default()
     };
     let ctrl =
@@ -391,6 +394,7 @@ impl Server {
                 }
                 json(ports)
             }
+            Request::Nat {} => json(ctrl.nat()?),
 
             Request::Version {} => json(VersionInfo {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -408,6 +412,7 @@ impl Server {
                     netns_prefix: config.netns_prefix.clone(),
                     ifname_prefix: config.ifname_prefix.clone(),
                     busy_poll_us: u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX),
+                    nat: NatLimits::from(&config.nat),
                     networks: ctrl.networks().len(),
                     endpoints: ctrl.endpoints().len(),
                     sandboxes: ctrl.sandboxes().len(),
@@ -456,6 +461,7 @@ fn mutates(req: &Request) -> bool {
             | Request::EndpointInspect { .. }
             | Request::Fdb { .. }
             | Request::Stats { .. }
+            | Request::Nat {}
             | Request::Version {}
             | Request::Info {}
     )

@@ -31,6 +31,7 @@ Examples:
   plexus run --network n1 --type tap --rm c2 -- ping -c1 10.99.0.2
   plexus fdb n1
   plexus stats
+  plexus nat
   plexus sandbox rm c1
   plexus network rm n1
 
@@ -94,6 +95,7 @@ Examples:
   plexus daemon
   plexus daemon --state-dir /tmp/px-state --socket /tmp/px.sock
   plexus daemon --busy-poll-us 0                   # no polling: least CPU, more latency
+  plexus daemon --nat-max-flows-per-endpoint 256 --nat-udp-timeout 120
   PLEXUS_NETNS_PREFIX=test- PLEXUS_IFNAME_PREFIX=tst plexus daemon --state-dir /tmp/t"
     )]
     Daemon(DaemonArgs),
@@ -196,6 +198,15 @@ learned because the MAC table was full, and the frames dropped, by reason:
   tx_full       the egress port's queue was full
   tx_error      the egress port's send failed
   rx_overrun    the kernel dropped it before the switch read it (receive ring full)
+  malformed     an ARP or IPv4 packet for the gateway that does not parse
+  gateway_unhandled  for the gateway, but nothing it serves (e.g. TCP to its address)
+  isolated      routed to another network's subnet (networks never reach each other)
+  internal      routed out of an --internal network
+  no_route      routed out of the network in a protocol outbound NAT does not carry
+                (TCP, ICMP other than echo)
+  nat_full      a new outbound flow refused: the NAT table, or the endpoint's share
+                of it, is full (see plexus nat --help)
+  nat_error     outbound NAT could not open or use the flow's host socket
 
 The table shows only the nonzero drops; --format json lists every reason.",
         after_help = "\
@@ -210,6 +221,40 @@ Examples:
         #[command(flatten)]
         format: FormatArgs,
     },
+
+    /// Show the outbound NAT flows: protocol, endpoint, addresses, packets, idle time.
+    #[command(
+        long_about = "\
+Show the flows of outbound NAT: containers' UDP and ICMP echo traffic to addresses \
+outside every Plexus network (from bridge networks that are not --internal).
+
+The switch's gateway takes such a packet and sends its payload from an ordinary socket \
+of the daemon: a connected UDP socket, or an ICMP \"ping\" socket, one per flow. So the \
+outside sees the host's address (and a port the host chose) as the source, and the host's \
+routing table decides the way out; no iptables rules, no kernel forwarding, no raw \
+sockets. Replies come back on that socket and go to the container. TCP and other ICMP \
+are not carried (dropped as no_route).
+
+A flow is a container's conversation with one outside address: a UDP (inside address \
+and port, outside address and port) pair, or an ICMP echo identifier towards one address \
+(INSIDE shows the identifier as the port; OUTSIDE port 0). Columns: PROTO (udp, icmp), \
+ENDPOINT, INSIDE, OUTSIDE, OUT and IN (packets from and to the container), IDLE \
+(seconds since the last packet either way).
+
+Limits, set by the daemon's flags: a flow idle longer than its protocol's timeout \
+(--nat-udp-timeout, default 30 s; --nat-icmp-timeout, default 10 s) is closed; the table \
+holds at most --nat-max-flows flows (default 65536), and at most \
+--nat-max-flows-per-endpoint (default 4096) of one endpoint. A new flow beyond a limit is \
+refused, never an old one evicted, and counted as nat_full in plexus stats; a host \
+socket that cannot be opened or used counts as nat_error. `plexus info` shows the limits \
+in force. Removing an endpoint closes its flows.",
+        after_help = "\
+Examples:
+  plexus nat
+  plexus nat --format json
+  plexus daemon --nat-max-flows-per-endpoint 256 --nat-udp-timeout 120   # the limits"
+    )]
+    Nat(FormatArgs),
 
     /// Run a command inside a sandbox.
     #[command(
@@ -227,7 +272,7 @@ Examples:
     )]
     Exec(ExecArgs),
 
-    /// Show the daemon's configuration: pid, state directory, socket, drivers.
+    /// Show the daemon's configuration: pid, state directory, socket, drivers, limits.
     Info(FormatArgs),
 
     /// Show the versions of this client and of the daemon.
@@ -247,6 +292,63 @@ struct DaemonArgs {
     /// higher latency).
     #[arg(long, value_name = "US", default_value_t = default_busy_poll_us())]
     busy_poll_us: u64,
+    /// Most outbound NAT flows in total (at least 1).
+    ///
+    /// A new flow beyond it is refused (counted as nat_full); existing flows are
+    /// never evicted. Each flow holds one socket of the daemon, so the daemon's
+    /// open-file limit (ulimit -n) must allow this many; a socket it cannot open
+    /// counts as nat_error.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = nat_defaults().max_flows)]
+    nat_max_flows: usize,
+    /// Most outbound NAT flows of one endpoint (at least 1).
+    ///
+    /// Keeps one container from taking the whole table; beyond it the container's
+    /// new flows are refused (nat_full).
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = at_least_one::<usize>,
+        default_value_t = nat_defaults().max_flows_per_port
+    )]
+    nat_max_flows_per_endpoint: usize,
+    /// Seconds a UDP flow of outbound NAT stays open without a packet either way
+    /// (at least 1).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().udp_timeout.as_secs())]
+    nat_udp_timeout: u64,
+    /// Seconds an ICMP echo flow of outbound NAT stays open without a packet either
+    /// way (at least 1).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().icmp_timeout.as_secs())]
+    nat_icmp_timeout: u64,
+}
+
+/// The library's NAT limits and timeouts, which the daemon's flags default to.
+fn nat_defaults() -> plexus_switch::NatConfig {
+    plexus_switch::NatConfig::default()
+}
+
+impl DaemonArgs {
+    /// The NAT limits and timeouts the flags ask for.
+    fn nat(&self) -> plexus_switch::NatConfig {
+        plexus_switch::NatConfig {
+            max_flows: self.nat_max_flows,
+            max_flows_per_port: self.nat_max_flows_per_endpoint,
+            udp_timeout: std::time::Duration::from_secs(self.nat_udp_timeout),
+            icmp_timeout: std::time::Duration::from_secs(self.nat_icmp_timeout),
+        }
+    }
+}
+
+/// A positive integer (a flag's value parser).
+fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + Default + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n == T::default() => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// `plexus::Config::default().busy_poll` in microseconds.
@@ -274,10 +376,10 @@ impl From<EndpointType> for plexus::EndpointKind {
     }
 }
 
-/// Output format of `ls`, `inspect`, `info`, `fdb` and `stats`.
+/// Output format of `ls`, `inspect`, `info`, `fdb`, `stats` and `nat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 enum Format {
-    /// A table (ls, fdb, stats) or `Key: value` lines (inspect, info).
+    /// A table (ls, fdb, stats, nat) or `Key: value` lines (inspect, info).
     #[default]
     #[value(alias = "table")]
     Text,
@@ -676,6 +778,78 @@ mod tests {
                 "{} missing from `plexus stats --help`",
                 r.name()
             );
+        }
+    }
+
+    #[test]
+    fn parses_the_nat_options() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        let Command::Daemon(d) = p(&["plexus", "daemon"]).unwrap() else {
+            panic!("daemon")
+        };
+        assert_eq!(d.nat(), plexus_switch::NatConfig::default());
+        let Command::Daemon(d) = p(&[
+            "plexus",
+            "daemon",
+            "--nat-max-flows",
+            "100",
+            "--nat-max-flows-per-endpoint",
+            "2",
+            "--nat-udp-timeout",
+            "2",
+            "--nat-icmp-timeout",
+            "3",
+        ])
+        .unwrap() else {
+            panic!("daemon")
+        };
+        assert_eq!(
+            d.nat(),
+            plexus_switch::NatConfig {
+                max_flows: 100,
+                max_flows_per_port: 2,
+                udp_timeout: std::time::Duration::from_secs(2),
+                icmp_timeout: std::time::Duration::from_secs(3),
+            }
+        );
+        for flag in [
+            "--nat-max-flows",
+            "--nat-max-flows-per-endpoint",
+            "--nat-udp-timeout",
+            "--nat-icmp-timeout",
+        ] {
+            for bad in ["0", "-1", "x"] {
+                assert!(p(&["plexus", "daemon", flag, bad]).is_err(), "{flag} {bad}");
+            }
+        }
+        let e = p(&["plexus", "daemon", "--nat-max-flows", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be at least 1"), "{e}");
+        assert!(matches!(
+            p(&["plexus", "nat", "--format", "json"]).unwrap(),
+            Command::Nat(FormatArgs { format: Format::Json })
+        ));
+        assert!(p(&["plexus", "nat", "n1"]).is_err(), "nat takes no network");
+    }
+
+    #[test]
+    fn nat_help_states_the_library_defaults() {
+        let d = plexus_switch::NatConfig::default();
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("nat")
+            .expect("nat")
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            format!("--nat-udp-timeout, default {} s", d.udp_timeout.as_secs()),
+            format!("--nat-icmp-timeout, default {} s", d.icmp_timeout.as_secs()),
+            format!("--nat-max-flows flows (default {})", d.max_flows),
+            format!("--nat-max-flows-per-endpoint (default {})", d.max_flows_per_port),
+        ] {
+            assert!(help.contains(&want), "`plexus nat --help` should say {want:?}:\n{help}");
         }
     }
 

@@ -17,7 +17,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use plexus::{EndpointInfo, FdbInfo, NetworkInfo, PortInfo, SandboxInfo};
+use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 
 use crate::api::{DaemonInfo, Request, RunResult, VersionInfo};
 use crate::client::{Client, Unreachable};
@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Daemon(args) => {
             daemon::run(daemon::Options {
+                nat: args.nat(),
                 state_dir: args.state_dir,
                 socket: socket.to_owned(),
                 busy_poll: Duration::from_micros(args.busy_poll_us),
@@ -113,6 +114,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Stats { network, format } => {
             let ports: Vec<PortInfo> = Client::connect(socket)?.call_as(&Request::Stats { network })?;
             show(format.format, &ports, |v| output::stats_table(v))
+        }
+        Command::Nat(f) => {
+            let flows: Vec<NatInfo> = Client::connect(socket)?.call_as(&Request::Nat {})?;
+            show(f.format, &flows, |v| output::nat_table(v))
         }
         Command::Info(f) => {
             let info: DaemonInfo = Client::connect(socket)?.call_as(&Request::Info {})?;

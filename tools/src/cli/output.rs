@@ -7,7 +7,7 @@
 
 use std::io::{ErrorKind, Write};
 
-use plexus::{EndpointInfo, FdbInfo, NetworkInfo, PortInfo, SandboxInfo};
+use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 use serde::Serialize;
 
 use crate::api::DaemonInfo;
@@ -209,6 +209,17 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Netns prefix", i.netns_prefix.clone()),
         ("Ifname prefix", i.ifname_prefix.clone()),
         ("Busy poll", format!("{}us", i.busy_poll_us)),
+        (
+            "NAT flows",
+            format!(
+                "at most {} ({} per endpoint)",
+                i.nat.max_flows, i.nat.max_flows_per_endpoint
+            ),
+        ),
+        (
+            "NAT timeouts",
+            format!("udp {}s, icmp {}s", i.nat.udp_timeout_secs, i.nat.icmp_timeout_secs),
+        ),
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),
         ("Sandboxes", i.sandboxes.to_string()),
@@ -222,6 +233,29 @@ pub fn fdb_table(rows: &[FdbInfo]) -> String {
         .map(|r| vec![r.mac.to_string(), r.endpoint.clone(), format!("{:.1}s", r.age_secs)])
         .collect();
     table(&["MAC", "ENDPOINT", "AGE"], &rows)
+}
+
+/// `plexus nat`: one row per flow, in the daemon's order.
+pub fn nat_table(flows: &[NatInfo]) -> String {
+    let rows: Vec<Vec<String>> = flows
+        .iter()
+        .map(|f| {
+            let proto = match f.proto {
+                plexus_switch::NatProto::Udp => "udp",
+                plexus_switch::NatProto::Icmp => "icmp",
+            };
+            vec![
+                proto.to_owned(),
+                f.endpoint.clone(),
+                f.inside.to_string(),
+                f.outside.to_string(),
+                f.packets_out.to_string(),
+                f.packets_in.to_string(),
+                format!("{:.1}s", f.idle_secs),
+            ]
+        })
+        .collect();
+    table(&["PROTO", "ENDPOINT", "INSIDE", "OUTSIDE", "OUT", "IN", "IDLE"], &rows)
 }
 
 /// The nonzero drop counters, `reason=count` separated by spaces, or `-`.
@@ -315,6 +349,32 @@ mod tests {
             lines[1],
             "n1       c1        10         1000      9          900       0           oversize=3 spoofed=12"
         );
+    }
+
+    #[test]
+    fn nat_table_rows() {
+        let flow = |proto, inside: &str, outside: &str| NatInfo {
+            proto,
+            inside: inside.parse().unwrap(),
+            outside: outside.parse().unwrap(),
+            endpoint: "c1".into(),
+            packets_out: 2,
+            packets_in: 1,
+            idle_secs: 0.25,
+        };
+        let t = nat_table(&[
+            flow(plexus_switch::NatProto::Udp, "10.84.0.2:40000", "192.0.2.1:53"),
+            flow(plexus_switch::NatProto::Icmp, "10.84.0.2:7", "192.0.2.1:0"),
+        ]);
+        assert_eq!(
+            t,
+            "\
+PROTO  ENDPOINT  INSIDE           OUTSIDE       OUT  IN  IDLE
+udp    c1        10.84.0.2:40000  192.0.2.1:53  2    1   0.2s
+icmp   c1        10.84.0.2:7      192.0.2.1:0   2    1   0.2s
+"
+        );
+        assert_eq!(nat_table(&[]), "PROTO  ENDPOINT  INSIDE  OUTSIDE  OUT  IN  IDLE\n");
     }
 
     #[test]

@@ -1,0 +1,222 @@
+//! Outbound NAT, hermetic (the netavark pattern): the test makes a "host"
+//! namespace and an "outside" namespace joined by a veth (198.18.0.0/15, a test
+//! range), runs `plexus daemon` inside the "host" one, and containers on a
+//! Plexus network reach the "outside" through the switch's gateway and NAT —
+//! ordinary host sockets of the daemon, no iptables, no kernel forwarding.
+//! Nothing leaves the test's namespaces. Needs root.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, TestEnv, run_ok};
+use serde_json::Value;
+
+/// The "host" and "outside" namespaces; removed on drop.
+struct World {
+    host: String,
+    outside: String,
+    /// The host's and the outside's addresses on their shared link.
+    host_ip: String,
+    outside_ip: String,
+    servers: Vec<Child>,
+}
+
+impl World {
+    fn new(env: &TestEnv, third: u8) -> World {
+        let w = World {
+            host: format!("{}-H", env.tag),
+            outside: format!("{}-O", env.tag),
+            host_ip: format!("198.18.{third}.1"),
+            outside_ip: format!("198.18.{third}.2"),
+            servers: Vec::new(),
+        };
+        let ip = |args: &[&str]| run_ok(Command::new("ip").args(args));
+        ip(&["netns", "add", &w.host]);
+        ip(&["netns", "add", &w.outside]);
+        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
+        ip(&[
+            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
+        ]);
+        ip(&["-n", &w.host, "addr", "add", &format!("{}/24", w.host_ip), "dev", &h]);
+        ip(&[
+            "-n",
+            &w.outside,
+            "addr",
+            "add",
+            &format!("{}/24", w.outside_ip),
+            "dev",
+            &o,
+        ]);
+        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        // Unprivileged ping sockets for everyone in the "host" (a new namespace
+        // starts with them off).
+        run_ok(Command::new("ip").args([
+            "netns",
+            "exec",
+            &w.host,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ]));
+        w
+    }
+
+    /// A UDP server in "outside" on `port` that answers each datagram with the
+    /// address and port it came from.
+    fn udp_echo(&mut self, port: u16) {
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('{}',{port}))\n\
+             while True:\n d,a=s.recvfrom(65535)\n s.sendto(('%s:%d '%a).encode()+d,a)\n",
+            self.outside_ip
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.outside, "python3", "-c", &code])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("python3 is installed");
+        self.servers.push(child);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        for ns in [&self.host, &self.outside] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// A UDP exchange from a sandbox: sends `msg` to `to:port` from local port
+/// `from_port` and returns the reply (empty on timeout).
+fn udp_ask(d: &Daemon, sandbox: &str, to: &str, port: u16, from_port: u16, msg: &str) -> String {
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',{from_port}))\n\
+         s.settimeout(2)\ns.sendto(b'{msg}',('{to}',{port}))\ntry:\n print(s.recv(65535).decode())\n\
+         except Exception:\n print('')\n"
+    );
+    let out = d.plexus(&["exec", sandbox, "--", "python3", "-c", &code]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn nat_flows(d: &Daemon) -> Vec<Value> {
+    let out = d.plexus(&["nat", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("nat --format json")
+}
+
+#[test]
+fn udp_and_ping_reach_the_outside_through_host_sockets() {
+    require_root!();
+    let env = TestEnv::new();
+    let mut world = World::new(&env, 40);
+    world.udp_echo(7);
+    let d = Daemon::start_in(
+        &env,
+        Some(&world.host),
+        &["--nat-udp-timeout", "2", "--nat-icmp-timeout", "2"],
+    );
+    d.ok(&["network", "create", "--subnet", "10.84.0.0/24", "out"]);
+    d.ok(&["run", "--network", "out", "c1"]);
+
+    // The outside sees the host's address: the NAT worked.
+    let reply = udp_ask(&d, "c1", &world.outside_ip, 7, 40000, "hello");
+    assert!(reply.starts_with(&format!("{}:", world.host_ip)), "reply {reply:?}");
+    assert!(reply.ends_with("hello"), "reply {reply:?}");
+    let ping = d.plexus(&[
+        "exec",
+        "c1",
+        "--",
+        "ping",
+        "-n",
+        "-c",
+        "2",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        &world.outside_ip,
+    ]);
+    assert!(ping.status.success(), "{}", String::from_utf8_lossy(&ping.stdout));
+
+    // `plexus nat` lists both flows, then none once they idle out.
+    let flows = nat_flows(&d);
+    let has = |proto: &str| flows.iter().any(|f| f["proto"] == proto && f["endpoint"] == "c1");
+    assert!(has("udp") && has("icmp"), "{flows:?}");
+    let udp = flows.iter().find(|f| f["proto"] == "udp").unwrap();
+    assert_eq!(udp["inside"], "10.84.0.2:40000");
+    assert_eq!(udp["outside"], format!("{}:7", world.outside_ip));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nat_flows(&d).is_empty() {
+        assert!(Instant::now() < deadline, "flows never expired: {:?}", nat_flows(&d));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // TCP is not carried yet: dropped at the gateway and counted, nothing leaves.
+    let _ = d.plexus(&[
+        "exec",
+        "c1",
+        "--",
+        "timeout",
+        "2",
+        "bash",
+        "-c",
+        &format!("echo > /dev/tcp/{}/7", world.outside_ip),
+    ]);
+    let stats: Vec<Value> = serde_json::from_slice(&d.plexus(&["stats", "--format", "json"]).stdout).unwrap();
+    let port = stats.iter().find(|p| p["endpoint"] == "c1").unwrap();
+    assert!(port["drops"]["no_route"].as_u64().unwrap() >= 1, "{port}");
+
+    // An internal network's container gets nowhere, even with a route by hand.
+    d.ok(&["network", "create", "--internal", "--subnet", "10.84.1.0/24", "closed"]);
+    d.ok(&["run", "--network", "closed", "shut"]);
+    let _ = d.plexus(&[
+        "exec",
+        "shut",
+        "--",
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.84.1.1",
+    ]);
+    assert_eq!(udp_ask(&d, "shut", &world.outside_ip, 7, 40001, "x"), "");
+    assert!(nat_flows(&d).is_empty());
+}
+
+#[test]
+fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
+    require_root!();
+    let env = TestEnv::new();
+    let mut world = World::new(&env, 41);
+    world.udp_echo(7);
+    let d = Daemon::start_in(&env, Some(&world.host), &["--nat-max-flows-per-endpoint", "2"]);
+    d.ok(&["network", "create", "--subnet", "10.84.2.0/24", "small"]);
+    d.ok(&["run", "--network", "small", "c"]);
+    for p in [41000, 41001] {
+        assert!(
+            !udp_ask(&d, "c", &world.outside_ip, 7, p, "in").is_empty(),
+            "flow from {p}"
+        );
+    }
+    // A third flow from the same endpoint is refused and counted...
+    assert_eq!(udp_ask(&d, "c", &world.outside_ip, 7, 41002, "out"), "");
+    let stats: Vec<Value> = serde_json::from_slice(&d.plexus(&["stats", "--format", "json"]).stdout).unwrap();
+    let port = stats.iter().find(|p| p["endpoint"] == "c").unwrap();
+    assert!(port["drops"]["nat_full"].as_u64().unwrap() >= 1, "{port}");
+    // ...while the old flows keep working.
+    assert!(udp_ask(&d, "c", &world.outside_ip, 7, 41000, "still").ends_with("still"));
+    assert_eq!(nat_flows(&d).len(), 2);
+    drop(d);
+    assert!(env.leftover_links().is_empty());
+}
