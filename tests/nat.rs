@@ -161,6 +161,17 @@ fn udp_and_ping_reach_the_outside_through_host_sockets() {
         std::thread::sleep(Duration::from_millis(250));
     }
 
+    // A closed port outside: the refusal comes back as the container's stack
+    // expects it (ICMP port unreachable → ECONNREFUSED on a connected socket).
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.connect(('{}',9))\ns.send(b'x')\ntry:\n s.recv(100)\n print('answered')\n\
+         except ConnectionRefusedError:\n print('refused')\nexcept Exception as e:\n print(type(e).__name__)\n",
+        world.outside_ip
+    );
+    let out = d.plexus(&["exec", "c1", "--", "python3", "-c", &code]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
+
     // TCP is not carried yet: dropped at the gateway and counted, nothing leaves.
     let _ = d.plexus(&[
         "exec",

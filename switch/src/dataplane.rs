@@ -33,6 +33,7 @@ use crate::gateway::{self, Routed};
 use crate::nat::{Flow, FlowId, FlowPath, NatConfig, NatTable, Outbound};
 use crate::port::{BATCH, FrameBuf, MAX_FRAME_LEN, Port, RxBatch, SendResult};
 use crate::wire::EthernetFrame;
+use crate::wire::icmpv4::DstUnreachable;
 use crate::wire::vnet;
 
 /// Dataplane settings.
@@ -528,17 +529,26 @@ impl Worker {
             let Some(sock) = self.nat_sockets.get(id.0 as usize).and_then(Option::as_ref) else {
                 break;
             };
-            let n = match sock.recv(&mut self.nat_rx) {
-                Ok(n) => n,
+            let got = match sock.recv(&mut self.nat_rx) {
+                Ok(n) => Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ECONNREFUSED and the like: the outside answered with an ICMP
-                // error. Reflecting it into the container is still to come.
-                Err(_) => continue,
+                // The outside answered with an ICMP error, which the kernel
+                // reports on the connected socket: the container gets the same.
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::ECONNREFUSED) => Err(DstUnreachable::PortUnreachable),
+                    Some(libc::EHOSTUNREACH) => Err(DstUnreachable::HostUnreachable),
+                    Some(libc::ENETUNREACH) => Err(DstUnreachable::NetUnreachable),
+                    _ => continue,
+                },
             };
             let Some(flow) = self.nat.inbound(now, id) else { break };
             let port = flow.path.port;
             let out = &mut self.replies[0];
-            let Some(len) = gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()) else {
+            let built = match got {
+                Ok(n) => gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()),
+                Err(reason) => gateway::unreachable_frame(&flow, reason, out.frame_area_mut()),
+            };
+            let Some(len) = built else {
                 self.engine.count_drop(port, DropReason::NatError);
                 continue;
             };

@@ -27,6 +27,7 @@ use ipnet::Ipv4Net;
 use crate::MacAddr;
 use crate::engine::DropReason;
 use crate::nat::{Flow, FlowKey, NatProto};
+use crate::wire::icmpv4::DstUnreachable;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumMode, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, EthernetRepr,
     Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
@@ -196,6 +197,63 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
         // TCP is the next protocol outbound NAT learns.
         _ => Action::Drop(DropReason::NoRoute),
     }
+}
+
+/// Builds the ICMP "destination unreachable" that tells the container its flow
+/// was refused outside — what the container's stack expects when the host
+/// socket reports ECONNREFUSED (port unreachable) or EHOSTUNREACH/ENETUNREACH.
+/// The quoted datagram is the flow's own first 8 bytes (addresses, ports), which
+/// is what the container matches the error to its socket with.
+pub fn unreachable_frame(flow: &Flow, reason: DstUnreachable, out: &mut [u8]) -> Option<usize> {
+    let (inside, outside) = (flow.key.inside, flow.key.outside);
+    let mut quote = [0u8; UDP_HEADER_LEN];
+    let protocol = match flow.key.proto {
+        NatProto::Udp => {
+            quote[..2].copy_from_slice(&inside.port().to_be_bytes());
+            quote[2..4].copy_from_slice(&outside.port().to_be_bytes());
+            quote[4..6].copy_from_slice(&8u16.to_be_bytes());
+            IpProtocol::Udp
+        }
+        NatProto::Icmp => {
+            // The echo request's header: type 8, code 0, identifier.
+            quote[0] = 8;
+            quote[4..6].copy_from_slice(&inside.port().to_be_bytes());
+            IpProtocol::Icmp
+        }
+    };
+    let header = Ipv4Repr {
+        src_addr: *inside.ip(),
+        dst_addr: *outside.ip(),
+        protocol,
+        payload_len: 8,
+        ttl: 64,
+    };
+    let icmp = Icmpv4Repr::DstUnreachable {
+        reason,
+        next_hop_mtu: 0,
+        header,
+        data: &quote,
+    };
+    let l2 = EthernetRepr {
+        src: flow.path.gateway_mac,
+        dst: flow.path.mac,
+        ethertype: EtherType::Ipv4,
+    };
+    let l3 = Ipv4Repr {
+        src_addr: *outside.ip(),
+        dst_addr: *inside.ip(),
+        protocol: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        ttl: 63,
+    };
+    let len = l2.buffer_len() + l3.buffer_len() + icmp.buffer_len();
+    let buf = out.get_mut(..len)?;
+    let mut frame = EthernetFrame::new_unchecked(buf);
+    l2.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    l3.emit(&mut packet);
+    icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()));
+    Some(len)
 }
 
 /// Builds the frame that carries `data`, received on flow `flow`'s host socket,
@@ -563,6 +621,49 @@ mod tests {
         let mut m = vec![0u8; req.buffer_len()];
         req.emit(&mut Icmpv4Packet::new_unchecked(&mut m[..]));
         assert_eq!(inbound_frame(&flow, &m, &mut out), None);
+    }
+
+    #[test]
+    fn refused_flows_get_a_port_unreachable_quoting_their_ports() {
+        use crate::engine::PortId;
+        use crate::nat::{Flow, FlowKey, FlowPath};
+        let g = gw(false);
+        let (inside, outside) = (
+            SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), 40000),
+            "198.18.0.2:9".parse().unwrap(),
+        );
+        let flow = Flow {
+            key: FlowKey {
+                proto: NatProto::Udp,
+                inside,
+                outside,
+            },
+            path: FlowPath {
+                port: PortId(0),
+                mac: HOST,
+                gateway_mac: g.mac,
+            },
+            last_seen: std::time::Instant::now(),
+            packets_out: 1,
+            packets_in: 0,
+        };
+        let mut out = [0u8; 1514];
+        let n = unreachable_frame(&flow, DstUnreachable::PortUnreachable, &mut out).unwrap();
+        let p = Ipv4Packet::new_checked(&out[14..n]).unwrap();
+        assert_eq!(Ipv4Repr::parse(&p).unwrap().dst_addr, *inside.ip());
+        let msg = Icmpv4Packet::new_checked(p.into_payload()).unwrap();
+        let Ok(Icmpv4Repr::DstUnreachable {
+            reason, header, data, ..
+        }) = Icmpv4Repr::parse(&msg, ChecksumMode::Verify)
+        else {
+            panic!("not a destination unreachable");
+        };
+        assert_eq!(reason, DstUnreachable::PortUnreachable);
+        assert_eq!(
+            (header.src_addr, header.dst_addr, header.protocol),
+            (*inside.ip(), *outside.ip(), IpProtocol::Udp)
+        );
+        assert_eq!(&data[..4], &[0x9c, 0x40, 0, 9]);
     }
 
     #[test]
