@@ -24,7 +24,9 @@ struct World {
 }
 
 impl World {
-    fn new(env: &TestEnv, third: u8) -> World {
+    /// `ping_sockets`: allow unprivileged ping sockets in the "host" (a new
+    /// namespace starts with them off; the daemon then falls back to raw ones).
+    fn new(env: &TestEnv, third: u8, ping_sockets: bool) -> World {
         let w = World {
             host: format!("{}-H", env.tag),
             outside: format!("{}-O", env.tag),
@@ -53,16 +55,10 @@ impl World {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        // Unprivileged ping sockets for everyone in the "host" (a new namespace
-        // starts with them off).
-        run_ok(Command::new("ip").args([
-            "netns",
-            "exec",
-            &w.host,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ping_group_range=0 2147483647",
-        ]));
+        if ping_sockets {
+            let range = "net.ipv4.ping_group_range=0 2147483647";
+            run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
+        }
         w
     }
 
@@ -118,7 +114,7 @@ fn nat_flows(d: &Daemon) -> Vec<Value> {
 fn udp_and_ping_reach_the_outside_through_host_sockets() {
     require_root!();
     let env = TestEnv::new();
-    let mut world = World::new(&env, 40);
+    let mut world = World::new(&env, 40, true);
     world.udp_echo(7);
     let d = Daemon::start_in(
         &env,
@@ -209,7 +205,7 @@ fn udp_and_ping_reach_the_outside_through_host_sockets() {
 fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
     require_root!();
     let env = TestEnv::new();
-    let mut world = World::new(&env, 41);
+    let mut world = World::new(&env, 41, true);
     world.udp_echo(7);
     let d = Daemon::start_in(&env, Some(&world.host), &["--nat-max-flows-per-endpoint", "2"]);
     d.ok(&["network", "create", "--subnet", "10.84.2.0/24", "small"]);
@@ -230,4 +226,36 @@ fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
     assert_eq!(nat_flows(&d).len(), 2);
     drop(d);
     assert!(env.leftover_links().is_empty());
+}
+
+#[test]
+fn ping_falls_back_to_raw_sockets_where_ping_sockets_are_not_allowed() {
+    require_root!();
+    let env = TestEnv::new();
+    let world = World::new(&env, 42, false);
+    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    d.ok(&["network", "create", "--subnet", "10.84.3.0/24", "raw"]);
+    d.ok(&["run", "--network", "raw", "a"]);
+    d.ok(&["run", "--network", "raw", "b"]);
+    // Two containers with pings of their own identifiers to the same address.
+    for c in ["a", "b"] {
+        let ping = d.plexus(&[
+            "exec",
+            c,
+            "--",
+            "ping",
+            "-n",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &world.outside_ip,
+        ]);
+        assert!(ping.status.success(), "{c}: {}", String::from_utf8_lossy(&ping.stdout));
+    }
+    assert!(d.log().contains("outbound ICMP echo uses raw sockets"), "{}", d.log());
+    let flows = nat_flows(&d);
+    assert_eq!(flows.iter().filter(|f| f["proto"] == "icmp").count(), 2, "{flows:?}");
 }

@@ -650,7 +650,9 @@ fn nat_outbound(c: NatCtx<'_>) {
         Outbound::Full => return c.engine.count_drop(c.ingress, DropReason::NatFull),
         Outbound::Existing(id) => id,
         Outbound::New(id) => {
-            let opened = FlowSocket::connect(c.routed.key.proto, c.routed.key.outside).and_then(|sock| {
+            // A raw ICMP fallback needs an identifier unique among live flows.
+            let raw_ident = u16::try_from(id.0 & 0xffff).unwrap_or(0);
+            let opened = FlowSocket::connect(c.routed.key.proto, c.routed.key.outside, raw_ident).and_then(|sock| {
                 let fd = sock.raw_fd();
                 c.poll.registry().register(
                     &mut SourceFd(&fd),
@@ -680,8 +682,8 @@ fn nat_outbound(c: NatCtx<'_>) {
     };
     let sent = c
         .sockets
-        .get(id.0 as usize)
-        .and_then(Option::as_ref)
+        .get_mut(id.0 as usize)
+        .and_then(Option::as_mut)
         .map(|s| s.send(payload));
     if !matches!(sent, Some(Ok(_))) {
         c.engine.count_drop(c.ingress, DropReason::NatError);
