@@ -349,7 +349,7 @@ impl Worker {
                 // The device is gone or broken; wait for the next readiness edge
                 // (or the control plane removing the port).
                 slot.ready = false;
-                self.engine.count_drop(ingress, DropReason::TxError);
+                self.engine.count_drop(ingress, DropReason::RxError);
                 return 0;
             }
         };

@@ -79,6 +79,8 @@ drop_reasons! {
     /// The kernel dropped frames before the switch could read them (the port's
     /// receive ring or queue was full).
     RxOverrun => "rx_overrun",
+    /// Receiving from the port failed (its device is gone or broken).
+    RxError => "rx_error",
     /// An ARP or IPv4 packet for the gateway that does not parse.
     Malformed => "malformed",
     /// A packet for the gateway that it does not serve.
@@ -375,7 +377,13 @@ impl Engine {
             c.learn_table_full += 1;
         }
         if domain.config.gateway.is_some_and(|g| g.wants(&eth)) {
-            return Verdict::Gateway;
+            // The gateway reads packets, not super-frames: a GSO frame for it
+            // would need segmenting first.
+            return if gso {
+                drop(c, DropReason::NoOffload)
+            } else {
+                Verdict::Gateway
+            };
         }
         let dst = eth.dst();
         if dst.is_multicast() {

@@ -198,6 +198,7 @@ learned because the MAC table was full, and the frames dropped, by reason:
   tx_full       the egress port's queue was full
   tx_error      the egress port's send failed
   rx_overrun    the kernel dropped it before the switch read it (receive ring full)
+  rx_error      receiving from the port failed (its device is gone or broken)
   malformed     an ARP or IPv4 packet for the gateway that does not parse
   gateway_unhandled  for the gateway, but nothing it serves (e.g. TCP to its address)
   isolated      routed to another network's subnet (networks never reach each other)
