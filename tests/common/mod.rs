@@ -151,10 +151,15 @@ pub fn injector(env: &TestEnv, sandbox: &str) -> PacketPort {
 }
 
 /// Sends `frames` in bursts of 32; returns how many the socket took (frames
-/// the kernel refuses outright are skipped).
+/// the kernel refuses outright are skipped). Paced a little (a pause every 256
+/// frames), so that a switch sharing two cores with parallel tests can keep up
+/// instead of losing most of a burst to a full receive ring.
 pub fn send_all(port: &mut PacketPort, frames: &[Vec<u8>]) -> usize {
     let mut sent = 0;
-    for chunk in frames.chunks(32) {
+    for (i, chunk) in frames.chunks(32).enumerate() {
+        if i % 8 == 7 {
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
         let slices: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
         // The socket may push back for a moment; retry what it did not take.
         let mut off = 0;
