@@ -10,6 +10,7 @@
 //! they stay cheap to clone and re-check existence on every call.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,7 +19,7 @@ use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec, SwitchView,
 use plexus_sandbox::files::{self, HostsEntry};
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, netns};
-use plexus_switch::{Dataplane, DataplaneConfig, MacAddr};
+use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, PublishSpec};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -28,6 +29,7 @@ use crate::model::{
     State,
 };
 use crate::options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
+use crate::publish::{Binding, PortAllocator, PortMapping, Protocol, PublishError, os_port_free};
 use crate::store::Store;
 
 /// The CNM controller. Cheap to clone; all clones share one state.
@@ -47,6 +49,8 @@ struct Inner {
 struct Core {
     state: State,
     ipam: Ipam,
+    /// Host ports held by published endpoints (derived from the records).
+    ports: PortAllocator,
     store: Store,
     driver_options: BTreeMap<String, DriverOptions>,
 }
@@ -118,9 +122,14 @@ impl Controller {
             .into_iter()
             .map(|d| (d.name(), d))
             .collect();
+        let mut ports = PortAllocator::default();
+        for e in &state.endpoints {
+            ports.restore(&e.bindings)?;
+        }
         let core = Core {
             state,
             ipam,
+            ports,
             store,
             driver_options: BTreeMap::new(),
         };
@@ -591,6 +600,45 @@ fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
         host_ifname: e.host_ifname.clone(),
         peer_ifname: e.peer_ifname.clone(),
         kind: e.kind,
+        publish: e
+            .bindings
+            .iter()
+            .map(|b| PublishSpec {
+                host: SocketAddrV4::new(b.host_ip, b.host_port),
+                container_port: b.container_port,
+            })
+            .collect(),
+    }
+}
+
+/// Reserves the host ports of `--publish` mappings (UDP for now), all or none.
+fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -> Result<Vec<Binding>> {
+    if mappings.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !has_addr {
+        return Err(Error::InvalidOption(
+            "only endpoints with an address (bridge networks) publish ports".into(),
+        ));
+    }
+    if let Some(m) = mappings.iter().find(|m| m.protocol == Protocol::Tcp) {
+        return Err(Error::InvalidOption(format!(
+            "publishing TCP ports is not supported yet: {m} (UDP is: add /udp; TCP comes with outbound TCP)"
+        )));
+    }
+    Ok(core.ports.allocate(mappings, os_port_free)?)
+}
+
+/// A driver error, with a taken host port reported as IPAM-style
+/// `port is already allocated`.
+fn driver_error(e: plexus_drivers::DriverError) -> Error {
+    match e {
+        plexus_drivers::DriverError::PortInUse { host } => Error::Publish(PublishError::PortAllocated {
+            host_ip: *host.ip(),
+            port: host.port(),
+            protocol: Protocol::Udp,
+        }),
+        e => Error::Driver(e),
     }
 }
 
@@ -716,6 +764,7 @@ impl Core {
                 .and_then(|s| self.sandbox_by_id(s).ok())
                 .map(|s| s.name.clone()),
             ifname: e.ifname.clone(),
+            ports: e.bindings.clone(),
         }
     }
 
@@ -786,6 +835,15 @@ impl Network {
             }
             _ => (None, None),
         };
+        let bindings = match publish_bindings(&mut core, addr.is_some(), &opts.publish) {
+            Ok(b) => b,
+            Err(e) => {
+                if let (Some(a), Some(s)) = (addr, net.subnet) {
+                    let _ = core.ipam.release_address(s, a.addr());
+                }
+                return Err(e);
+            }
+        };
         let tag = core.new_iftag();
         let prefix = &ctrl.inner.config.ifname_prefix;
         let rec = EndpointRecord {
@@ -801,16 +859,18 @@ impl Network {
             default_route: false,
             remove_with_sandbox: opts.remove_with_sandbox,
             kind: opts.kind,
+            bindings,
         };
         let release = |core: &mut Core| {
             if let (Some(a), Some(s)) = (addr, net.subnet) {
                 let _ = core.ipam.release_address(s, a.addr());
             }
+            core.ports.release(&rec.bindings);
         };
         let (nspec, espec) = (network_spec(&net), endpoint_spec(&rec));
         if let Err(e) = drv.create_endpoint(&nspec, &espec) {
             release(&mut core);
-            return Err(e.into());
+            return Err(driver_error(e));
         }
         core.state.endpoints.push(rec.clone());
         if let Err(e) = core.commit() {
@@ -1047,6 +1107,7 @@ impl Controller {
         if let (Some(a), Some(s)) = (ep.addr, net.subnet) {
             let _ = core.ipam.release_address(s, a.addr());
         }
+        core.ports.release(&ep.bindings);
         core.state.endpoints.retain(|e| e.id != ep.id);
         core.commit()?;
         deleted.map_err(Into::into)

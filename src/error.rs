@@ -91,6 +91,9 @@ pub enum Error {
     /// IPAM refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    /// A `--publish` that does not parse or whose host port is taken.
+    #[error(transparent)]
+    Publish(#[from] crate::publish::PublishError),
     /// The driver failed.
     #[error(transparent)]
     Driver(#[from] DriverError),
@@ -131,6 +134,15 @@ impl Error {
                 I::AlreadyAllocated(_) => "AlreadyAllocated",
                 _ => "Ipam",
             },
+            Error::Publish(e) => {
+                use crate::publish::PublishError as P;
+                match e {
+                    P::PortAllocated { .. } | P::RangeAllocated { .. } | P::EphemeralExhausted { .. } => {
+                        "PortAllocated"
+                    }
+                    _ => "InvalidPort",
+                }
+            }
             Error::Driver(_) => "Driver",
             Error::Sandbox(_) => "Kernel",
             Error::Store(StoreError::Locked { .. }) => "StoreLocked",

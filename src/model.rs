@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use ipnet::Ipv4Net;
 use plexus_drivers::{EndpointKind, Switching};
 use plexus_switch::MacAddr;
+
+use crate::publish::Binding;
 use serde::{Deserialize, Serialize};
 
 /// A network as stored.
@@ -66,6 +68,9 @@ pub struct EndpointRecord {
     /// veth or TAP.
     #[serde(default)]
     pub kind: EndpointKind,
+    /// Published ports held for it.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
 }
 
 /// A sandbox as stored.
@@ -142,6 +147,9 @@ pub struct EndpointInfo {
     pub sandbox: Option<String>,
     /// Its interface inside the sandbox.
     pub ifname: Option<String>,
+    /// Published ports (`HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`).
+    #[serde(default)]
+    pub ports: Vec<Binding>,
 }
 
 /// What a sandbox looks like from outside.

@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use plexus_drivers::EndpointKind;
+
+use crate::publish::PortMapping;
 use plexus_switch::MacAddr;
 
 /// Driver-wide options ([`crate::Controller::configure_driver`]).
@@ -99,6 +101,8 @@ pub struct EndpointOptions {
     pub remove_with_sandbox: bool,
     /// `--type`: veth (default) or TAP.
     pub kind: EndpointKind,
+    /// `--publish`: host ports delivered into the container (UDP for now).
+    pub publish: Vec<PortMapping>,
 }
 
 impl EndpointOptions {
@@ -110,6 +114,11 @@ impl EndpointOptions {
     /// A static MAC.
     pub fn mac(mut self, mac: MacAddr) -> Self {
         self.mac = Some(mac);
+        self
+    }
+    /// Publishes a container port on the host (`--publish`).
+    pub fn publish(mut self, mapping: PortMapping) -> Self {
+        self.publish.push(mapping);
         self
     }
     /// The interface kind: veth (default) or TAP.

@@ -259,3 +259,123 @@ fn ping_falls_back_to_raw_sockets_where_ping_sockets_are_not_allowed() {
     let flows = nat_flows(&d);
     assert_eq!(flows.iter().filter(|f| f["proto"] == "icmp").count(), 2, "{flows:?}");
 }
+
+/// A UDP server inside a sandbox on `ports` that answers each datagram with
+/// `port=<its port> from=<client address:port>`.
+fn udp_server_in(d: &Daemon, sandbox: &str, ports: &[u16]) -> Child {
+    let code = format!(
+        "import socket,selectors\nsel=selectors.DefaultSelector()\nfor p in {ports:?}:\n \
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.bind(('0.0.0.0',p))\n sel.register(s,selectors.EVENT_READ)\n\
+         while True:\n for k,_ in sel.select():\n  d,a=k.fileobj.recvfrom(65535)\n  \
+         k.fileobj.sendto(('port=%d from=%s:%d'%(k.fileobj.getsockname()[1],a[0],a[1])).encode(),a)\n"
+    );
+    let child = Command::new(common::plexus_bin())
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "exec",
+            sandbox,
+            "--",
+            "python3",
+            "-c",
+            &code,
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    child
+}
+
+/// A UDP exchange from a namespace (`ip netns exec`), or `None` on timeout.
+fn udp_ask_from_ns(ns: &str, to: &str, port: u16) -> Option<String> {
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.sendto(b'hi',('{to}',{port}))\ntry:\n print(s.recv(65535).decode())\nexcept Exception:\n print('')\n"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", &code])
+        .output()
+        .unwrap();
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+#[test]
+fn published_udp_ports_keep_the_clients_address() {
+    require_root!();
+    let env = TestEnv::new();
+    let world = World::new(&env, 43, true);
+    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    d.ok(&["network", "create", "--subnet", "10.84.4.0/24", "pub"]);
+    d.ok(&[
+        "run",
+        "--network",
+        "pub",
+        "-p",
+        "8053:53/udp",
+        "-p",
+        "9000-9001:7000-7001/udp",
+        "srv",
+    ]);
+    let mut server = udp_server_in(&d, "srv", &[53, 7000, 7001]);
+
+    // A client outside reaches the published port; the container sees its real address.
+    let reply = udp_ask_from_ns(&world.outside, &world.host_ip, 8053).expect("no answer from the published port");
+    assert!(
+        reply.starts_with(&format!("port=53 from={}:", world.outside_ip)),
+        "{reply}"
+    );
+    // A range maps each host port to its container port.
+    for (host, container) in [(9000, 7000), (9001, 7001)] {
+        let reply = udp_ask_from_ns(&world.outside, &world.host_ip, host).unwrap_or_default();
+        assert!(
+            reply.starts_with(&format!("port={container} from={}:", world.outside_ip)),
+            "{host}: {reply}"
+        );
+    }
+    // The host's own loopback reaches it too (the container sees the gateway).
+    let reply = udp_ask_from_ns(&world.host, "127.0.0.1", 8053).expect("no answer on 127.0.0.1");
+    assert!(reply.starts_with("port=53 from=10.84.4.1:"), "{reply}");
+    // Another container reaches it through the host's address (hairpin).
+    d.ok(&["run", "--network", "pub", "peer"]);
+    let hairpin = udp_ask(&d, "peer", &world.host_ip, 8053, 42000, "x");
+    assert!(
+        hairpin.starts_with(&format!("port=53 from={}:", world.host_ip)),
+        "{hairpin}"
+    );
+
+    // The same host port again fails whole, and leaves nothing behind.
+    let out = d.plexus(&["run", "--network", "pub", "-p", "8053:53/udp", "again"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port is already allocated"), "{err}");
+    assert!(
+        !d.plexus(&["sandbox", "inspect", "again"]).status.success(),
+        "a failed run left its sandbox"
+    );
+    // So does a port another program holds on the host.
+    let mut blocker = Command::new("ip")
+        .args(["netns", "exec", &world.host, "python3", "-c"])
+        .arg("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',8054))\ntime.sleep(30)")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let out = d.plexus(&["run", "--network", "pub", "-p", "8054:53/udp", "blocked"]);
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port is already allocated"),
+        "{out:?}"
+    );
+    // An empty host port takes an ephemeral one, shown by inspect.
+    d.ok(&["run", "--network", "pub", "-p", "53/udp", "eph"]);
+    let ep: Value = serde_json::from_str(&d.ok(&["endpoint", "inspect", "eph", "--format", "json"])).unwrap();
+    let host_port = ep["ports"][0]["host_port"].as_u64().unwrap();
+    assert!(host_port >= 1024, "{ep}");
+    // TCP is refused with a clear message for now.
+    let out = d.plexus(&["run", "--network", "pub", "-p", "8080:80", "tcp"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TCP"), "{out:?}");
+
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -35,7 +35,7 @@ use std::time::Duration;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
 use plexus_switch::port::{PacketPort, TapPort};
-use plexus_switch::{Dataplane, DomainConfig, DomainId, DropReason, GatewayConfig, PortConfig, PortId};
+use plexus_switch::{Dataplane, DataplaneError, DomainConfig, DomainId, DropReason, GatewayConfig, PortConfig, PortId};
 
 use crate::{
     Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NatRow, NetworkSpec, PortRow, SandboxSpec, SwitchView,
@@ -162,6 +162,17 @@ impl BridgeDriver {
             }
         };
         self.state().ports.insert(ep.id.clone(), (net.id.clone(), id));
+        if let (false, Some(addr)) = (ep.publish.is_empty(), ep.addr)
+            && let Err(e) = self.dataplane.publish(id, ep.publish.clone(), addr.addr())
+        {
+            let _ = self.detach(ep);
+            return Err(match e {
+                DataplaneError::Bind { host, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                    DriverError::PortInUse { host }
+                }
+                e => e.into(),
+            });
+        }
         Ok(())
     }
 

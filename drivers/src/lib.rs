@@ -43,6 +43,12 @@ pub enum DriverError {
         /// The socket error.
         source: std::io::Error,
     },
+    /// A published host port is taken (by Plexus or any other program).
+    #[error("bind {host}: port is already allocated")]
+    PortInUse {
+        /// The host address and port.
+        host: std::net::SocketAddrV4,
+    },
     /// The network or endpoint is unknown to the driver.
     #[error("driver {driver}: no {what} {id}")]
     Unknown {
@@ -145,6 +151,8 @@ pub struct EndpointSpec {
     pub peer_ifname: String,
     /// veth or TAP.
     pub kind: EndpointKind,
+    /// Published UDP ports to deliver into the container.
+    pub publish: Vec<plexus_switch::PublishSpec>,
 }
 
 /// What a driver knows of the sandbox an endpoint joins.

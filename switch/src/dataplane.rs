@@ -15,7 +15,10 @@
 //! switch costs no CPU. Control messages wake it through an eventfd
 //! (`mio::Waker`).
 
+use std::collections::HashMap;
 use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -29,8 +32,8 @@ use crate::engine::{
 };
 use crate::fdb::FdbEntry;
 use crate::flowsock::FlowSocket;
-use crate::gateway::{self, Routed};
-use crate::nat::{Flow, FlowId, FlowPath, NatConfig, NatTable, Outbound};
+use crate::gateway::{self, GatewayConfig, Routed};
+use crate::nat::{Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, PublishSpec};
 use crate::port::{BATCH, FrameBuf, MAX_FRAME_LEN, Port, RxBatch, SendResult};
 use crate::wire::EthernetFrame;
 use crate::wire::icmpv4::DstUnreachable;
@@ -69,6 +72,14 @@ pub enum DataplaneError {
         /// The epoll error.
         source: io::Error,
     },
+    /// A published host port could not be bound.
+    #[error("bind {host}: {source}")]
+    Bind {
+        /// The host address and port.
+        host: std::net::SocketAddrV4,
+        /// The bind error (EADDRINUSE: taken by another program).
+        source: io::Error,
+    },
     /// The worker thread is gone.
     #[error("the dataplane worker has stopped")]
     Stopped,
@@ -98,6 +109,7 @@ enum Command {
     FdbLen(DomainId, Sender<Result<usize, EngineError>>),
     Stats(Sender<Vec<PortStats>>),
     Nat(Sender<Vec<NatFlow>>),
+    Publish(PortId, Vec<PublishSpec>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
     Shutdown,
 }
 
@@ -113,6 +125,8 @@ pub struct NatFlow {
 const WAKER: Token = Token(usize::MAX);
 /// Tokens from here up are NAT flows' host sockets (`NAT_TOKENS + flow id`).
 const NAT_TOKENS: usize = 1 << 31;
+/// Tokens from here up to `NAT_TOKENS` are published ports' listening sockets.
+const PUB_TOKENS: usize = 1 << 30;
 /// Datagrams read from one flow socket per wake-up before moving on.
 const NAT_BURST: usize = 32;
 const EXPIRE_EVERY: Duration = Duration::from_secs(1);
@@ -219,6 +233,14 @@ impl Dataplane {
     pub fn nat(&self) -> Result<Vec<NatFlow>, DataplaneError> {
         self.call(Command::Nat)
     }
+
+    /// Publishes UDP ports of the container behind `port` (address
+    /// `container`): binds every host socket or none. The client's source
+    /// address is kept (a loopback client appears as the network's gateway).
+    /// The sockets close when the port is removed.
+    pub fn publish(&self, port: PortId, specs: Vec<PublishSpec>, container: Ipv4Addr) -> Result<(), DataplaneError> {
+        self.call(|r| Command::Publish(port, specs, container, r))?
+    }
 }
 
 struct Slot {
@@ -246,6 +268,8 @@ struct Worker {
     nat_ready: Vec<FlowId>,
     /// Receive buffer for flow sockets.
     nat_rx: Box<[u8]>,
+    /// Published ports: listening sockets, and the conversations they carry.
+    published: Published,
     last_expire: Instant,
     last_work: Instant,
     stop: bool,
@@ -273,6 +297,7 @@ impl Worker {
             nat_sockets: Vec::new(),
             nat_ready: Vec::with_capacity(256),
             nat_rx: vec![0u8; 65536].into_boxed_slice(),
+            published: Published::default(),
             last_expire: now,
             last_work: now,
             stop: false,
@@ -305,6 +330,7 @@ impl Worker {
                             self.nat_ready.push(FlowId(id));
                         }
                     }
+                    Token(t) if t >= PUB_TOKENS => self.published.ready.push(t - PUB_TOKENS),
                     Token(t) => {
                         if let Some(Some(s)) = self.slots.get_mut(t) {
                             s.ready = true;
@@ -320,6 +346,9 @@ impl Worker {
             while let Some(id) = self.nat_ready.pop() {
                 frames += self.nat_inbound(now, id);
             }
+            while let Some(i) = self.published.ready.pop() {
+                frames += self.published_inbound(now, i);
+            }
             for i in 0..self.slots.len() {
                 if self.slots[i].as_ref().is_some_and(|s| s.ready) {
                     frames += self.burst(now, i);
@@ -333,6 +362,10 @@ impl Worker {
                 self.collect_overruns();
                 let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
                 self.nat.expire(now, |id| close_flow(poll, sockets, id));
+                let timeout = self.config.nat.udp_timeout;
+                self.published
+                    .conversations
+                    .retain(|_, c| now.saturating_duration_since(c.last_seen) < timeout);
                 self.last_expire = now;
             }
         }
@@ -373,13 +406,14 @@ impl Worker {
                             out.set_built(n);
                             replies += 1;
                         }
-                        GatewayOutcome::Routed(r, gw_mac) => {
+                        GatewayOutcome::Routed(r, gw) => {
                             nat_outbound(NatCtx {
                                 now,
                                 ingress,
                                 frame: buf.frame(),
                                 routed: &r,
-                                gateway_mac: gw_mac,
+                                gateway: gw,
+                                published: &mut self.published,
                                 engine: &mut self.engine,
                                 nat: &mut self.nat,
                                 sockets: &mut self.nat_sockets,
@@ -478,6 +512,7 @@ impl Worker {
             Command::RemovePort(id, r) => {
                 let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
                 self.nat.remove_port(id, |f| close_flow(poll, sockets, f));
+                self.published.remove_port(&self.poll, id);
                 let res = self.engine.remove_port(id).map(|_| {
                     if let Some(slot) = self.slots.get_mut(slot_index(id)).and_then(Option::take) {
                         let fd = slot.port.raw_fd();
@@ -517,6 +552,9 @@ impl Worker {
                     .collect();
                 let _ = r.send(flows);
             }
+            Command::Publish(port, specs, container, r) => {
+                let _ = r.send(self.published.add(&self.poll, port, &specs, container));
+            }
             Command::Shutdown => self.stop = true,
         }
     }
@@ -553,23 +591,98 @@ impl Worker {
                 continue;
             };
             out.set_built(len);
-            let Some(slot) = self.slots.get_mut(slot_index(port)).and_then(Option::as_mut) else {
-                break;
-            };
-            let frame = if slot.port.offload() {
-                out.bytes_with_hdr()
-            } else {
-                out.frame()
-            };
-            let r = slot.port.send(&[frame]);
-            if r.sent == 1 {
-                self.engine.count_tx(port, len);
-                delivered += 1;
-            } else {
-                count_send_drops(&mut self.engine, port, 1, r);
+            match self.deliver_reply(port) {
+                Some(true) => delivered += 1,
+                Some(false) => {}
+                None => break,
             }
         }
         delivered
+    }
+
+    /// Delivers what clients sent to published listener `i` into its container,
+    /// with the client's address as the source; returns the datagrams delivered.
+    fn published_inbound(&mut self, now: Instant, i: usize) -> usize {
+        let mut delivered = 0;
+        for _ in 0..NAT_BURST {
+            let Some(l) = self.published.listeners.get(i).and_then(Option::as_ref) else {
+                break;
+            };
+            let (n, from) = match l.sock.recv_from(&mut self.nat_rx) {
+                Ok((n, SocketAddr::V4(from))) => (n, from),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            let (port, container) = (l.port, l.container);
+            let Some(cfg) = self.engine.port_config(port) else {
+                break;
+            };
+            let (Some(mac), Some(gw)) = (cfg.mac, self.engine.domain_gateway(cfg.domain)) else {
+                break;
+            };
+            // The container cannot answer a loopback source: it sees the gateway.
+            let apparent = if from.ip().is_loopback() || from.ip().is_unspecified() {
+                SocketAddrV4::new(gw.ip, from.port())
+            } else {
+                from
+            };
+            self.published.conversations.insert(
+                (container, apparent),
+                Conversation {
+                    listener: i,
+                    client: from,
+                    last_seen: now,
+                },
+            );
+            let flow = Flow {
+                key: FlowKey {
+                    proto: NatProto::Udp,
+                    inside: container,
+                    outside: apparent,
+                },
+                path: FlowPath {
+                    port,
+                    mac,
+                    gateway_mac: gw.mac,
+                },
+                last_seen: now,
+                packets_out: 0,
+                packets_in: 0,
+            };
+            let out = &mut self.replies[0];
+            let Some(len) = gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()) else {
+                self.engine.count_drop(port, DropReason::NatError);
+                continue;
+            };
+            out.set_built(len);
+            match self.deliver_reply(port) {
+                Some(true) => delivered += 1,
+                Some(false) => {}
+                None => break,
+            }
+        }
+        delivered
+    }
+
+    /// Sends the frame built in `replies[0]` out of `port` and counts it;
+    /// `None` when the port is gone, else whether the frame left.
+    fn deliver_reply(&mut self, port: PortId) -> Option<bool> {
+        let out = &self.replies[0];
+        let len = out.frame().len();
+        let slot = self.slots.get_mut(slot_index(port)).and_then(Option::as_mut)?;
+        let frame = if slot.port.offload() {
+            out.bytes_with_hdr()
+        } else {
+            out.frame()
+        };
+        let r = slot.port.send(&[frame]);
+        if r.sent == 1 {
+            self.engine.count_tx(port, len);
+            Some(true)
+        } else {
+            count_send_drops(&mut self.engine, port, 1, r);
+            Some(false)
+        }
     }
 
     /// Moves the kernel's per-port drop counts into the engine's counters.
@@ -628,7 +741,8 @@ struct NatCtx<'a> {
     ingress: PortId,
     frame: &'a [u8],
     routed: &'a Routed,
-    gateway_mac: crate::MacAddr,
+    gateway: GatewayConfig,
+    published: &'a mut Published,
     engine: &'a mut Engine,
     nat: &'a mut NatTable,
     sockets: &'a mut Vec<Option<FlowSocket>>,
@@ -641,10 +755,20 @@ fn nat_outbound(c: NatCtx<'_>) {
     let Ok(eth) = EthernetFrame::new_checked(c.frame) else {
         return;
     };
+    let payload = c.frame.get(c.routed.payload.clone()).unwrap_or(&[]);
+    // A reply of a published port's conversation goes back through its listener.
+    if c.routed.key.proto == NatProto::Udp && c.published.reply(c.now, c.routed.key, payload) {
+        return;
+    }
+    if *c.routed.key.outside.ip() == c.gateway.ip {
+        // UDP to the gateway itself that answers no conversation: never NAT it
+        // (the gateway's address is not the host's).
+        return c.engine.count_drop(c.ingress, DropReason::GatewayUnhandled);
+    }
     let path = FlowPath {
         port: c.ingress,
         mac: eth.src(),
-        gateway_mac: c.gateway_mac,
+        gateway_mac: c.gateway.mac,
     };
     let id = match c.nat.outbound(c.now, c.routed.key, path) {
         Outbound::Full => return c.engine.count_drop(c.ingress, DropReason::NatFull),
@@ -677,9 +801,6 @@ fn nat_outbound(c: NatCtx<'_>) {
             id
         }
     };
-    let Some(payload) = c.frame.get(c.routed.payload.clone()) else {
-        return;
-    };
     let sent = c
         .sockets
         .get_mut(id.0 as usize)
@@ -704,4 +825,96 @@ fn count_send_drops(engine: &mut Engine, port: PortId, n: usize, r: SendResult) 
     let full = n.saturating_sub(r.sent + r.failed);
     engine.count_drops(port, DropReason::TxError, r.failed as u64);
     engine.count_drops(port, DropReason::TxFull, full as u64);
+}
+
+/// A published port's listening socket.
+#[derive(Debug)]
+struct Listener {
+    sock: UdpSocket,
+    port: PortId,
+    /// The container's address and port it delivers to.
+    container: SocketAddrV4,
+}
+
+/// A client's conversation with a published port: the container answers
+/// `apparent` (the client, or the gateway for a loopback client) and the reply
+/// leaves through the listener towards the real client.
+#[derive(Debug, Clone, Copy)]
+struct Conversation {
+    listener: usize,
+    client: SocketAddrV4,
+    last_seen: Instant,
+}
+
+/// Published ports: listeners (token `PUB_TOKENS + index`) and conversations,
+/// keyed by (container, apparent client).
+#[derive(Debug, Default)]
+struct Published {
+    listeners: Vec<Option<Listener>>,
+    conversations: HashMap<(SocketAddrV4, SocketAddrV4), Conversation>,
+    ready: Vec<usize>,
+}
+
+impl Published {
+    /// Binds every spec's host socket, or none.
+    fn add(
+        &mut self,
+        poll: &Poll,
+        port: PortId,
+        specs: &[PublishSpec],
+        container: Ipv4Addr,
+    ) -> Result<(), DataplaneError> {
+        let mut bound = Vec::with_capacity(specs.len());
+        for s in specs {
+            let sock = UdpSocket::bind(s.host)
+                .and_then(|sock| sock.set_nonblocking(true).map(|()| sock))
+                .map_err(|source| DataplaneError::Bind { host: s.host, source })?;
+            bound.push((sock, SocketAddrV4::new(container, s.container_port)));
+        }
+        for (sock, container) in bound {
+            let i = self
+                .listeners
+                .iter()
+                .position(Option::is_none)
+                .unwrap_or(self.listeners.len());
+            let fd = sock.as_raw_fd();
+            poll.registry()
+                .register(&mut SourceFd(&fd), Token(PUB_TOKENS + i), Interest::READABLE)
+                .map_err(|source| DataplaneError::Register {
+                    name: format!("published port {container}"),
+                    source,
+                })?;
+            if i == self.listeners.len() {
+                self.listeners.push(None);
+            }
+            self.listeners[i] = Some(Listener { sock, port, container });
+        }
+        Ok(())
+    }
+
+    /// Closes the listeners of `port` and forgets their conversations.
+    fn remove_port(&mut self, poll: &Poll, port: PortId) {
+        for (i, slot) in self.listeners.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|l| l.port == port) {
+                if let Some(l) = slot.take() {
+                    let fd = l.sock.as_raw_fd();
+                    let _ = poll.registry().deregister(&mut SourceFd(&fd));
+                }
+                self.conversations.retain(|_, c| c.listener != i);
+            }
+        }
+    }
+
+    /// Sends a container's UDP reply through the listener of its conversation;
+    /// false if the datagram belongs to no conversation.
+    fn reply(&mut self, now: Instant, key: FlowKey, payload: &[u8]) -> bool {
+        let Some(c) = self.conversations.get_mut(&(key.inside, key.outside)) else {
+            return false;
+        };
+        c.last_seen = now;
+        if let Some(l) = self.listeners.get(c.listener).and_then(Option::as_ref) {
+            let _ = l.sock.send_to(payload, c.client);
+        }
+        true
+    }
 }

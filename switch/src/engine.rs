@@ -202,9 +202,9 @@ pub enum Verdict {
 pub enum GatewayOutcome {
     /// A reply of this length is in the output buffer, for the ingress port.
     Reply(usize),
-    /// Routed out: outbound NAT carries it (the gateway's MAC is the source of
-    /// the flow's replies).
-    Routed(gateway::Routed, MacAddr),
+    /// Routed out: outbound NAT or a published port carries it (the gateway
+    /// is the source of the replies).
+    Routed(gateway::Routed, GatewayConfig),
     /// Dropped and counted.
     Dropped,
 }
@@ -332,6 +332,11 @@ impl Engine {
         self.ports.get_mut(idx(id.0)).and_then(Option::as_mut)
     }
 
+    /// A domain's gateway, if it has one.
+    pub fn domain_gateway(&self, id: DomainId) -> Option<GatewayConfig> {
+        self.domain(id).ok().and_then(|d| d.config.gateway)
+    }
+
     /// The ports of a domain (flood targets).
     pub fn domain_ports(&self, id: DomainId) -> &[PortId] {
         self.domain(id).map(|d| d.ports.as_slice()).unwrap_or(&[])
@@ -417,7 +422,7 @@ impl Engine {
         };
         match gateway::handle(&gw, isolated, frame, out) {
             gateway::Action::Reply(n) => GatewayOutcome::Reply(n),
-            gateway::Action::Routed(r) => GatewayOutcome::Routed(r, gw.mac),
+            gateway::Action::Routed(r) => GatewayOutcome::Routed(r, gw),
             gateway::Action::Drop(r) => {
                 self.count_drop(ingress, r);
                 GatewayOutcome::Dropped

@@ -14,6 +14,8 @@
 //! 2. from an `--internal` network → `internal` (no way out);
 //! 3. UDP and ICMP echo → [`Action::Routed`]: outbound NAT ([`crate::nat`])
 //!    carries them over host sockets; TCP (next) and other ICMP → `no_route`.
+//!    UDP to the gateway's own address is routed too: it is how a container
+//!    answers a published port's loopback client, which it sees as the gateway.
 //!
 //! Packets for the gateway it does not serve (other protocols to its address,
 //! ARP it did not ask for, IPv6) count as `gateway_unhandled`; ones that do not
@@ -147,17 +149,17 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
         return Action::Drop(DropReason::Malformed);
     };
     let dst = ip.dst_addr;
-    if dst == gw.ip {
+    if dst == gw.ip && ip.protocol != IpProtocol::Udp {
         return echo(gw, eth, &ip, packet.into_payload(), out);
     }
-    if gw.subnet.contains(&dst) {
+    if gw.subnet.contains(&dst) && dst != gw.ip {
         // A neighbour's address sent to the gateway's MAC: not the gateway's to route.
         return Action::Drop(DropReason::GatewayUnhandled);
     }
     if isolated(dst) {
         return Action::Drop(DropReason::Isolated);
     }
-    if gw.internal {
+    if gw.internal && dst != gw.ip {
         return Action::Drop(DropReason::Internal);
     }
     let l4 = ETHERNET_HEADER_LEN + usize::from(packet.header_len());

@@ -29,4 +29,4 @@ pub use engine::{
 };
 pub use gateway::GatewayConfig;
 pub use mac::{MacAddr, MacParseError};
-pub use nat::{NatConfig, NatProto};
+pub use nat::{NatConfig, NatProto, PublishSpec};

@@ -97,6 +97,16 @@ impl Default for NatConfig {
     }
 }
 
+/// A published UDP port: the host address the switch listens on, and the
+/// container port it delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublishSpec {
+    /// Host address and port (`0.0.0.0` = every address of the host).
+    pub host: SocketAddrV4,
+    /// The container's port.
+    pub container_port: u16,
+}
+
 /// The answer to an outbound packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outbound {

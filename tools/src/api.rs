@@ -11,9 +11,10 @@
 //! - Requests are one internally tagged enum (`"op": "network.create"`) with
 //!   `deny_unknown_fields`, so a misspelt field is a `BadRequest`, not silently
 //!   ignored.
-//! - Addresses, CIDRs and MACs travel as strings and are parsed by the daemon with
-//!   the library's parsers, so a bad value gets the library's typed error kind
-//!   (`BadCidr`, `InvalidOption`) rather than a generic decoding error.
+//! - Addresses, CIDRs, MACs and published-port specs travel as strings and are
+//!   parsed by the daemon with the library's parsers, so a bad value gets the
+//!   library's typed error kind (`BadCidr`, `InvalidOption`, `InvalidPort`) rather
+//!   than a generic decoding error.
 //! - Responses are `{"ok":true,"result":…}` or `{"ok":false,"error":{"kind","message"}}`;
 //!   `kind` is [`plexus::Error::kind`] or one of the protocol kinds below.
 //! - Results reuse the library's `*Info` views unchanged.
@@ -134,6 +135,10 @@ pub enum Request {
         /// `veth` (default) or `tap`.
         #[serde(default, skip_serializing_if = "is_veth")]
         kind: EndpointKind,
+        /// Published ports, docker's `-p` syntax (`"8053:53/udp"`); parsed by the
+        /// daemon ([`plexus::publish::PortMapping`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        publish: Vec<String>,
     },
     /// List endpoints, of all networks or of one.
     #[serde(rename = "endpoint.ls")]
@@ -202,6 +207,9 @@ pub enum Request {
         /// `veth` (default) or `tap`.
         #[serde(default, skip_serializing_if = "is_veth")]
         kind: EndpointKind,
+        /// Published ports, as `endpoint.create`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        publish: Vec<String>,
         /// Hostname; default: the name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hostname: Option<String>,
@@ -253,6 +261,11 @@ fn is_true(b: &bool) -> bool {
 
 fn is_veth(k: &EndpointKind) -> bool {
     *k == EndpointKind::Veth
+}
+
+/// A list that may also be given as `null` (like every optional field).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl Request {
@@ -701,6 +714,35 @@ mod tests {
     }
 
     #[test]
+    fn publish_field() {
+        let r: Request = serde_json::from_str(r#"{"op":"run","name":"c","network":"n"}"#).unwrap();
+        assert!(matches!(r, Request::Run { ref publish, .. } if publish.is_empty()));
+        let r: Request = serde_json::from_str(r#"{"op":"run","name":"c","network":"n","publish":null}"#).unwrap();
+        assert!(matches!(r, Request::Run { ref publish, .. } if publish.is_empty()));
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"op":"run","name":"c","network":"n"}"#,
+            "an empty publish is omitted"
+        );
+        let line = r#"{"op":"endpoint.create","name":"e","network":"n","publish":["8053:53/udp","127.0.0.1::53/udp"]}"#;
+        let r: Request = serde_json::from_str(line).unwrap();
+        assert!(matches!(
+            r,
+            Request::EndpointCreate { ref publish, .. } if publish == &["8053:53/udp", "127.0.0.1::53/udp"]
+        ));
+        assert_eq!(serde_json::to_string(&r).unwrap(), line);
+        // Specs are strings: the daemon parses them (a bad one is InvalidPort, not BadRequest).
+        let r: Request =
+            serde_json::from_str(r#"{"op":"endpoint.create","name":"e","network":"n","publish":["nope"]}"#).unwrap();
+        assert!(matches!(r, Request::EndpointCreate { ref publish, .. } if publish == &["nope"]));
+        assert!(
+            serde_json::from_str::<Request>(r#"{"op":"run","name":"c","network":"n","publish":"8053:53/udp"}"#)
+                .is_err(),
+            "publish is a list"
+        );
+    }
+
+    #[test]
     fn drop_reasons_are_documented() {
         for r in plexus_switch::DropReason::ALL {
             assert!(
@@ -752,6 +794,12 @@ mod tests {
             E::Ipam(plexus::ipam::IpamError::NoAvailablePool),
             E::Ipam(plexus::ipam::IpamError::AlreadyAllocated(std::net::Ipv4Addr::LOCALHOST)),
             E::Sandbox(plexus_sandbox::SandboxError::NoSuchNetns("x".into())),
+            E::Publish(plexus::publish::PublishError::Malformed { spec: "x".into() }),
+            E::Publish(plexus::publish::PublishError::PortAllocated {
+                host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                port: 8053,
+                protocol: plexus::publish::Protocol::Udp,
+            }),
         ];
         let mut kinds: Vec<&str> = errors.iter().map(|e| e.kind()).collect();
         kinds.extend([

@@ -32,6 +32,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread;
@@ -41,6 +42,7 @@ use anyhow::{Context, bail};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{Shutdown, shutdown};
 use nix::sys::stat::{Mode, umask};
+use plexus::publish::PortMapping;
 use plexus::{
     Config, Controller, Endpoint, EndpointKind, EndpointOptions, Error, JoinOptions, MacAddr, NetworkOptions,
     SandboxOptions,
@@ -341,8 +343,9 @@ impl Server {
                 ip,
                 mac,
                 kind,
+                publish,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind)?;
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish)?;
                 json(ctrl.network(network)?.create_endpoint(name, opts)?.info()?)
             }
             Request::EndpointLs { network } => {
@@ -374,10 +377,11 @@ impl Server {
                 ip,
                 mac,
                 kind,
+                publish,
                 hostname,
                 domainname,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind)?.remove_with_sandbox(true);
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish)?.remove_with_sandbox(true);
                 json(self.run(ctrl, name, network, opts, sandbox_options(hostname, domainname))?)
             }
 
@@ -505,8 +509,19 @@ fn sandbox_options(hostname: &Option<String>, domainname: &Option<String>) -> Sa
     o
 }
 
-fn endpoint_options(ip: Option<&str>, mac: Option<&str>, kind: EndpointKind) -> Result<EndpointOptions, Error> {
+/// The endpoint options of `endpoint.create` and `run`. Port specs are parsed with
+/// the library's parser, so a bad one is the typed `InvalidPort`; whether a host
+/// port is free (and whether the protocol is supported) is the library's call.
+fn endpoint_options(
+    ip: Option<&str>,
+    mac: Option<&str>,
+    kind: EndpointKind,
+    publish: &[String],
+) -> Result<EndpointOptions, Error> {
     let mut o = EndpointOptions::default().kind(kind);
+    for spec in publish {
+        o = o.publish(PortMapping::from_str(spec)?);
+    }
     if let Some(ip) = ip {
         o = o.ip(ipv4(ip, "ip")?);
     }
@@ -530,15 +545,41 @@ mod tests {
         assert_eq!(cidr("10.0.0.0/24").unwrap().to_string(), "10.0.0.0/24");
         assert_eq!(ipv4("10.0.0.300", "gateway").unwrap_err().kind(), "InvalidOption");
         assert_eq!(
-            endpoint_options(None, Some("zz:00:00:00:00:00"), EndpointKind::Veth)
+            endpoint_options(None, Some("zz:00:00:00:00:00"), EndpointKind::Veth, &[])
                 .unwrap_err()
                 .kind(),
             "InvalidOption"
         );
-        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap).unwrap();
+        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap, &[]).unwrap();
         assert_eq!(o.ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(o.kind, EndpointKind::Tap);
         assert_eq!(o.mac.unwrap().to_string(), "02:42:0a:00:00:05");
+        assert!(o.publish.is_empty());
+    }
+
+    #[test]
+    fn publish_specs_parse_with_the_library_parser() {
+        let specs: Vec<String> = ["8053:53/udp", "127.0.0.1::53/udp", "9000-9002:7000-7002/udp"]
+            .map(String::from)
+            .to_vec();
+        let o = endpoint_options(None, None, EndpointKind::Veth, &specs).unwrap();
+        let shown: Vec<String> = o.publish.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["8053:53/udp", "127.0.0.1::53/udp", "9000-9002:7000-7002/udp"]);
+        for bad in [
+            "",
+            "8053:",
+            "80:abc/udp",
+            "53/sctp",
+            "9000-9001:7000-7002/udp",
+            "[::1]:80:80/udp",
+        ] {
+            let e = endpoint_options(None, None, EndpointKind::Veth, &[bad.to_owned()]).unwrap_err();
+            assert_eq!(e.kind(), "InvalidPort", "{bad:?}: {e}");
+            assert!(e.to_string().contains("invalid port specification"), "{bad:?}: {e}");
+        }
+        // The default protocol is TCP; refusing it (for now) is the library's job.
+        let o = endpoint_options(None, None, EndpointKind::Veth, &["8080:80".to_owned()]).unwrap();
+        assert_eq!(o.publish[0].to_string(), "8080:80/tcp");
     }
 
     #[test]

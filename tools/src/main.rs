@@ -158,6 +158,9 @@ Examples:
   plexus run --network n1 c1
   plexus run --network n1 --ip 10.99.0.10 --hostname web c2
   plexus run --network n1 --type tap c4
+  plexus run --network n1 -p 8053:53/udp dns       # host UDP port 8053 -> dns:53
+  plexus run --network n1 -p 127.0.0.1::53/udp c5  # an ephemeral host port, on loopback
+  plexus run --network n1 -p 9000-9002:7000-7002/udp c6
   plexus run --network n1 --rm c3 -- ping -c1 10.99.0.1"
     )]
     Run(RunArgs),
@@ -357,6 +360,35 @@ fn default_busy_poll_us() -> u64 {
     u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Short help of `--publish`.
+const PUBLISH_HELP: &str = "Publish a container port on the host: [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END]/udp \
+(repeatable; UDP only for now)";
+
+/// Long help of `--publish` (`endpoint create`, `run`).
+const PUBLISH_LONG_HELP: &str = "\
+Publish a container port on the host (repeatable): datagrams to HOST_IP:HOST_PORT on the \
+host are delivered to the endpoint's CONTAINER_PORT with the client's source address \
+kept (a client on the host's loopback appears as the network's gateway), and the \
+container's replies leave from the host port. Docker's syntax:
+
+  [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp]
+
+  -p 8053:53/udp                  host port 8053 (all addresses) -> container port 53
+  -p 127.0.0.1:8053:53/udp        only on 127.0.0.1
+  -p 127.0.0.1::53/udp            an ephemeral host port on 127.0.0.1
+  -p 53/udp                       an ephemeral host port on all addresses
+  -p 9000-9002:7000-7002/udp      a range, port by port
+  -p 8000-8010:53/udp             the first free host port of 8000-8010
+
+HOST_IP defaults to 0.0.0.0 (all addresses; IPv4 only). An empty or absent HOST_PORT \
+takes an ephemeral one; `plexus endpoint inspect` (Ports) and `endpoint ls` (PORTS) show \
+the port taken. A host port already taken, by Plexus or by any other program, fails the \
+whole command with \"port is already allocated\" and leaves nothing behind; a malformed \
+SPEC fails it with \"invalid port specification\".
+
+Only UDP is published for now: write /udp, since the protocol defaults to tcp, which is \
+refused until TCP publishing comes next.";
+
 /// `--type` of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 enum EndpointType {
@@ -513,12 +545,15 @@ struct EndpointRef {
 
 #[derive(Debug, Subcommand)]
 enum EndpointCmd {
-    /// Create an endpoint on a network (reserving its address and MAC); prints its id.
+    /// Create an endpoint on a network (reserving its address, MAC and published
+    /// host ports); prints its id.
     #[command(after_help = "\
 Examples:
   plexus endpoint create --network n1 ep1
   plexus endpoint create --network n1 --ip 10.99.0.50 --mac 02:42:0a:63:00:32 ep2
-  plexus endpoint create --network n1 --type tap ep3")]
+  plexus endpoint create --network n1 --type tap ep3
+  plexus endpoint create --network n1 -p 8053:53/udp -p 127.0.0.1::5353/udp dns
+  plexus endpoint inspect dns                      # Ports: the host ports taken")]
     Create {
         /// The network (name or id).
         #[arg(long, value_name = "NET")]
@@ -532,6 +567,8 @@ Examples:
         /// The interface the sandbox gets (bridge networks).
         #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t)]
         kind: EndpointType,
+        #[arg(long, short = 'p', value_name = "SPEC", help = PUBLISH_HELP, long_help = PUBLISH_LONG_HELP)]
+        publish: Vec<String>,
         /// Endpoint name, unique within its network.
         name: String,
     },
@@ -600,6 +637,8 @@ struct RunArgs {
     /// The interface the sandbox gets (bridge networks).
     #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t)]
     kind: EndpointType,
+    #[arg(long, short = 'p', value_name = "SPEC", help = PUBLISH_HELP, long_help = PUBLISH_LONG_HELP)]
+    publish: Vec<String>,
     /// Hostname inside the sandbox. Default: NAME.
     #[arg(long, value_name = "H")]
     hostname: Option<String>,
@@ -762,6 +801,49 @@ mod tests {
             p(&["plexus", "daemon", "--busy-poll-us", "0"]).unwrap(),
             Command::Daemon(DaemonArgs { busy_poll_us: 0, .. })
         ));
+    }
+
+    #[test]
+    fn parses_publish() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish.is_empty()
+        ));
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "-p", "8053:53/udp", "--publish", "127.0.0.1::53/udp", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish == &["8053:53/udp", "127.0.0.1::53/udp"]
+        ));
+        assert!(matches!(
+            p(&["plexus", "endpoint", "create", "--network", "n1", "-p", "9000-9002:7000-7002/udp", "e"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Create { ref publish, .. }) if publish == &["9000-9002:7000-7002/udp"]
+        ));
+        // The spec is the daemon's to parse (typed InvalidPort), not clap's.
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "-p", "nope", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish == &["nope"]
+        ));
+        assert!(p(&["plexus", "run", "--network", "n1", "-p"]).is_err());
+        let mut cmd = Cli::command();
+        for path in [&["run"][..], &["endpoint", "create"]] {
+            let mut sub = &mut cmd;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).expect("subcommand");
+            }
+            let help = sub.render_long_help().to_string();
+            for want in [
+                "-p, --publish <SPEC>",
+                "[HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp]",
+                "-p 8053:53/udp",
+                "-p 127.0.0.1::53/udp",
+                "-p 9000-9002:7000-7002/udp",
+                "source address",
+                "port is already allocated",
+                "leaves nothing behind",
+            ] {
+                assert!(help.contains(want), "{path:?} --help lacks {want:?}:\n{help}");
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ fn every_command_has_help() {
     }
     let run = String::from_utf8_lossy(&plexus(&["run", "--help"]).stdout).into_owned();
     assert!(run.contains("--type <TYPE>") && run.contains("TAP device in the sandbox whose fd the switch holds"));
+    for cmd in [&["run"][..], &["endpoint", "create"]] {
+        let help = String::from_utf8_lossy(&plexus(&[cmd, &["--help"]].concat()).stdout).into_owned();
+        assert!(help.contains("-p, --publish <SPEC>"), "{cmd:?}: {help}");
+    }
     let create = String::from_utf8_lossy(&plexus(&["network", "create", "--help"]).stdout).into_owned();
     for flag in ["--mac-ageing <SECS>", "--mac-table-size <N>", "--no-anti-spoofing"] {
         assert!(create.contains(flag), "{flag}: {create}");

@@ -77,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 ip: a.ip,
                 mac: a.mac,
                 kind: a.kind.into(),
+                publish: a.publish,
                 hostname: a.hostname,
                 domainname: a.domainname,
             };
@@ -231,6 +232,7 @@ fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
             ip,
             mac,
             kind,
+            publish,
             name,
         } => {
             let e: EndpointInfo = c.call_as(&Request::EndpointCreate {
@@ -239,6 +241,7 @@ fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
                 ip,
                 mac,
                 kind: kind.into(),
+                publish,
             })?;
             print_id(&e.id)
         }

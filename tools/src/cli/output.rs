@@ -165,6 +165,7 @@ pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
                 or_dash(e.mac),
                 or_dash(e.sandbox.as_deref()),
                 or_dash(e.ifname.as_deref()),
+                ports(e),
             ]
         })
         .collect();
@@ -178,6 +179,7 @@ pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
             "MAC",
             "SANDBOX",
             "IFNAME",
+            "PORTS",
         ],
         &rows,
     )
@@ -195,7 +197,14 @@ pub fn endpoint(e: &EndpointInfo) -> String {
         ("Host interface", or_dash(Some(&e.host_ifname))),
         ("Sandbox", or_dash(e.sandbox.as_deref())),
         ("Interface", or_dash(e.ifname.as_deref())),
+        ("Ports", ports(e)),
     ])
+}
+
+/// An endpoint's published ports as `docker ps` shows them
+/// (`0.0.0.0:8053->53/udp, ...`), or `-`.
+pub fn ports(e: &EndpointInfo) -> String {
+    list(&e.ports.iter().map(ToString::to_string).collect::<Vec<_>>())
 }
 
 pub fn daemon_info(i: &DaemonInfo) -> String {
@@ -375,6 +384,51 @@ icmp   c1        10.84.0.2:7      192.0.2.1:0   2    1   0.2s
 "
         );
         assert_eq!(nat_table(&[]), "PROTO  ENDPOINT  INSIDE  OUTSIDE  OUT  IN  IDLE\n");
+    }
+
+    fn endpoint_with_ports(ports: serde_json::Value) -> EndpointInfo {
+        serde_json::from_value(serde_json::json!({
+            "id": "c0ffee00c0ffee00c0ffee00c0ffee00",
+            "name": "dns",
+            "network": "n1",
+            "address": "10.99.0.2/24",
+            "mac": "02:42:0a:63:00:02",
+            "gateway": "10.99.0.1",
+            "kind": "veth",
+            "host_ifname": "pxh1a2b3c",
+            "sandbox": "dns",
+            "ifname": "eth0",
+            "ports": ports,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoints_show_their_ports() {
+        let e = endpoint_with_ports(serde_json::json!([
+            {"host_ip": "0.0.0.0", "host_port": 8053, "container_port": 53, "protocol": "udp"},
+            {"host_ip": "127.0.0.1", "host_port": 40001, "container_port": 5353, "protocol": "udp"},
+        ]));
+        let want = "0.0.0.0:8053->53/udp, 127.0.0.1:40001->5353/udp";
+        assert_eq!(ports(&e), want);
+        let t = endpoints_table(std::slice::from_ref(&e));
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].ends_with("IFNAME  PORTS"), "{t}");
+        assert!(lines[1].ends_with(&format!("eth0    {want}")), "{t}");
+        let shown = endpoint(&e);
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("Ports:") && l.ends_with(&format!(" {want}"))),
+            "{shown}"
+        );
+        let none = endpoint_with_ports(serde_json::json!([]));
+        assert_eq!(ports(&none), "-");
+        assert!(endpoints_table(&[none]).lines().nth(1).unwrap().ends_with("eth0    -"));
+        // Older daemons send no `ports`: the library's serde default is empty.
+        let mut v = serde_json::to_value(&e).unwrap();
+        v.as_object_mut().unwrap().remove("ports");
+        assert!(serde_json::from_value::<EndpointInfo>(v).unwrap().ports.is_empty());
     }
 
     #[test]
