@@ -19,7 +19,7 @@ use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec, SwitchView,
 use plexus_sandbox::files::{self, HostsEntry};
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, netns};
-use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, PublishSpec};
+use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, NatProto, PublishSpec};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -604,6 +604,10 @@ fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
             .bindings
             .iter()
             .map(|b| PublishSpec {
+                proto: match b.protocol {
+                    Protocol::Tcp => NatProto::Tcp,
+                    Protocol::Udp => NatProto::Udp,
+                },
                 host: SocketAddrV4::new(b.host_ip, b.host_port),
                 container_port: b.container_port,
             })
@@ -611,7 +615,7 @@ fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
     }
 }
 
-/// Reserves the host ports of `--publish` mappings (UDP for now), all or none.
+/// Reserves the host ports of `--publish` mappings, all or none.
 fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -> Result<Vec<Binding>> {
     if mappings.is_empty() {
         return Ok(Vec::new());
@@ -621,11 +625,6 @@ fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -
             "only endpoints with an address (bridge networks) publish ports".into(),
         ));
     }
-    if let Some(m) = mappings.iter().find(|m| m.protocol == Protocol::Tcp) {
-        return Err(Error::InvalidOption(format!(
-            "publishing TCP ports is not supported yet: {m} (UDP is: add /udp; TCP comes with outbound TCP)"
-        )));
-    }
     Ok(core.ports.allocate(mappings, os_port_free)?)
 }
 
@@ -633,10 +632,13 @@ fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -
 /// `port is already allocated`.
 fn driver_error(e: plexus_drivers::DriverError) -> Error {
     match e {
-        plexus_drivers::DriverError::PortInUse { host } => Error::Publish(PublishError::PortAllocated {
+        plexus_drivers::DriverError::PortInUse { host, proto } => Error::Publish(PublishError::PortAllocated {
             host_ip: *host.ip(),
             port: host.port(),
-            protocol: Protocol::Udp,
+            protocol: match proto {
+                NatProto::Tcp => Protocol::Tcp,
+                _ => Protocol::Udp,
+            },
         }),
         e => Error::Driver(e),
     }

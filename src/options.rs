@@ -101,7 +101,7 @@ pub struct EndpointOptions {
     pub remove_with_sandbox: bool,
     /// `--type`: veth (default) or TAP.
     pub kind: EndpointKind,
-    /// `--publish`: host ports delivered into the container (UDP for now).
+    /// `--publish`: host ports (TCP and UDP) delivered into the container.
     pub publish: Vec<PortMapping>,
 }
 

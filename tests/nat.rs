@@ -372,9 +372,260 @@ fn published_udp_ports_keep_the_clients_address() {
     let ep: Value = serde_json::from_str(&d.ok(&["endpoint", "inspect", "eph", "--format", "json"])).unwrap();
     let host_port = ep["ports"][0]["host_port"].as_u64().unwrap();
     assert!(host_port >= 1024, "{ep}");
-    // TCP is refused with a clear message for now.
-    let out = d.plexus(&["run", "--network", "pub", "-p", "8080:80", "tcp"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("TCP"), "{out:?}");
+
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// A TCP test peer (python3, no other tool needed). `server ADDR PORT...`
+/// answers each connection with `from=IP:PORT port=P` and then serves `GET N`
+/// (sends N deterministic bytes) or `PUT N` (reads N bytes, answers their
+/// SHA-256). `client HOST PORT GET|PUT N [SRCPORT]` prints the server's first
+/// line, then the SHA-256 of what it received (GET) or the server's (PUT),
+/// then the SHA-256 of the expected bytes. A refused connect prints `refused`.
+const TCP_PEER: &str = r#"
+import socket, sys, hashlib, random, threading
+def data(n):
+    return random.Random(7).randbytes(n)
+def recv_exact(c, n):
+    h = hashlib.sha256(); got = 0
+    while got < n:
+        b = c.recv(min(1 << 20, n - got))
+        if not b: break
+        h.update(b); got += len(b)
+    return h.hexdigest(), got
+def line(f):
+    return f.readline().decode().strip()
+def serve(c, a):
+    f = c.makefile('rb')
+    c.sendall(('from=%s:%d port=%d\n' % (a[0], a[1], c.getsockname()[1])).encode())
+    cmd, n = line(f).split(); n = int(n)
+    if cmd == 'GET':
+        c.sendall(data(n)); c.shutdown(socket.SHUT_WR); c.recv(1)
+    else:
+        h = hashlib.sha256(); got = 0
+        while got < n:
+            b = f.read(min(1 << 20, n - got))
+            if not b: break
+            h.update(b); got += len(b)
+        c.sendall((h.hexdigest() + '\n').encode())
+    c.close()
+if sys.argv[1] == 'server':
+    for p in sys.argv[3:]:
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((sys.argv[2], int(p))); s.listen(64)
+        def loop(s=s):
+            while True:
+                c, a = s.accept()
+                threading.Thread(target=serve, args=(c, a), daemon=True).start()
+        threading.Thread(target=loop, daemon=True).start()
+    print('ready', flush=True)
+    threading.Event().wait()
+else:
+    host, port, cmd, n = sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    c = socket.socket(); c.settimeout(20)
+    if len(sys.argv) > 6: c.bind(('0.0.0.0', int(sys.argv[6])))
+    try:
+        c.connect((host, port))
+    except ConnectionRefusedError:
+        print('refused'); sys.exit(0)
+    except OSError as e:
+        print('error', e.errno); sys.exit(0)
+    f = c.makefile('rb')
+    print(line(f))
+    c.sendall(('%s %d\n' % (cmd, n)).encode())
+    if cmd == 'GET':
+        h = hashlib.sha256(); got = 0
+        while True:
+            b = f.read(1 << 20)
+            if not b: break
+            h.update(b); got += len(b)
+        print(h.hexdigest())
+    else:
+        c.sendall(data(n)); print(line(f))
+    print(hashlib.sha256(data(n)).hexdigest())
+"#;
+
+/// Starts a TCP peer server in namespace `ns` (or, with `sandbox`, in a
+/// container through `plexus exec`) and waits until it listens.
+fn tcp_server(cmd: &mut Command) -> Child {
+    let mut child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+    let mut ready = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready", "TCP server did not start");
+    child
+}
+
+fn tcp_server_in_ns(ns: &str, addr: &str, ports: &[&str]) -> Child {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "python3", "-c", TCP_PEER, "server", addr])
+        .args(ports);
+    tcp_server(&mut cmd)
+}
+
+fn tcp_server_in_sandbox(d: &Daemon, sandbox: &str, ports: &[&str]) -> Child {
+    let mut cmd = Command::new(common::plexus_bin());
+    cmd.args(["--socket", d.socket.to_str().unwrap(), "exec", sandbox, "--"])
+        .args(["python3", "-c", TCP_PEER, "server", "0.0.0.0"])
+        .args(ports);
+    tcp_server(&mut cmd)
+}
+
+/// What a TCP peer client printed: (server's first line, received hash,
+/// expected hash).
+fn tcp_client(cmd: &mut Command, args: &[&str]) -> (String, String, String) {
+    let out = cmd
+        .args(["python3", "-c", TCP_PEER, "client"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut lines = text.lines().map(str::to_owned);
+    let first = lines.next().unwrap_or_default();
+    let got = lines.next().unwrap_or_default();
+    let want = lines.next().unwrap_or_default();
+    (first, got, want)
+}
+
+fn tcp_from_ns(ns: &str, args: &[&str]) -> (String, String, String) {
+    tcp_client(Command::new("ip").args(["netns", "exec", ns]), args)
+}
+
+fn tcp_from_sandbox(d: &Daemon, sandbox: &str, args: &[&str]) -> (String, String, String) {
+    let mut cmd = Command::new(common::plexus_bin());
+    cmd.args(["--socket", d.socket.to_str().unwrap(), "exec", sandbox, "--"]);
+    tcp_client(&mut cmd, args)
+}
+
+const TEN_MB: &str = "10000000";
+
+#[test]
+fn tcp_reaches_the_outside_through_host_streams() {
+    require_root!();
+    let env = TestEnv::new();
+    let world = World::new(&env, 44, true);
+    let d = Daemon::start_in(&env, Some(&world.host), &["--nat-tcp-transitory-timeout", "5"]);
+    // A container MTU below the host's: each side of the relay has its own MSS.
+    d.ok(&["network", "create", "--subnet", "10.84.5.0/24", "--mtu", "1280", "out"]);
+    d.ok(&["run", "--network", "out", "c1"]);
+    let mut server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
+
+    // 10 MB each way; the server sees the host's address (the NAT worked).
+    let (from, got, want) = tcp_from_sandbox(&d, "c1", &[&world.outside_ip, "8080", "GET", TEN_MB]);
+    assert!(from.starts_with(&format!("from={}:", world.host_ip)), "{from}");
+    assert_eq!(got, want, "download corrupted");
+    let (from, got, want) = tcp_from_sandbox(&d, "c1", &[&world.outside_ip, "8080", "PUT", TEN_MB]);
+    assert!(from.starts_with(&format!("from={}:", world.host_ip)), "{from}");
+    assert_eq!(got, want, "upload corrupted");
+
+    // A refused connect reaches the container as a reset.
+    let (first, _, _) = tcp_from_sandbox(&d, "c1", &[&world.outside_ip, "8081", "GET", "1"]);
+    assert_eq!(first, "refused");
+
+    // `plexus nat` shows the connection while it is open, and not after.
+    let mut slow = Command::new(common::plexus_bin())
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "exec",
+            "c1",
+            "--",
+            "python3",
+            "-c",
+        ])
+        .arg(format!(
+            "import socket,time\nc=socket.create_connection(('{}',8080))\nc.recv(100)\ntime.sleep(4)\n",
+            world.outside_ip
+        ))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let flows = nat_flows(&d);
+    let tcp: Vec<&Value> = flows.iter().filter(|f| f["proto"] == "tcp").collect();
+    assert_eq!(tcp.len(), 1, "{flows:?}");
+    assert_eq!(tcp[0]["state"], "established", "{flows:?}");
+    assert_eq!(tcp[0]["outside"], format!("{}:8080", world.outside_ip), "{flows:?}");
+    let _ = slow.wait();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while nat_flows(&d).iter().any(|f| f["proto"] == "tcp") {
+        assert!(Instant::now() < deadline, "TCP flow never went: {:?}", nat_flows(&d));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // An internal network never gets a TCP connection out.
+    d.ok(&["network", "create", "--internal", "--subnet", "10.84.6.0/24", "int"]);
+    d.ok(&["run", "--network", "int", "c2"]);
+    let (first, _, _) = tcp_from_sandbox(&d, "c2", &[&world.outside_ip, "8080", "GET", "1"]);
+    assert!(!first.starts_with("from="), "internal network got out: {first}");
+
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn published_tcp_ports_keep_the_clients_address() {
+    require_root!();
+    let env = TestEnv::new();
+    let world = World::new(&env, 45, true);
+    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    d.ok(&["network", "create", "--subnet", "10.84.7.0/24", "pubt"]);
+    d.ok(&[
+        "run",
+        "--network",
+        "pubt",
+        "-p",
+        "8080:80",
+        "-p",
+        "9000-9001:7000-7001/tcp",
+        "web",
+    ]);
+    let mut server = tcp_server_in_sandbox(&d, "web", &["80", "7000", "7001"]);
+
+    // A client outside: the container sees its real address; 10 MB each way.
+    let (from, got, want) = tcp_from_ns(&world.outside, &[&world.host_ip, "8080", "GET", TEN_MB, "41000"]);
+    assert_eq!(from, format!("from={}:41000 port=80", world.outside_ip));
+    assert_eq!(got, want, "download from the published port corrupted");
+    let (from, got, want) = tcp_from_ns(&world.outside, &[&world.host_ip, "8080", "PUT", TEN_MB]);
+    assert!(from.starts_with(&format!("from={}:", world.outside_ip)), "{from}");
+    assert_eq!(got, want, "upload to the published port corrupted");
+    // A range maps each host port to its container port.
+    for (host, container) in [("9000", 7000), ("9001", 7001)] {
+        let (from, _, _) = tcp_from_ns(&world.outside, &[&world.host_ip, host, "GET", "1"]);
+        assert!(from.ends_with(&format!("port={container}")), "{host}: {from}");
+    }
+    // 127.0.0.1 in the host reaches it (the container sees the gateway).
+    let (from, got, want) = tcp_from_ns(&world.host, &["127.0.0.1", "8080", "GET", "100000"]);
+    assert!(from.starts_with("from=10.84.7.1:"), "{from}");
+    assert_eq!(got, want);
+    // Another container reaches it through the host's address (hairpin).
+    d.ok(&["run", "--network", "pubt", "peer"]);
+    let (from, got, want) = tcp_from_sandbox(&d, "peer", &[&world.host_ip, "8080", "GET", "100000"]);
+    assert!(from.starts_with(&format!("from={}:", world.host_ip)), "{from}");
+    assert_eq!(got, want);
+
+    // A published port with no server in the container: the client is reset.
+    d.ok(&["run", "--network", "pubt", "-p", "8090:90", "empty"]);
+    let (first, _, _) = tcp_from_ns(&world.outside, &[&world.host_ip, "8090", "GET", "1"]);
+    assert!(!first.starts_with("from="), "{first}");
+
+    // The same host port again fails whole, and leaves nothing behind.
+    let out = d.plexus(&["run", "--network", "pubt", "-p", "8080:80", "again"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("port is already allocated"), "{err}");
+    assert!(!d.plexus(&["sandbox", "inspect", "again"]).status.success());
+    // A port another program listens on fails the same way.
+    let mut blocker = tcp_server_in_ns(&world.host, "0.0.0.0", &["8091"]);
+    let out = d.plexus(&["run", "--network", "pubt", "-p", "8091:80", "blocked"]);
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port is already allocated"),
+        "{out:?}"
+    );
 
     let _ = server.kill();
     let _ = server.wait();

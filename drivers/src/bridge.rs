@@ -167,8 +167,8 @@ impl BridgeDriver {
         {
             let _ = self.detach(ep);
             return Err(match e {
-                DataplaneError::Bind { host, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
-                    DriverError::PortInUse { host }
+                DataplaneError::Bind { host, proto, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
+                    DriverError::PortInUse { host, proto }
                 }
                 e => e.into(),
             });
@@ -425,6 +425,7 @@ impl SwitchView for BridgeDriver {
             .into_iter()
             .map(|f| NatRow {
                 proto: f.flow.key.proto,
+                state: f.flow.tcp,
                 inside: f.flow.key.inside,
                 outside: f.flow.key.outside,
                 endpoint: by_port

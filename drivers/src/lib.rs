@@ -44,10 +44,12 @@ pub enum DriverError {
         source: std::io::Error,
     },
     /// A published host port is taken (by Plexus or any other program).
-    #[error("bind {host}: port is already allocated")]
+    #[error("bind {host}/{}: port is already allocated", proto.as_str())]
     PortInUse {
         /// The host address and port.
         host: std::net::SocketAddrV4,
+        /// TCP or UDP.
+        proto: plexus_switch::NatProto,
     },
     /// The network or endpoint is unknown to the driver.
     #[error("driver {driver}: no {what} {id}")]
@@ -151,7 +153,7 @@ pub struct EndpointSpec {
     pub peer_ifname: String,
     /// veth or TAP.
     pub kind: EndpointKind,
-    /// Published UDP ports to deliver into the container.
+    /// Published ports (TCP and UDP) to deliver into the container.
     pub publish: Vec<plexus_switch::PublishSpec>,
 }
 
@@ -275,17 +277,21 @@ pub struct PortRow {
 /// One outbound NAT flow, with the endpoint it belongs to.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NatRow {
-    /// `udp` or `icmp`.
+    /// `udp`, `icmp` or `tcp`.
     pub proto: plexus_switch::NatProto,
+    /// A TCP flow's phase: `connecting`, `established` or `closing` (absent for
+    /// UDP and ICMP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<plexus_switch::tcp::TcpPhase>,
     /// The container's address and port (ICMP: echo identifier).
     pub inside: std::net::SocketAddrV4,
     /// The outside address and port (ICMP: 0).
     pub outside: std::net::SocketAddrV4,
     /// The endpoint (its id from a driver, its name from the controller).
     pub endpoint: String,
-    /// Packets from the container.
+    /// Packets from the container (UDP, ICMP; 0 for TCP).
     pub packets_out: u64,
-    /// Packets to the container.
+    /// Packets to the container (UDP, ICMP; 0 for TCP).
     pub packets_in: u64,
     /// Seconds since the flow last carried a packet.
     pub idle_secs: f64,

@@ -18,12 +18,14 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsFd;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -35,6 +37,7 @@ use crate::flowsock::FlowSocket;
 use crate::gateway::{self, GatewayConfig, Routed};
 use crate::nat::{Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, PublishSpec};
 use crate::port::{BATCH, FrameBuf, MAX_FRAME_LEN, Port, RxBatch, SendResult};
+use crate::tcp::{FrameSink, StackConfig, Step, TcpRelay};
 use crate::wire::EthernetFrame;
 use crate::wire::icmpv4::DstUnreachable;
 use crate::wire::vnet;
@@ -73,10 +76,12 @@ pub enum DataplaneError {
         source: io::Error,
     },
     /// A published host port could not be bound.
-    #[error("bind {host}: {source}")]
+    #[error("bind {host}/{}: {source}", proto.as_str())]
     Bind {
         /// The host address and port.
         host: std::net::SocketAddrV4,
+        /// TCP or UDP.
+        proto: NatProto,
         /// The bind error (EADDRINUSE: taken by another program).
         source: io::Error,
     },
@@ -270,6 +275,14 @@ struct Worker {
     nat_rx: Box<[u8]>,
     /// Published ports: listening sockets, and the conversations they carry.
     published: Published,
+    /// TCP: the relay (one smoltcp stack per endpoint) and each flow's host
+    /// stream (token `NAT_TOKENS + flow id`, like the datagram sockets).
+    tcp: TcpRelay,
+    streams: Vec<Option<TcpStream>>,
+    /// TCP flows whose streams were ready: (flow, readable, writable).
+    tcp_ready: Vec<(FlowId, bool, bool)>,
+    /// TCP flows that finished during a walk, closed after it: (flow, reset).
+    closing: Vec<(FlowId, bool)>,
     last_expire: Instant,
     last_work: Instant,
     stop: bool,
@@ -298,6 +311,10 @@ impl Worker {
             nat_ready: Vec::with_capacity(256),
             nat_rx: vec![0u8; 65536].into_boxed_slice(),
             published: Published::default(),
+            tcp: TcpRelay::new(now),
+            streams: Vec::new(),
+            tcp_ready: Vec::with_capacity(256),
+            closing: Vec::new(),
             last_expire: now,
             last_work: now,
             stop: false,
@@ -313,7 +330,8 @@ impl Worker {
             let timeout = if any_ready || spinning {
                 Duration::ZERO
             } else {
-                EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire))
+                let expire = EXPIRE_EVERY.saturating_sub(now.saturating_duration_since(self.last_expire));
+                self.tcp.next_timer(now).map_or(expire, |t| t.min(expire))
             };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -326,7 +344,14 @@ impl Worker {
                 match ev.token() {
                     WAKER => {}
                     Token(t) if t >= NAT_TOKENS => {
-                        if let Ok(id) = u32::try_from(t - NAT_TOKENS) {
+                        let Ok(id) = u32::try_from(t - NAT_TOKENS) else {
+                            continue;
+                        };
+                        if self.streams.get(id as usize).is_some_and(Option::is_some) {
+                            let r = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            let w = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                            self.tcp_ready.push((FlowId(id), r, w));
+                        } else {
                             self.nat_ready.push(FlowId(id));
                         }
                     }
@@ -346,6 +371,9 @@ impl Worker {
             while let Some(id) = self.nat_ready.pop() {
                 frames += self.nat_inbound(now, id);
             }
+            while let Some((id, r, w)) = self.tcp_ready.pop() {
+                frames += self.tcp_host_event(now, id, r, w);
+            }
             while let Some(i) = self.published.ready.pop() {
                 frames += self.published_inbound(now, i);
             }
@@ -354,14 +382,22 @@ impl Worker {
                     frames += self.burst(now, i);
                 }
             }
+            if self.tcp.next_timer(now).is_some_and(|t| t.is_zero()) {
+                self.tcp_timers(now);
+            }
+            self.finish_closing(now);
             if frames > 0 {
                 self.last_work = now;
             }
             if now.saturating_duration_since(self.last_expire) >= EXPIRE_EVERY {
                 self.engine.expire(now);
                 self.collect_overruns();
-                let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
-                self.nat.expire(now, |id| close_flow(poll, sockets, id));
+                let (sockets, poll, closing) = (&mut self.nat_sockets, &self.poll, &mut self.closing);
+                self.nat.expire(now, |id| {
+                    close_flow(poll, sockets, id);
+                    closing.push((id, true));
+                });
+                self.finish_closing(now);
                 let timeout = self.config.nat.udp_timeout;
                 self.published
                     .conversations
@@ -406,6 +442,19 @@ impl Worker {
                             out.set_built(n);
                             replies += 1;
                         }
+                        GatewayOutcome::Routed(r, gw) if r.key.proto == NatProto::Tcp => {
+                            let c = TcpCtx {
+                                now,
+                                poll: &self.poll,
+                                engine: &mut self.engine,
+                                slots: &mut self.slots,
+                                nat: &mut self.nat,
+                                tcp: &mut self.tcp,
+                                streams: &mut self.streams,
+                                closing: &mut self.closing,
+                            };
+                            tcp_outbound(c, ingress, buf.frame(), &r, gw);
+                        }
                         GatewayOutcome::Routed(r, gw) => {
                             nat_outbound(NatCtx {
                                 now,
@@ -446,19 +495,11 @@ impl Worker {
 
     /// Sends the gateway's replies of this burst back out of the ingress port.
     fn send_replies(&mut self, ingress: PortId, n: usize) {
-        let Some(slot) = self.slots.get_mut(slot_index(ingress)).and_then(Option::as_mut) else {
-            return;
+        let mut sink = PortSink {
+            slots: &mut self.slots,
+            engine: &mut self.engine,
         };
-        let offload = slot.port.offload();
-        let mut frames: [&[u8]; REPLY_SLOTS] = [&[]; REPLY_SLOTS];
-        for (f, r) in frames.iter_mut().zip(&self.replies[..n]) {
-            *f = if offload { r.bytes_with_hdr() } else { r.frame() };
-        }
-        let r = slot.port.send(&frames[..n]);
-        for f in &self.replies[..r.sent.min(n)] {
-            self.engine.count_tx(ingress, f.len());
-        }
-        count_send_drops(&mut self.engine, ingress, n, r);
+        sink.send(ingress, &self.replies[..n]);
     }
 
     /// Sends the gathered frames out of port `q` in one batched call.
@@ -510,8 +551,13 @@ impl Worker {
                 let _ = r.send(self.add_port(port, config));
             }
             Command::RemovePort(id, r) => {
-                let (sockets, poll) = (&mut self.nat_sockets, &self.poll);
-                self.nat.remove_port(id, |f| close_flow(poll, sockets, f));
+                let (sockets, poll, closing) = (&mut self.nat_sockets, &self.poll, &mut self.closing);
+                self.nat.remove_port(id, |f| {
+                    close_flow(poll, sockets, f);
+                    closing.push((f, true));
+                });
+                self.finish_closing(Instant::now());
+                self.tcp.remove_stack(id);
                 self.published.remove_port(&self.poll, id);
                 let res = self.engine.remove_port(id).map(|_| {
                     if let Some(slot) = self.slots.get_mut(slot_index(id)).and_then(Option::take) {
@@ -603,29 +649,35 @@ impl Worker {
     /// Delivers what clients sent to published listener `i` into its container,
     /// with the client's address as the source; returns the datagrams delivered.
     fn published_inbound(&mut self, now: Instant, i: usize) -> usize {
+        if matches!(
+            self.published.listeners.get(i),
+            Some(Some(Listener {
+                sock: ListenSock::Tcp(_),
+                ..
+            }))
+        ) {
+            return self.published_accept(now, i);
+        }
         let mut delivered = 0;
         for _ in 0..NAT_BURST {
-            let Some(l) = self.published.listeners.get(i).and_then(Option::as_ref) else {
+            let Some(Some(Listener {
+                sock: ListenSock::Udp(sock),
+                port,
+                container,
+            })) = self.published.listeners.get(i)
+            else {
                 break;
             };
-            let (n, from) = match l.sock.recv_from(&mut self.nat_rx) {
+            let (n, from) = match sock.recv_from(&mut self.nat_rx) {
                 Ok((n, SocketAddr::V4(from))) => (n, from),
                 Ok(_) => continue,
                 Err(_) => break,
             };
-            let (port, container) = (l.port, l.container);
-            let Some(cfg) = self.engine.port_config(port) else {
+            let (port, container) = (*port, *container);
+            let Some((path, stack)) = self.endpoint_path(port) else {
                 break;
             };
-            let (Some(mac), Some(gw)) = (cfg.mac, self.engine.domain_gateway(cfg.domain)) else {
-                break;
-            };
-            // The container cannot answer a loopback source: it sees the gateway.
-            let apparent = if from.ip().is_loopback() || from.ip().is_unspecified() {
-                SocketAddrV4::new(gw.ip, from.port())
-            } else {
-                from
-            };
+            let apparent = apparent_client(from, stack.gateway_ip);
             self.published.conversations.insert(
                 (container, apparent),
                 Conversation {
@@ -640,14 +692,11 @@ impl Worker {
                     inside: container,
                     outside: apparent,
                 },
-                path: FlowPath {
-                    port,
-                    mac,
-                    gateway_mac: gw.mac,
-                },
+                path,
                 last_seen: now,
                 packets_out: 0,
                 packets_in: 0,
+                tcp: None,
             };
             let out = &mut self.replies[0];
             let Some(len) = gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()) else {
@@ -667,22 +716,190 @@ impl Worker {
     /// Sends the frame built in `replies[0]` out of `port` and counts it;
     /// `None` when the port is gone, else whether the frame left.
     fn deliver_reply(&mut self, port: PortId) -> Option<bool> {
-        let out = &self.replies[0];
-        let len = out.frame().len();
-        let slot = self.slots.get_mut(slot_index(port)).and_then(Option::as_mut)?;
-        let frame = if slot.port.offload() {
-            out.bytes_with_hdr()
-        } else {
-            out.frame()
+        let mut sink = PortSink {
+            slots: &mut self.slots,
+            engine: &mut self.engine,
         };
-        let r = slot.port.send(&[frame]);
-        if r.sent == 1 {
-            self.engine.count_tx(port, len);
-            Some(true)
-        } else {
-            count_send_drops(&mut self.engine, port, 1, r);
-            Some(false)
+        sink.send_counted(port, &self.replies[..1]).map(|sent| sent == 1)
+    }
+
+    /// Handles readiness of TCP flow `id`'s host stream: the end of its
+    /// connect, or data or room to move.
+    fn tcp_host_event(&mut self, now: Instant, id: FlowId, readable: bool, writable: bool) -> usize {
+        let Some(stream) = self.streams.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return 0;
+        };
+        let mut sink = PortSink {
+            slots: &mut self.slots,
+            engine: &mut self.engine,
+        };
+        if !self.tcp.is_connecting(id) {
+            let step = self.tcp.host_ready(now, id, readable, writable, stream, &mut sink);
+            self.tcp_step(now, id, step);
+            return 1;
         }
+        let status = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                Err(e) => Err(e),
+            },
+        };
+        let step = match status {
+            Ok(false) => return 0,
+            Ok(true) => self.tcp.host_connected(now, id, true, stream, &mut sink),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EHOSTUNREACH) => return self.tcp_unreachable(now, id, DstUnreachable::HostUnreachable),
+                Some(libc::ENETUNREACH) => return self.tcp_unreachable(now, id, DstUnreachable::NetUnreachable),
+                Some(libc::ETIMEDOUT) => return self.tcp_unreachable(now, id, DstUnreachable::HostUnreachable),
+                // Refused (or anything else): the container gets a reset.
+                _ => self.tcp.host_connected(now, id, false, stream, &mut sink),
+            },
+        };
+        self.tcp_step(now, id, step);
+        1
+    }
+
+    /// The outside of outbound TCP flow `id` is unreachable: the container
+    /// gets the ICMP error its SYN would have met, and the flow ends.
+    fn tcp_unreachable(&mut self, now: Instant, id: FlowId, reason: DstUnreachable) -> usize {
+        let quote = self.tcp.held_syn(id).and_then(|syn| {
+            let ihl = usize::from(syn.first()? & 0x0f) * 4;
+            <[u8; 8]>::try_from(syn.get(ihl..ihl + 8)?).ok()
+        });
+        if let (Some(flow), Some(quote)) = (self.nat.get(id).copied(), quote) {
+            let out = &mut self.replies[0];
+            if let Some(len) = gateway::unreachable_quoting(&flow, reason, quote, out.frame_area_mut()) {
+                out.set_built(len);
+                self.deliver_reply(flow.path.port);
+            }
+        }
+        self.close_tcp(now, id, false);
+        1
+    }
+
+    /// Applies a relay step to flow `id`.
+    fn tcp_step(&mut self, now: Instant, id: FlowId, step: Step) {
+        match step {
+            Step::Open(phase) => self.nat.touch_tcp(now, id, phase),
+            Step::Done { reset } => self.close_tcp(now, id, reset),
+        }
+    }
+
+    /// Runs the TCP stacks' timers and closes the connections that ended.
+    fn tcp_timers(&mut self, now: Instant) {
+        let mut sink = PortSink {
+            slots: &mut self.slots,
+            engine: &mut self.engine,
+        };
+        let closing = &mut self.closing;
+        self.tcp.poll_timers(now, &mut sink, |id, _, step| {
+            if let Step::Done { reset } = step {
+                closing.push((id, reset));
+            }
+        });
+    }
+
+    /// Closes the TCP flows queued in `closing`.
+    fn finish_closing(&mut self, now: Instant) {
+        while let Some((id, reset)) = self.closing.pop() {
+            self.close_tcp(now, id, reset);
+        }
+    }
+
+    /// Ends TCP flow `id`: closes its host stream (a reset if `reset`), resets
+    /// the container side if still open, removes the flow.
+    fn close_tcp(&mut self, now: Instant, id: FlowId, reset: bool) {
+        if let Some(mut s) = self.streams.get_mut(id.0 as usize).and_then(Option::take) {
+            let _ = self.poll.registry().deregister(&mut s);
+            if reset {
+                reset_on_close(&s);
+            }
+        }
+        let mut sink = PortSink {
+            slots: &mut self.slots,
+            engine: &mut self.engine,
+        };
+        self.tcp.remove(now, id, &mut sink);
+        self.nat.remove(id);
+    }
+
+    /// Accepts clients of published TCP listener `i`; each becomes a flow whose
+    /// stack connects to the container from the client's address.
+    fn published_accept(&mut self, now: Instant, i: usize) -> usize {
+        let mut accepted = 0;
+        for _ in 0..NAT_BURST {
+            let Some(l) = self.published.listeners.get(i).and_then(Option::as_ref) else {
+                break;
+            };
+            let ListenSock::Tcp(ls) = &l.sock else { break };
+            let (mut stream, from) = match ls.accept() {
+                Ok((s, SocketAddr::V4(from))) => (s, from),
+                Ok(_) => continue,
+                Err(_) => break,
+            };
+            let (port, container) = (l.port, l.container);
+            let Some((path, stack)) = self.endpoint_path(port) else {
+                reset_on_close(&stream);
+                break;
+            };
+            let client = apparent_client(from, stack.gateway_ip);
+            let key = FlowKey {
+                proto: NatProto::Tcp,
+                inside: container,
+                outside: client,
+            };
+            let id = match self.nat.outbound(now, key, path) {
+                Outbound::New(id) => id,
+                Outbound::Full => {
+                    self.engine.count_drop(port, DropReason::NatFull);
+                    reset_on_close(&stream);
+                    continue;
+                }
+                Outbound::Existing(_) => {
+                    reset_on_close(&stream);
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let token = Token(NAT_TOKENS + id.0 as usize);
+            if self
+                .poll
+                .registry()
+                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                .is_err()
+            {
+                self.nat.remove(id);
+                self.engine.count_drop(port, DropReason::NatError);
+                reset_on_close(&stream);
+                continue;
+            }
+            put_stream(&mut self.streams, id, stream);
+            self.tcp.ensure_stack(now, port, stack);
+            let mut sink = PortSink {
+                slots: &mut self.slots,
+                engine: &mut self.engine,
+            };
+            if !self.tcp.open_published(now, id, port, container, client, &mut sink) {
+                self.engine.count_drop(port, DropReason::NatError);
+                self.close_tcp(now, id, true);
+            }
+            accepted += 1;
+        }
+        accepted
+    }
+
+    /// How frames reach the container behind `port`: its flow path and stack.
+    fn endpoint_path(&self, port: PortId) -> Option<(FlowPath, StackConfig)> {
+        let cfg = self.engine.port_config(port)?;
+        let (mac, gw) = (cfg.mac?, self.engine.domain_gateway(cfg.domain)?);
+        let path = FlowPath {
+            port,
+            mac,
+            gateway_mac: gw.mac,
+        };
+        Some((path, stack_config(mac, &gw, cfg.mtu)))
     }
 
     /// Moves the kernel's per-port drop counts into the engine's counters.
@@ -811,6 +1028,153 @@ fn nat_outbound(c: NatCtx<'_>) {
     }
 }
 
+/// Everything the TCP half of NAT touches for one packet.
+struct TcpCtx<'a> {
+    now: Instant,
+    poll: &'a Poll,
+    engine: &'a mut Engine,
+    slots: &'a mut Vec<Option<Slot>>,
+    nat: &'a mut NatTable,
+    tcp: &'a mut TcpRelay,
+    streams: &'a mut Vec<Option<TcpStream>>,
+    closing: &'a mut Vec<(FlowId, bool)>,
+}
+
+/// Hands a container's TCP segment to its flow's stack; a SYN to the outside
+/// opens a flow (its host connect starts, the SYN waits for it); anything else
+/// gets the stack's answer (a reset).
+fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, gw: GatewayConfig) {
+    let (Some(packet), Ok(eth)) = (frame.get(routed.payload.clone()), EthernetFrame::new_checked(frame)) else {
+        return;
+    };
+    let now = c.now;
+    let mtu = c.engine.port_config(ingress).map_or(1500, |p| p.mtu);
+    let mut sink = PortSink {
+        slots: c.slots,
+        engine: c.engine,
+    };
+    let key = routed.key;
+    if let Some(id) = c.nat.find(&key) {
+        match c.streams.get_mut(id.0 as usize).and_then(Option::as_mut) {
+            Some(stream) => match c.tcp.ingress(now, id, packet, stream, &mut sink) {
+                Step::Open(phase) => c.nat.touch_tcp(now, id, phase),
+                Step::Done { reset } => c.closing.push((id, reset)),
+            },
+            None => c.tcp.stray(now, ingress, packet, &mut sink),
+        }
+        return;
+    }
+    c.tcp.ensure_stack(now, ingress, stack_config(eth.src(), &gw, mtu));
+    if !routed.syn || *key.outside.ip() == gw.ip {
+        return c.tcp.stray(now, ingress, packet, &mut sink);
+    }
+    let path = FlowPath {
+        port: ingress,
+        mac: eth.src(),
+        gateway_mac: gw.mac,
+    };
+    match c.nat.outbound(now, key, path) {
+        Outbound::Full => {
+            sink.engine.count_drop(ingress, DropReason::NatFull);
+            c.tcp.stray(now, ingress, packet, &mut sink);
+        }
+        Outbound::Existing(_) => {}
+        Outbound::New(id) => match open_stream(c.poll, key.outside, id) {
+            Ok(stream) => {
+                put_stream(c.streams, id, stream);
+                c.tcp.hold_syn(id, ingress, packet);
+            }
+            Err(_) => {
+                c.nat.remove(id);
+                sink.engine.count_drop(ingress, DropReason::NatError);
+                c.tcp.stray(now, ingress, packet, &mut sink);
+            }
+        },
+    }
+}
+
+fn stack_config(mac: crate::MacAddr, gw: &GatewayConfig, mtu: u32) -> StackConfig {
+    StackConfig {
+        mac,
+        gateway_mac: gw.mac,
+        gateway_ip: gw.ip,
+        prefix: gw.subnet.prefix_len(),
+        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+    }
+}
+
+/// Starts a nonblocking connect to `outside` for flow `id`.
+fn open_stream(poll: &Poll, outside: SocketAddrV4, id: FlowId) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(SocketAddr::V4(outside))?;
+    let _ = stream.set_nodelay(true);
+    let token = Token(NAT_TOKENS + id.0 as usize);
+    poll.registry()
+        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    Ok(stream)
+}
+
+fn put_stream(streams: &mut Vec<Option<TcpStream>>, id: FlowId, stream: TcpStream) {
+    let i = id.0 as usize;
+    if streams.len() <= i {
+        streams.resize_with(i + 1, || None);
+    }
+    streams[i] = Some(stream);
+}
+
+/// Makes closing `stream` send a reset instead of a FIN (SO_LINGER 0).
+fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let _ = nix::sys::socket::setsockopt(&stream.as_fd(), nix::sys::socket::sockopt::Linger, &linger);
+}
+
+/// The address a container sees for a client of a published port: the client
+/// itself, or the gateway for a loopback client (the container cannot answer
+/// 127.0.0.1).
+fn apparent_client(from: SocketAddrV4, gateway: Ipv4Addr) -> SocketAddrV4 {
+    if from.ip().is_loopback() || from.ip().is_unspecified() {
+        SocketAddrV4::new(gateway, from.port())
+    } else {
+        from
+    }
+}
+
+/// Sends frames the switch built out of a port, counting them.
+struct PortSink<'a> {
+    slots: &'a mut Vec<Option<Slot>>,
+    engine: &'a mut Engine,
+}
+
+impl PortSink<'_> {
+    /// Sends up to [`BATCH`] frames out of `port` in one call; `None` if the
+    /// port is gone, else how many left.
+    fn send_counted(&mut self, port: PortId, bufs: &[FrameBuf]) -> Option<usize> {
+        let slot = self.slots.get_mut(slot_index(port)).and_then(Option::as_mut)?;
+        let offload = slot.port.offload();
+        let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
+        let n = bufs.len().min(BATCH);
+        for (f, b) in frames.iter_mut().zip(&bufs[..n]) {
+            *f = if offload { b.bytes_with_hdr() } else { b.frame() };
+        }
+        let r = slot.port.send(&frames[..n]);
+        for b in &bufs[..r.sent.min(n)] {
+            self.engine.count_tx(port, b.len());
+        }
+        count_send_drops(self.engine, port, n, r);
+        Some(r.sent)
+    }
+}
+
+impl FrameSink for PortSink<'_> {
+    fn send(&mut self, port: PortId, frames: &[FrameBuf]) {
+        for chunk in frames.chunks(BATCH) {
+            self.send_counted(port, chunk);
+        }
+    }
+}
+
 /// Closes a flow's host socket.
 fn close_flow(poll: &Poll, sockets: &mut [Option<FlowSocket>], id: FlowId) {
     if let Some(sock) = sockets.get_mut(id.0 as usize).and_then(Option::take) {
@@ -829,8 +1193,24 @@ fn count_send_drops(engine: &mut Engine, port: PortId, n: usize, r: SendResult) 
 
 /// A published port's listening socket.
 #[derive(Debug)]
+enum ListenSock {
+    Udp(UdpSocket),
+    Tcp(TcpListener),
+}
+
+impl ListenSock {
+    fn raw_fd(&self) -> std::os::fd::RawFd {
+        match self {
+            ListenSock::Udp(s) => s.as_raw_fd(),
+            ListenSock::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// A published port's listener and where it delivers.
+#[derive(Debug)]
 struct Listener {
-    sock: UdpSocket,
+    sock: ListenSock,
     port: PortId,
     /// The container's address and port it delivers to.
     container: SocketAddrV4,
@@ -866,9 +1246,17 @@ impl Published {
     ) -> Result<(), DataplaneError> {
         let mut bound = Vec::with_capacity(specs.len());
         for s in specs {
-            let sock = UdpSocket::bind(s.host)
-                .and_then(|sock| sock.set_nonblocking(true).map(|()| sock))
-                .map_err(|source| DataplaneError::Bind { host: s.host, source })?;
+            let sock = match s.proto {
+                NatProto::Tcp => TcpListener::bind(SocketAddr::V4(s.host)).map(ListenSock::Tcp),
+                _ => UdpSocket::bind(s.host)
+                    .and_then(|sock| sock.set_nonblocking(true).map(|()| sock))
+                    .map(ListenSock::Udp),
+            }
+            .map_err(|source| DataplaneError::Bind {
+                host: s.host,
+                proto: s.proto,
+                source,
+            })?;
             bound.push((sock, SocketAddrV4::new(container, s.container_port)));
         }
         for (sock, container) in bound {
@@ -877,7 +1265,7 @@ impl Published {
                 .iter()
                 .position(Option::is_none)
                 .unwrap_or(self.listeners.len());
-            let fd = sock.as_raw_fd();
+            let fd = sock.raw_fd();
             poll.registry()
                 .register(&mut SourceFd(&fd), Token(PUB_TOKENS + i), Interest::READABLE)
                 .map_err(|source| DataplaneError::Register {
@@ -897,7 +1285,7 @@ impl Published {
         for (i, slot) in self.listeners.iter_mut().enumerate() {
             if slot.as_ref().is_some_and(|l| l.port == port) {
                 if let Some(l) = slot.take() {
-                    let fd = l.sock.as_raw_fd();
+                    let fd = l.sock.raw_fd();
                     let _ = poll.registry().deregister(&mut SourceFd(&fd));
                 }
                 self.conversations.retain(|_, c| c.listener != i);
@@ -912,8 +1300,12 @@ impl Published {
             return false;
         };
         c.last_seen = now;
-        if let Some(l) = self.listeners.get(c.listener).and_then(Option::as_ref) {
-            let _ = l.sock.send_to(payload, c.client);
+        if let Some(Listener {
+            sock: ListenSock::Udp(sock),
+            ..
+        }) = self.listeners.get(c.listener).and_then(Option::as_ref)
+        {
+            let _ = sock.send_to(payload, c.client);
         }
         true
     }

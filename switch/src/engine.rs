@@ -358,9 +358,9 @@ impl Engine {
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             return drop(c, DropReason::Runt);
         };
-        let gso = match vnet_hdr.map(vnet::Header::new_checked) {
-            None => false,
-            Some(Ok(h)) => h.is_gso(),
+        let (gso, gso_tcp) = match vnet_hdr.map(vnet::Header::new_checked) {
+            None => (false, false),
+            Some(Ok(h)) => (h.is_gso(), h.gso_type() & !vnet::GSO_ECN == vnet::GSO_TCPV4),
             Some(Err(_)) => return drop(c, DropReason::BadVnetHdr),
         };
         let vlan = if eth.ethertype() == 0x8100 { 4 } else { 0 };
@@ -382,9 +382,9 @@ impl Engine {
             c.learn_table_full += 1;
         }
         if domain.config.gateway.is_some_and(|g| g.wants(&eth)) {
-            // The gateway reads packets, not super-frames: a GSO frame for it
-            // would need segmenting first.
-            return if gso {
+            // The gateway's TCP stack reads TCP super-frames whole; any other
+            // GSO frame would need segmenting first.
+            return if gso && !gso_tcp {
                 drop(c, DropReason::NoOffload)
             } else {
                 Verdict::Gateway

@@ -48,6 +48,8 @@ impl FlowSocket {
     /// identifier a raw ICMP fallback uses (unique among live flows).
     pub fn connect(proto: NatProto, outside: SocketAddrV4, raw_ident: u16) -> io::Result<FlowSocket> {
         match proto {
+            // TCP flows are streams of the relay, not datagram sockets.
+            NatProto::Tcp => Err(io::Error::from(io::ErrorKind::Unsupported)),
             NatProto::Udp => Ok(FlowSocket {
                 fd: open(SockType::Datagram, SockProtocol::Udp, outside)?,
                 raw: None,

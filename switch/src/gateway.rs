@@ -32,7 +32,7 @@ use crate::nat::{Flow, FlowKey, NatProto};
 use crate::wire::icmpv4::DstUnreachable;
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumMode, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, EthernetRepr,
-    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
+    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, UdpPacket, UdpRepr,
 };
 
 const UDP_HEADER_LEN: usize = 8;
@@ -94,8 +94,11 @@ pub enum Action {
 pub struct Routed {
     /// The flow it belongs to.
     pub key: FlowKey,
-    /// The bytes for the host socket, as a range of the frame.
+    /// The bytes for the host socket, as a range of the frame (for TCP: the
+    /// whole IP packet, which the relay's stack reads).
     pub payload: Range<usize>,
+    /// A TCP segment with SYN and without ACK: it opens a connection.
+    pub syn: bool,
 }
 
 /// Handles a frame addressed to the gateway `gw`. `isolated(dst)` says whether an
@@ -149,7 +152,7 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
         return Action::Drop(DropReason::Malformed);
     };
     let dst = ip.dst_addr;
-    if dst == gw.ip && ip.protocol != IpProtocol::Udp {
+    if dst == gw.ip && !matches!(ip.protocol, IpProtocol::Udp | IpProtocol::Tcp) {
         return echo(gw, eth, &ip, packet.into_payload(), out);
     }
     if gw.subnet.contains(&dst) && dst != gw.ip {
@@ -177,6 +180,7 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
             Action::Routed(Routed {
                 key,
                 payload: l4 + UDP_HEADER_LEN..l4 + usize::from(udp.length()),
+                syn: false,
             })
         }
         IpProtocol::Icmp => {
@@ -194,9 +198,24 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
             Action::Routed(Routed {
                 key,
                 payload: l4..l4 + segment.len(),
+                syn: false,
             })
         }
-        // TCP is the next protocol outbound NAT learns.
+        IpProtocol::Tcp => {
+            let Ok(tcp) = TcpPacket::new_checked(segment) else {
+                return Action::Drop(DropReason::Malformed);
+            };
+            let key = FlowKey {
+                proto: NatProto::Tcp,
+                inside: SocketAddrV4::new(ip.src_addr, tcp.src_port()),
+                outside: SocketAddrV4::new(dst, tcp.dst_port()),
+            };
+            Action::Routed(Routed {
+                key,
+                payload: ETHERNET_HEADER_LEN..l4 + segment.len(),
+                syn: tcp.flags().contains(TcpFlags::SYN) && !tcp.flags().contains(TcpFlags::ACK),
+            })
+        }
         _ => Action::Drop(DropReason::NoRoute),
     }
 }
@@ -209,15 +228,25 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
 pub fn unreachable_frame(flow: &Flow, reason: DstUnreachable, out: &mut [u8]) -> Option<usize> {
     let (inside, outside) = (flow.key.inside, flow.key.outside);
     let mut quote = [0u8; UDP_HEADER_LEN];
+    quote[..2].copy_from_slice(&inside.port().to_be_bytes());
+    quote[2..4].copy_from_slice(&outside.port().to_be_bytes());
+    unreachable_quoting(flow, reason, quote, out)
+}
+
+/// [`unreachable_frame`] with the first 8 bytes of the refused segment given
+/// (for TCP: ports and the SYN's sequence number, which the container's stack
+/// checks).
+pub fn unreachable_quoting(flow: &Flow, reason: DstUnreachable, mut quote: [u8; 8], out: &mut [u8]) -> Option<usize> {
+    let (inside, outside) = (flow.key.inside, flow.key.outside);
     let protocol = match flow.key.proto {
+        NatProto::Tcp => IpProtocol::Tcp,
         NatProto::Udp => {
-            quote[..2].copy_from_slice(&inside.port().to_be_bytes());
-            quote[2..4].copy_from_slice(&outside.port().to_be_bytes());
             quote[4..6].copy_from_slice(&8u16.to_be_bytes());
             IpProtocol::Udp
         }
         NatProto::Icmp => {
             // The echo request's header: type 8, code 0, identifier.
+            quote = [0; 8];
             quote[0] = 8;
             quote[4..6].copy_from_slice(&inside.port().to_be_bytes());
             IpProtocol::Icmp
@@ -267,6 +296,8 @@ pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> 
     let (protocol, payload_len) = match flow.key.proto {
         NatProto::Udp => (IpProtocol::Udp, UDP_HEADER_LEN + data.len()),
         NatProto::Icmp => (IpProtocol::Icmp, data.len()),
+        // TCP segments are built by the relay's stack, not here.
+        NatProto::Tcp => return None,
     };
     let l2 = EthernetRepr {
         src: flow.path.gateway_mac,
@@ -308,6 +339,7 @@ pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> 
             msg.set_echo_ident(flow.key.inside.port());
             msg.fill_checksum();
         }
+        NatProto::Tcp => return None,
     }
     Some(len)
 }
@@ -552,6 +584,7 @@ mod tests {
             last_seen: std::time::Instant::now(),
             packets_out: 1,
             packets_in: 0,
+            tcp: None,
         };
         let n = inbound_frame(&flow, b"answer", &mut out).unwrap();
         let f = EthernetFrame::new_checked(&out[..n]).unwrap();
@@ -590,6 +623,7 @@ mod tests {
             last_seen: std::time::Instant::now(),
             packets_out: 1,
             packets_in: 0,
+            tcp: None,
         };
         // What a ping socket returns: the reply with the kernel's identifier.
         let reply = Icmpv4Repr::EchoReply {
@@ -648,6 +682,7 @@ mod tests {
             last_seen: std::time::Instant::now(),
             packets_out: 1,
             packets_in: 0,
+            tcp: None,
         };
         let mut out = [0u8; 1514];
         let n = unreachable_frame(&flow, DstUnreachable::PortUnreachable, &mut out).unwrap();

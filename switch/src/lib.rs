@@ -9,7 +9,10 @@
 //!   decisions, counters — driven with `now` and frames, tested with a virtual clock;
 //! - [`port`]: the I/O backends (AF_PACKET for veth host ends, TAP fds);
 //! - [`dataplane`]: the worker thread that owns the ports and runs the engine in
-//!   bursts, and the handle the control plane uses over a channel.
+//!   bursts, and the handle the control plane uses over a channel;
+//! - [`gateway`], [`nat`], [`tcp`]: the gateway inside the switch, outbound NAT
+//!   and published ports (UDP and ICMP over host sockets, TCP terminated in
+//!   smoltcp and relayed to host streams).
 
 #![deny(unsafe_code)]
 
@@ -21,6 +24,7 @@ pub mod gateway;
 mod mac;
 pub mod nat;
 pub mod port;
+pub mod tcp;
 pub mod wire;
 
 pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, PortStats};

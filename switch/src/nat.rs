@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::MacAddr;
 use crate::engine::PortId;
+use crate::tcp::TcpPhase;
 
 /// The protocols outbound NAT carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -28,6 +29,19 @@ pub enum NatProto {
     Udp,
     /// ICMP echo over a host ping socket; the "port" is the echo identifier.
     Icmp,
+    /// TCP, terminated in the switch and relayed to a host stream.
+    Tcp,
+}
+
+impl NatProto {
+    /// `"udp"`, `"icmp"` or `"tcp"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NatProto::Udp => "udp",
+            NatProto::Icmp => "icmp",
+            NatProto::Tcp => "tcp",
+        }
+    }
 }
 
 /// What identifies a flow: protocol, the container's address and port (or echo
@@ -70,6 +84,8 @@ pub struct Flow {
     pub packets_out: u64,
     /// Packets in (outside → container).
     pub packets_in: u64,
+    /// A TCP flow's phase (sets its timeout); `None` for UDP and ICMP.
+    pub tcp: Option<TcpPhase>,
 }
 
 /// Limits and timeouts.
@@ -83,24 +99,33 @@ pub struct NatConfig {
     pub udp_timeout: Duration,
     /// Idle timeout of ICMP echo flows.
     pub icmp_timeout: Duration,
+    /// Idle timeout of established TCP connections.
+    pub tcp_timeout: Duration,
+    /// Idle timeout of TCP connections in a handshake or closing.
+    pub tcp_transitory_timeout: Duration,
 }
 
 impl Default for NatConfig {
-    /// 65536 flows, 4096 per endpoint, UDP 30 s, ICMP 10 s.
+    /// 65536 flows, 4096 per endpoint, UDP 30 s, ICMP 10 s, TCP established
+    /// 2 h and in handshake or closing 120 s.
     fn default() -> Self {
         NatConfig {
             max_flows: 65536,
             max_flows_per_port: 4096,
             udp_timeout: Duration::from_secs(30),
             icmp_timeout: Duration::from_secs(10),
+            tcp_timeout: Duration::from_secs(7200),
+            tcp_transitory_timeout: Duration::from_secs(120),
         }
     }
 }
 
-/// A published UDP port: the host address the switch listens on, and the
-/// container port it delivers to.
+/// A published port: the host address the switch listens on, the container
+/// port it delivers to, and the protocol (UDP or TCP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublishSpec {
+    /// [`NatProto::Udp`] or [`NatProto::Tcp`].
+    pub proto: NatProto,
     /// Host address and port (`0.0.0.0` = every address of the host).
     pub host: SocketAddrV4,
     /// The container's port.
@@ -143,10 +168,25 @@ impl NatTable {
         self.config = config;
     }
 
-    fn timeout(&self, proto: NatProto) -> Duration {
-        match proto {
-            NatProto::Udp => self.config.udp_timeout,
-            NatProto::Icmp => self.config.icmp_timeout,
+    fn timeout(&self, f: &Flow) -> Duration {
+        match (f.key.proto, f.tcp) {
+            (NatProto::Udp, _) => self.config.udp_timeout,
+            (NatProto::Icmp, _) => self.config.icmp_timeout,
+            (NatProto::Tcp, Some(TcpPhase::Established)) => self.config.tcp_timeout,
+            (NatProto::Tcp, _) => self.config.tcp_transitory_timeout,
+        }
+    }
+
+    /// The flow of `key`, if there is one.
+    pub fn find(&self, key: &FlowKey) -> Option<FlowId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Records activity of TCP flow `id` and its phase.
+    pub fn touch_tcp(&mut self, now: Instant, id: FlowId, phase: TcpPhase) {
+        if let Some(f) = self.flow_mut(id) {
+            f.last_seen = now;
+            f.tcp = Some(phase);
         }
     }
 
@@ -170,6 +210,7 @@ impl NatTable {
             last_seen: now,
             packets_out: 1,
             packets_in: 0,
+            tcp: (key.proto == NatProto::Tcp).then_some(TcpPhase::Connecting),
         };
         let id = match self.free.pop() {
             Some(i) => {
@@ -221,7 +262,7 @@ impl NatTable {
     pub fn expire(&mut self, now: Instant, mut closed: impl FnMut(FlowId)) {
         for i in 0..self.flows.len() {
             let Some(f) = self.flows[i] else { continue };
-            if now.saturating_duration_since(f.last_seen) >= self.timeout(f.key.proto) {
+            if now.saturating_duration_since(f.last_seen) >= self.timeout(&f) {
                 let id = FlowId(u32::try_from(i).unwrap_or(u32::MAX));
                 self.remove(id);
                 closed(id);

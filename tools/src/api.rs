@@ -437,6 +437,10 @@ pub struct NatLimits {
     pub udp_timeout_secs: u64,
     /// Idle timeout of ICMP echo flows, seconds.
     pub icmp_timeout_secs: u64,
+    /// Idle timeout of established TCP connections, seconds.
+    pub tcp_timeout_secs: u64,
+    /// Idle timeout of TCP connections in a handshake or closing, seconds.
+    pub tcp_transitory_timeout_secs: u64,
 }
 
 impl From<&plexus_switch::NatConfig> for NatLimits {
@@ -446,6 +450,8 @@ impl From<&plexus_switch::NatConfig> for NatLimits {
             max_flows_per_endpoint: c.max_flows_per_port,
             udp_timeout_secs: c.udp_timeout.as_secs(),
             icmp_timeout_secs: c.icmp_timeout.as_secs(),
+            tcp_timeout_secs: c.tcp_timeout.as_secs(),
+            tcp_transitory_timeout_secs: c.tcp_transitory_timeout.as_secs(),
         }
     }
 }
@@ -532,7 +538,9 @@ mod tests {
                 for (f, v) in flows.iter().zip(result.as_array().unwrap()) {
                     assert_eq!(v["inside"], Value::String(f.inside.to_string()));
                     assert_eq!(v["outside"], Value::String(f.outside.to_string()));
-                    assert!(matches!(v["proto"].as_str(), Some("udp" | "icmp")), "{v}");
+                    assert!(matches!(v["proto"].as_str(), Some("udp" | "icmp" | "tcp")), "{v}");
+                    // TCP flows carry their phase, the others none.
+                    assert_eq!(f.state.is_some(), v["proto"] == "tcp", "{v}");
                 }
             }
             Request::Version {} => is::<VersionInfo>(result),

@@ -323,6 +323,20 @@ struct DaemonArgs {
     /// way (at least 1).
     #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().icmp_timeout.as_secs())]
     nat_icmp_timeout: u64,
+    /// Seconds an established TCP connection (outbound or to a published port)
+    /// stays open without a segment either way (at least 1); then both sides
+    /// are reset.
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().tcp_timeout.as_secs())]
+    nat_tcp_timeout: u64,
+    /// Seconds a TCP connection in its handshake or closing stays without a
+    /// segment (at least 1).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = at_least_one::<u64>,
+        default_value_t = nat_defaults().tcp_transitory_timeout.as_secs()
+    )]
+    nat_tcp_transitory_timeout: u64,
 }
 
 /// The library's NAT limits and timeouts, which the daemon's flags default to.
@@ -338,6 +352,8 @@ impl DaemonArgs {
             max_flows_per_port: self.nat_max_flows_per_endpoint,
             udp_timeout: std::time::Duration::from_secs(self.nat_udp_timeout),
             icmp_timeout: std::time::Duration::from_secs(self.nat_icmp_timeout),
+            tcp_timeout: std::time::Duration::from_secs(self.nat_tcp_timeout),
+            tcp_transitory_timeout: std::time::Duration::from_secs(self.nat_tcp_transitory_timeout),
         }
     }
 }
@@ -361,19 +377,21 @@ fn default_busy_poll_us() -> u64 {
 }
 
 /// Short help of `--publish`.
-const PUBLISH_HELP: &str = "Publish a container port on the host: [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END]/udp \
-(repeatable; UDP only for now)";
+const PUBLISH_HELP: &str = "Publish a container port on the host: \
+[HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable; the container sees the client's address)";
 
 /// Long help of `--publish` (`endpoint create`, `run`).
 const PUBLISH_LONG_HELP: &str = "\
-Publish a container port on the host (repeatable): datagrams to HOST_IP:HOST_PORT on the \
-host are delivered to the endpoint's CONTAINER_PORT with the client's source address \
-kept (a client on the host's loopback appears as the network's gateway), and the \
-container's replies leave from the host port. Docker's syntax:
+Publish a container port on the host (repeatable): the daemon listens on \
+HOST_IP:HOST_PORT itself (no proxy process, no iptables) and delivers TCP connections \
+and UDP datagrams to the endpoint's CONTAINER_PORT with the client's own source address \
+and port kept (a client on the host's loopback appears as the network's gateway). \
+Docker's syntax; the protocol defaults to tcp:
 
   [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp]
 
-  -p 8053:53/udp                  host port 8053 (all addresses) -> container port 53
+  -p 8080:80                      TCP host port 8080 (all addresses) -> container port 80
+  -p 8053:53/udp                  UDP host port 8053 -> container port 53
   -p 127.0.0.1:8053:53/udp        only on 127.0.0.1
   -p 127.0.0.1::53/udp            an ephemeral host port on 127.0.0.1
   -p 53/udp                       an ephemeral host port on all addresses
@@ -384,10 +402,7 @@ HOST_IP defaults to 0.0.0.0 (all addresses; IPv4 only). An empty or absent HOST_
 takes an ephemeral one; `plexus endpoint inspect` (Ports) and `endpoint ls` (PORTS) show \
 the port taken. A host port already taken, by Plexus or by any other program, fails the \
 whole command with \"port is already allocated\" and leaves nothing behind; a malformed \
-SPEC fails it with \"invalid port specification\".
-
-Only UDP is published for now: write /udp, since the protocol defaults to tcp, which is \
-refused until TCP publishing comes next.";
+SPEC fails it with \"invalid port specification\".";
 
 /// `--type` of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -882,6 +897,10 @@ mod tests {
             "2",
             "--nat-icmp-timeout",
             "3",
+            "--nat-tcp-timeout",
+            "60",
+            "--nat-tcp-transitory-timeout",
+            "4",
         ])
         .unwrap() else {
             panic!("daemon")
@@ -893,6 +912,8 @@ mod tests {
                 max_flows_per_port: 2,
                 udp_timeout: std::time::Duration::from_secs(2),
                 icmp_timeout: std::time::Duration::from_secs(3),
+                tcp_timeout: std::time::Duration::from_secs(60),
+                tcp_transitory_timeout: std::time::Duration::from_secs(4),
             }
         );
         for flag in [
@@ -900,6 +921,8 @@ mod tests {
             "--nat-max-flows-per-endpoint",
             "--nat-udp-timeout",
             "--nat-icmp-timeout",
+            "--nat-tcp-timeout",
+            "--nat-tcp-transitory-timeout",
         ] {
             for bad in ["0", "-1", "x"] {
                 assert!(p(&["plexus", "daemon", flag, bad]).is_err(), "{flag} {bad}");

@@ -227,7 +227,13 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ),
         (
             "NAT timeouts",
-            format!("udp {}s, icmp {}s", i.nat.udp_timeout_secs, i.nat.icmp_timeout_secs),
+            format!(
+                "udp {}s, icmp {}s, tcp {}s (handshake/closing {}s)",
+                i.nat.udp_timeout_secs,
+                i.nat.icmp_timeout_secs,
+                i.nat.tcp_timeout_secs,
+                i.nat.tcp_transitory_timeout_secs
+            ),
         ),
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),
@@ -249,12 +255,15 @@ pub fn nat_table(flows: &[NatInfo]) -> String {
     let rows: Vec<Vec<String>> = flows
         .iter()
         .map(|f| {
-            let proto = match f.proto {
-                plexus_switch::NatProto::Udp => "udp",
-                plexus_switch::NatProto::Icmp => "icmp",
+            let state = match f.state {
+                Some(plexus_switch::tcp::TcpPhase::Connecting) => "connecting",
+                Some(plexus_switch::tcp::TcpPhase::Established) => "established",
+                Some(plexus_switch::tcp::TcpPhase::Closing) => "closing",
+                None => "-",
             };
             vec![
-                proto.to_owned(),
+                f.proto.as_str().to_owned(),
+                state.to_owned(),
                 f.endpoint.clone(),
                 f.inside.to_string(),
                 f.outside.to_string(),
@@ -264,7 +273,10 @@ pub fn nat_table(flows: &[NatInfo]) -> String {
             ]
         })
         .collect();
-    table(&["PROTO", "ENDPOINT", "INSIDE", "OUTSIDE", "OUT", "IN", "IDLE"], &rows)
+    table(
+        &["PROTO", "STATE", "ENDPOINT", "INSIDE", "OUTSIDE", "OUT", "IN", "IDLE"],
+        &rows,
+    )
 }
 
 /// The nonzero drop counters, `reason=count` separated by spaces, or `-`.
@@ -364,6 +376,7 @@ mod tests {
     fn nat_table_rows() {
         let flow = |proto, inside: &str, outside: &str| NatInfo {
             proto,
+            state: (proto == plexus_switch::NatProto::Tcp).then_some(plexus_switch::tcp::TcpPhase::Established),
             inside: inside.parse().unwrap(),
             outside: outside.parse().unwrap(),
             endpoint: "c1".into(),
@@ -374,16 +387,21 @@ mod tests {
         let t = nat_table(&[
             flow(plexus_switch::NatProto::Udp, "10.84.0.2:40000", "192.0.2.1:53"),
             flow(plexus_switch::NatProto::Icmp, "10.84.0.2:7", "192.0.2.1:0"),
+            flow(plexus_switch::NatProto::Tcp, "10.84.0.2:40001", "192.0.2.1:80"),
         ]);
         assert_eq!(
             t,
             "\
-PROTO  ENDPOINT  INSIDE           OUTSIDE       OUT  IN  IDLE
-udp    c1        10.84.0.2:40000  192.0.2.1:53  2    1   0.2s
-icmp   c1        10.84.0.2:7      192.0.2.1:0   2    1   0.2s
+PROTO  STATE        ENDPOINT  INSIDE           OUTSIDE       OUT  IN  IDLE
+udp    -            c1        10.84.0.2:40000  192.0.2.1:53  2    1   0.2s
+icmp   -            c1        10.84.0.2:7      192.0.2.1:0   2    1   0.2s
+tcp    established  c1        10.84.0.2:40001  192.0.2.1:80  2    1   0.2s
 "
         );
-        assert_eq!(nat_table(&[]), "PROTO  ENDPOINT  INSIDE  OUTSIDE  OUT  IN  IDLE\n");
+        assert_eq!(
+            nat_table(&[]),
+            "PROTO  STATE  ENDPOINT  INSIDE  OUTSIDE  OUT  IN  IDLE\n"
+        );
     }
 
     fn endpoint_with_ports(ports: serde_json::Value) -> EndpointInfo {

@@ -1,0 +1,696 @@
+//! TCP through the gateway: outbound NAT and published ports, by terminating
+//! each container connection in the switch.
+//!
+//! Role: a container's TCP connection to the outside ends at the gateway, in a
+//! [smoltcp] socket of the container's endpoint, and continues as an ordinary
+//! host `TcpStream` of the daemon; a client of a published port is accepted by a
+//! host listener and continues as a smoltcp connection *from the client's own
+//! address* to the container. No iptables, no kernel forwarding, no process per
+//! port.
+//!
+//! Decisions:
+//! - Termination rather than rewriting: each side negotiates its own MSS and
+//!   window, so a container MTU that differs from the host's cannot black-hole
+//!   large segments (item 6 of the gateway issue), and the host side is a plain
+//!   socket that works without privileges (rootless).
+//! - One smoltcp `Interface` (IP medium, "any IP") per endpoint: frames the
+//!   stack emits go to that endpoint's port, with the gateway's MAC as source.
+//! - An outbound SYN is held until the host connect finishes: the container sees
+//!   the handshake complete only if the outside accepted, a reset if the outside
+//!   refused, and an ICMP unreachable if it was unreachable.
+//! - Received checksums are not verified: frames come from the container's own
+//!   kernel over a veth or TAP, often with a partial checksum (offloads), which
+//!   the kernel itself trusts the same way.
+//! - Sans-IO: the relay takes `now`, frames and host streams (any [`HostStream`])
+//!   and hands the frames it emits to a [`FrameSink`]; the dataplane owns the
+//!   sockets and ports.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint};
+
+use crate::MacAddr;
+use crate::engine::PortId;
+use crate::nat::FlowId;
+use crate::port::{FrameBuf, MAX_FRAME_LEN};
+use crate::wire::ETHERNET_HEADER_LEN;
+
+/// Receive and send buffer of each terminated connection, per direction.
+/// Larger than 64 KiB so window scaling is used.
+pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// Frames the relay queues before handing them to the sink in one batch.
+const TX_BURST: usize = 32;
+
+/// Where the relay's frames go: the dataplane sends them out of `port`.
+pub trait FrameSink {
+    /// Sends `frames` out of `port`.
+    fn send(&mut self, port: PortId, frames: &[FrameBuf]);
+}
+
+/// The host half of a connection (a nonblocking `TcpStream` in the daemon).
+pub trait HostStream {
+    /// Reads what the host peer sent; `WouldBlock` when nothing is there.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes towards the host peer; `WouldBlock` when its buffer is full.
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// Sends FIN to the host peer.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl HostStream for mio::net::TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(self, buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::Write::write(self, buf)
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        mio::net::TcpStream::shutdown(self, std::net::Shutdown::Write)
+    }
+}
+
+/// How to reach an endpoint's container: what its stack needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackConfig {
+    /// The container's MAC.
+    pub mac: MacAddr,
+    /// The gateway's MAC (source of the frames).
+    pub gateway_mac: MacAddr,
+    /// The gateway's address and the network's prefix length.
+    pub gateway_ip: Ipv4Addr,
+    /// Prefix length of the network.
+    pub prefix: u8,
+    /// The endpoint's MTU.
+    pub mtu: u16,
+}
+
+/// A connection's phase, which sets its idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpPhase {
+    /// Handshakes in progress (host connect, or the container's SYN-ACK).
+    Connecting,
+    /// Both sides open.
+    Established,
+    /// One side has closed or reset; draining.
+    Closing,
+}
+
+/// What a relay step asks of the dataplane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep the connection.
+    Open(TcpPhase),
+    /// The connection is over: close the host stream (with a reset if `reset`)
+    /// and remove the flow.
+    Done {
+        /// Reset the host peer instead of a graceful close.
+        reset: bool,
+    },
+}
+
+struct Stack {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    l2: [u8; ETHERNET_HEADER_LEN],
+    mtu: usize,
+}
+
+struct Conn {
+    port: PortId,
+    handle: Option<SocketHandle>,
+    /// An outbound SYN waiting for the host connect (IP packet).
+    syn: Option<Box<[u8]>>,
+    host_readable: bool,
+    host_writable: bool,
+    host_eof: bool,
+    host_shut: bool,
+}
+
+/// Frames emitted by the stacks, waiting for the sink.
+struct TxQueue {
+    bufs: Vec<FrameBuf>,
+    len: usize,
+}
+
+impl TxQueue {
+    fn flush(&mut self, port: PortId, sink: &mut dyn FrameSink) {
+        if self.len > 0 {
+            sink.send(port, &self.bufs[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+/// The TCP relay of every endpoint.
+pub struct TcpRelay {
+    epoch: Instant,
+    stacks: HashMap<PortId, Stack>,
+    conns: Vec<Option<Conn>>,
+    tx: TxQueue,
+}
+
+impl std::fmt::Debug for TcpRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TcpRelay({} stacks)", self.stacks.len())
+    }
+}
+
+impl Default for TcpRelay {
+    fn default() -> Self {
+        TcpRelay::new(Instant::now())
+    }
+}
+
+struct Dev<'a> {
+    rx: Option<&'a [u8]>,
+    tx: &'a mut TxQueue,
+    sink: &'a mut dyn FrameSink,
+    port: PortId,
+    l2: [u8; ETHERNET_HEADER_LEN],
+    mtu: usize,
+}
+
+struct RxTok<'a>(&'a [u8]);
+
+struct TxTok<'a> {
+    tx: &'a mut TxQueue,
+    sink: &'a mut dyn FrameSink,
+    port: PortId,
+    l2: [u8; ETHERNET_HEADER_LEN],
+}
+
+impl phy::RxToken for RxTok<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for TxTok<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        if self.tx.len >= TX_BURST {
+            self.tx.flush(self.port, self.sink);
+        }
+        if self.tx.bufs.len() <= self.tx.len {
+            self.tx.bufs.push(FrameBuf::with_capacity(MAX_FRAME_LEN));
+        }
+        let buf = &mut self.tx.bufs[self.tx.len];
+        let area = buf.frame_area_mut();
+        let total = (ETHERNET_HEADER_LEN + len).min(area.len());
+        area[..ETHERNET_HEADER_LEN].copy_from_slice(&self.l2);
+        let r = f(&mut area[ETHERNET_HEADER_LEN..total]);
+        buf.set_built(total);
+        self.tx.len += 1;
+        r
+    }
+}
+
+impl phy::Device for Dev<'_> {
+    type RxToken<'b>
+        = RxTok<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxTok<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxTok<'_>, TxTok<'_>)> {
+        let p = self.rx.take()?;
+        Some((
+            RxTok(p),
+            TxTok {
+                tx: self.tx,
+                sink: self.sink,
+                port: self.port,
+                l2: self.l2,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxTok<'_>> {
+        Some(TxTok {
+            tx: self.tx,
+            sink: self.sink,
+            port: self.port,
+            l2: self.l2,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        capabilities(self.mtu)
+    }
+}
+
+fn capabilities(mtu: usize) -> DeviceCapabilities {
+    let mut checksum = ChecksumCapabilities::default();
+    checksum.ipv4 = Checksum::Tx;
+    checksum.tcp = Checksum::Tx;
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    caps.max_transmission_unit = mtu;
+    caps.checksum = checksum;
+    caps
+}
+
+/// A device for building an interface (it never carries a frame).
+struct NoDev(usize);
+
+impl phy::Device for NoDev {
+    type RxToken<'b>
+        = RxTok<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = TxTok<'b>
+    where
+        Self: 'b;
+    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxTok<'_>, TxTok<'_>)> {
+        None
+    }
+    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxTok<'_>> {
+        None
+    }
+    fn capabilities(&self) -> DeviceCapabilities {
+        capabilities(self.0)
+    }
+}
+
+fn endpoint(a: SocketAddrV4) -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv4(*a.ip()), a.port())
+}
+
+impl TcpRelay {
+    /// An empty relay; `epoch` is the origin of its clock.
+    pub fn new(epoch: Instant) -> TcpRelay {
+        TcpRelay {
+            epoch,
+            stacks: HashMap::new(),
+            conns: Vec::new(),
+            tx: TxQueue {
+                bufs: Vec::new(),
+                len: 0,
+            },
+        }
+    }
+
+    fn stamp(&self, now: Instant) -> smoltcp::time::Instant {
+        let us = now.saturating_duration_since(self.epoch).as_micros();
+        smoltcp::time::Instant::from_micros(i64::try_from(us).unwrap_or(i64::MAX))
+    }
+
+    /// Makes (or refreshes) the stack of endpoint `port`.
+    pub fn ensure_stack(&mut self, now: Instant, port: PortId, cfg: StackConfig) {
+        let mut l2 = [0u8; ETHERNET_HEADER_LEN];
+        l2[..6].copy_from_slice(&cfg.mac.0);
+        l2[6..12].copy_from_slice(&cfg.gateway_mac.0);
+        l2[12..].copy_from_slice(&0x0800u16.to_be_bytes());
+        let mtu = usize::from(cfg.mtu);
+        if let Some(s) = self.stacks.get_mut(&port) {
+            s.l2 = l2;
+            s.mtu = mtu;
+            return;
+        }
+        let mut config = Config::new(HardwareAddress::Ip);
+        let seed = now.saturating_duration_since(self.epoch).as_nanos();
+        config.random_seed = u64::try_from(seed & u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(port.0) << 32;
+        let stamp = self.stamp(now);
+        let mut iface = Interface::new(config, &mut NoDev(mtu), stamp);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway_ip), cfg.prefix));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(cfg.gateway_ip);
+        iface.set_any_ip(true);
+        self.stacks.insert(
+            port,
+            Stack {
+                iface,
+                sockets: SocketSet::new(Vec::new()),
+                l2,
+                mtu,
+            },
+        );
+    }
+
+    /// Forgets endpoint `port`'s stack (its flows were removed first).
+    pub fn remove_stack(&mut self, port: PortId) {
+        self.stacks.remove(&port);
+    }
+
+    fn new_socket() -> tcp::Socket<'static> {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        );
+        s.set_nagle_enabled(false);
+        s
+    }
+
+    fn put(&mut self, id: FlowId, conn: Conn) {
+        let i = id.0 as usize;
+        if self.conns.len() <= i {
+            self.conns.resize_with(i + 1, || None);
+        }
+        self.conns[i] = Some(conn);
+    }
+
+    /// A new outbound connection: holds the container's SYN (`packet`, the IP
+    /// packet) until [`TcpRelay::host_connected`].
+    pub fn hold_syn(&mut self, id: FlowId, port: PortId, packet: &[u8]) {
+        self.put(
+            id,
+            Conn {
+                port,
+                handle: None,
+                syn: Some(packet.into()),
+                host_readable: false,
+                host_writable: false,
+                host_eof: false,
+                host_shut: false,
+            },
+        );
+    }
+
+    /// The host connect of outbound flow `id` finished. On success the held SYN
+    /// reaches a listening socket (the container gets its SYN-ACK); on failure
+    /// the container gets a reset (refused) or the caller's ICMP error.
+    pub fn host_connected(
+        &mut self,
+        now: Instant,
+        id: FlowId,
+        ok: bool,
+        stream: &mut dyn HostStream,
+        sink: &mut dyn FrameSink,
+    ) -> Step {
+        let stamp = self.stamp(now);
+        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return Step::Done { reset: true };
+        };
+        let Some(syn) = conn.syn.take() else {
+            return Step::Open(TcpPhase::Connecting);
+        };
+        let port = conn.port;
+        let Some(stack) = self.stacks.get_mut(&port) else {
+            return Step::Done { reset: true };
+        };
+        if ok {
+            let Some(local) = syn_destination(&syn) else {
+                return Step::Done { reset: true };
+            };
+            let mut sock = Self::new_socket();
+            if sock.listen(IpListenEndpoint::from(endpoint(local))).is_err() {
+                return Step::Done { reset: true };
+            }
+            conn.handle = Some(stack.sockets.add(sock));
+            conn.host_writable = true;
+            conn.host_readable = true;
+        }
+        // Without a listening socket the stack answers the SYN with a reset.
+        poll_stack(stack, &mut self.tx, sink, port, stamp, Some(&syn));
+        if !ok {
+            return Step::Done { reset: false };
+        }
+        self.pump(now, id, stream, sink)
+    }
+
+    /// A client accepted on a published port: the stack connects to the
+    /// container from `client` (the apparent client address).
+    pub fn open_published(
+        &mut self,
+        now: Instant,
+        id: FlowId,
+        port: PortId,
+        container: SocketAddrV4,
+        client: SocketAddrV4,
+        sink: &mut dyn FrameSink,
+    ) -> bool {
+        let stamp = self.stamp(now);
+        let Some(stack) = self.stacks.get_mut(&port) else {
+            return false;
+        };
+        let mut sock = Self::new_socket();
+        if sock
+            .connect(stack.iface.context(), endpoint(container), endpoint(client))
+            .is_err()
+        {
+            return false;
+        }
+        let handle = stack.sockets.add(sock);
+        poll_stack(stack, &mut self.tx, sink, port, stamp, None);
+        self.put(
+            id,
+            Conn {
+                port,
+                handle: Some(handle),
+                syn: None,
+                host_readable: true,
+                host_writable: true,
+                host_eof: false,
+                host_shut: false,
+            },
+        );
+        true
+    }
+
+    /// A packet of flow `id` from the container (an IP packet).
+    pub fn ingress(
+        &mut self,
+        now: Instant,
+        id: FlowId,
+        packet: &[u8],
+        stream: &mut dyn HostStream,
+        sink: &mut dyn FrameSink,
+    ) -> Step {
+        let stamp = self.stamp(now);
+        let Some(conn) = self.conns.get(id.0 as usize).and_then(Option::as_ref) else {
+            return Step::Done { reset: true };
+        };
+        if conn.syn.is_some() {
+            // A retransmitted SYN while the host connect is in progress.
+            return Step::Open(TcpPhase::Connecting);
+        }
+        let port = conn.port;
+        let Some(stack) = self.stacks.get_mut(&port) else {
+            return Step::Done { reset: true };
+        };
+        poll_stack(stack, &mut self.tx, sink, port, stamp, Some(packet));
+        self.pump(now, id, stream, sink)
+    }
+
+    /// A packet from the container that belongs to no flow: the stack answers
+    /// it (a reset, unless it is one).
+    pub fn stray(&mut self, now: Instant, port: PortId, packet: &[u8], sink: &mut dyn FrameSink) {
+        let stamp = self.stamp(now);
+        if let Some(stack) = self.stacks.get_mut(&port) {
+            poll_stack(stack, &mut self.tx, sink, port, stamp, Some(packet));
+        }
+    }
+
+    /// The host stream of flow `id` became readable and/or writable.
+    pub fn host_ready(
+        &mut self,
+        now: Instant,
+        id: FlowId,
+        readable: bool,
+        writable: bool,
+        stream: &mut dyn HostStream,
+        sink: &mut dyn FrameSink,
+    ) -> Step {
+        if let Some(c) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) {
+            c.host_readable |= readable;
+            c.host_writable |= writable;
+        }
+        self.pump(now, id, stream, sink)
+    }
+
+    /// Whether outbound flow `id` still waits for its host connect.
+    pub fn is_connecting(&self, id: FlowId) -> bool {
+        self.conns
+            .get(id.0 as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| c.syn.is_some())
+    }
+
+    /// The held SYN of flow `id` (to quote in an ICMP error).
+    pub fn held_syn(&self, id: FlowId) -> Option<&[u8]> {
+        self.conns.get(id.0 as usize)?.as_ref()?.syn.as_deref()
+    }
+
+    /// Forgets flow `id`, resetting the container side if it is still open.
+    pub fn remove(&mut self, now: Instant, id: FlowId, sink: &mut dyn FrameSink) {
+        let stamp = self.stamp(now);
+        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+            return;
+        };
+        let Some(stack) = self.stacks.get_mut(&conn.port) else {
+            return;
+        };
+        if let Some(h) = conn.handle {
+            let sock = stack.sockets.get_mut::<tcp::Socket>(h);
+            if sock.is_open() {
+                sock.abort();
+                poll_stack(stack, &mut self.tx, sink, conn.port, stamp, None);
+            }
+            stack.sockets.remove(h);
+        }
+    }
+
+    /// Runs the stacks' timers (retransmissions, delayed ACKs, TIME-WAIT) due
+    /// by `now`; returns the flows that finished, with their [`Step`].
+    pub fn poll_timers(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FrameSink,
+        mut finished: impl FnMut(FlowId, PortId, Step),
+    ) {
+        let stamp = self.stamp(now);
+        for (&port, stack) in &mut self.stacks {
+            if stack.iface.poll_at(stamp, &stack.sockets).is_some_and(|t| t <= stamp) {
+                poll_stack(stack, &mut self.tx, sink, port, stamp, None);
+            }
+        }
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_ref() else { continue };
+            let (Some(h), Some(stack)) = (c.handle, self.stacks.get(&c.port)) else {
+                continue;
+            };
+            let sock = stack.sockets.get::<tcp::Socket>(h);
+            if let Step::Done { reset } = judge(c, sock) {
+                let id = FlowId(u32::try_from(i).unwrap_or(u32::MAX));
+                finished(id, c.port, Step::Done { reset });
+            }
+        }
+    }
+
+    /// When the stacks next need [`TcpRelay::poll_timers`].
+    pub fn next_timer(&mut self, now: Instant) -> Option<Duration> {
+        let stamp = self.stamp(now);
+        self.stacks
+            .values_mut()
+            .filter_map(|s| s.iface.poll_delay(stamp, &s.sockets))
+            .min()
+            .map(|d| Duration::from_micros(d.total_micros()))
+    }
+
+    /// Moves data both ways between flow `id`'s socket and its host stream and
+    /// sends what the stack has to send.
+    fn pump(&mut self, now: Instant, id: FlowId, stream: &mut dyn HostStream, sink: &mut dyn FrameSink) -> Step {
+        let stamp = self.stamp(now);
+        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) else {
+            return Step::Done { reset: true };
+        };
+        let (Some(h), Some(stack)) = (conn.handle, self.stacks.get_mut(&conn.port)) else {
+            return Step::Done { reset: true };
+        };
+        let port = conn.port;
+        for _ in 0..64 {
+            let sock = stack.sockets.get_mut::<tcp::Socket>(h);
+            let mut moved = false;
+            // Container → host.
+            while conn.host_writable && sock.can_recv() {
+                match sock.recv(|buf| match stream.write(buf) {
+                    Ok(n) => (n, Ok(n)),
+                    Err(e) => (0, Err(e)),
+                }) {
+                    Ok(Ok(n)) if n > 0 => moved = true,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_writable = false,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(_) | Err(_) => {
+                        // The host peer is gone: reset the container.
+                        sock.abort();
+                        conn.host_eof = true;
+                        conn.host_shut = true;
+                        break;
+                    }
+                }
+            }
+            // The container closed its side and everything it sent went out.
+            if !conn.host_shut
+                && !sock.can_recv()
+                && matches!(
+                    sock.state(),
+                    tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+                )
+            {
+                conn.host_shut = true;
+                let _ = stream.shutdown_write();
+            }
+            // Host → container.
+            while conn.host_readable && !conn.host_eof && sock.can_send() {
+                match sock.send(|buf| match stream.read(buf) {
+                    Ok(0) => (0, Ok(0)),
+                    Ok(n) => (n, Ok(n)),
+                    Err(e) => (0, Err(e)),
+                }) {
+                    Ok(Ok(0)) => {
+                        conn.host_eof = true;
+                        sock.close();
+                    }
+                    Ok(Ok(_)) => moved = true,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_readable = false,
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Ok(Err(_)) | Err(_) => {
+                        // Reset by the host peer: the container gets a reset.
+                        conn.host_eof = true;
+                        conn.host_shut = true;
+                        sock.abort();
+                    }
+                }
+            }
+            poll_stack(stack, &mut self.tx, sink, port, stamp, None);
+            if !moved {
+                break;
+            }
+        }
+        let sock = stack.sockets.get::<tcp::Socket>(h);
+        judge(conn, sock)
+    }
+}
+
+/// The phase of a connection, or whether it is over.
+fn judge(conn: &Conn, sock: &tcp::Socket) -> Step {
+    match sock.state() {
+        tcp::State::Closed | tcp::State::TimeWait => Step::Done {
+            // Closed before the host peer was told: the container reset it.
+            reset: !conn.host_shut,
+        },
+        tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => Step::Open(TcpPhase::Connecting),
+        tcp::State::Established => Step::Open(TcpPhase::Established),
+        _ => Step::Open(TcpPhase::Closing),
+    }
+}
+
+/// Feeds `rx` (if any) to the stack and sends everything it emits.
+fn poll_stack(
+    stack: &mut Stack,
+    tx: &mut TxQueue,
+    sink: &mut dyn FrameSink,
+    port: PortId,
+    stamp: smoltcp::time::Instant,
+    rx: Option<&[u8]>,
+) {
+    let mut dev = Dev {
+        rx,
+        tx,
+        sink,
+        port,
+        l2: stack.l2,
+        mtu: stack.mtu,
+    };
+    stack.iface.poll(stamp, &mut dev, &mut stack.sockets);
+    dev.tx.flush(port, dev.sink);
+}
+
+/// The destination of a SYN (an IPv4 packet carrying TCP).
+fn syn_destination(packet: &[u8]) -> Option<SocketAddrV4> {
+    let ihl = usize::from(packet.first()? & 0x0f) * 4;
+    let dst = Ipv4Addr::new(*packet.get(16)?, *packet.get(17)?, *packet.get(18)?, *packet.get(19)?);
+    let port = u16::from_be_bytes([*packet.get(ihl + 2)?, *packet.get(ihl + 3)?]);
+    Some(SocketAddrV4::new(dst, port))
+}
