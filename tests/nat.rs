@@ -168,21 +168,6 @@ fn udp_and_ping_reach_the_outside_through_host_sockets() {
     let out = d.plexus(&["exec", "c1", "--", "python3", "-c", &code]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "refused");
 
-    // TCP is not carried yet: dropped at the gateway and counted, nothing leaves.
-    let _ = d.plexus(&[
-        "exec",
-        "c1",
-        "--",
-        "timeout",
-        "2",
-        "bash",
-        "-c",
-        &format!("echo > /dev/tcp/{}/7", world.outside_ip),
-    ]);
-    let stats: Vec<Value> = serde_json::from_slice(&d.plexus(&["stats", "--format", "json"]).stdout).unwrap();
-    let port = stats.iter().find(|p| p["endpoint"] == "c1").unwrap();
-    assert!(port["drops"]["no_route"].as_u64().unwrap() >= 1, "{port}");
-
     // An internal network's container gets nowhere, even with a route by hand.
     d.ok(&["network", "create", "--internal", "--subnet", "10.84.1.0/24", "closed"]);
     d.ok(&["run", "--network", "closed", "shut"]);
@@ -198,7 +183,8 @@ fn udp_and_ping_reach_the_outside_through_host_sockets() {
         "10.84.1.1",
     ]);
     assert_eq!(udp_ask(&d, "shut", &world.outside_ip, 7, 40001, "x"), "");
-    assert!(nat_flows(&d).is_empty());
+    let flows = nat_flows(&d);
+    assert!(!flows.iter().any(|f| f["endpoint"] == "shut"), "{flows:?}");
 }
 
 #[test]
@@ -487,6 +473,16 @@ fn tcp_client(cmd: &mut Command, args: &[&str]) -> (String, String, String) {
     let first = lines.next().unwrap_or_default();
     let got = lines.next().unwrap_or_default();
     let want = lines.next().unwrap_or_default();
+    // A client that failed midway prints no hashes: never let two empty
+    // strings compare equal.
+    if first.starts_with("from=") {
+        assert_eq!(
+            want.len(),
+            64,
+            "TCP client failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     (first, got, want)
 }
 

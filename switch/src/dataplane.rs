@@ -271,6 +271,8 @@ struct Worker {
     nat_sockets: Vec<Option<FlowSocket>>,
     /// Flows whose sockets became readable in this wake-up.
     nat_ready: Vec<FlowId>,
+    /// Flows whose burst ended before their socket ran dry (for the next round).
+    nat_again: Vec<FlowId>,
     /// Receive buffer for flow sockets.
     nat_rx: Box<[u8]>,
     /// Published ports: listening sockets, and the conversations they carry.
@@ -309,6 +311,7 @@ impl Worker {
             nat: NatTable::new(config.nat),
             nat_sockets: Vec::new(),
             nat_ready: Vec::with_capacity(256),
+            nat_again: Vec::with_capacity(256),
             nat_rx: vec![0u8; 65536].into_boxed_slice(),
             published: Published::default(),
             tcp: TcpRelay::new(now),
@@ -325,7 +328,9 @@ impl Worker {
         let mut events = Events::with_capacity(256);
         while !self.stop {
             let now = Instant::now();
-            let any_ready = self.slots.iter().flatten().any(|s| s.ready);
+            let any_ready = self.slots.iter().flatten().any(|s| s.ready)
+                || !self.nat_again.is_empty()
+                || !self.published.again.is_empty();
             let spinning = now.saturating_duration_since(self.last_work) < self.config.busy_poll;
             let timeout = if any_ready || spinning {
                 Duration::ZERO
@@ -366,6 +371,8 @@ impl Worker {
             while let Ok(cmd) = self.rx.try_recv() {
                 self.control(cmd);
             }
+            self.nat_ready.append(&mut self.nat_again);
+            self.published.ready.append(&mut self.published.again);
             let now = Instant::now();
             let mut frames = 0;
             while let Some(id) = self.nat_ready.pop() {
@@ -609,7 +616,11 @@ impl Worker {
     /// container; returns the datagrams delivered.
     fn nat_inbound(&mut self, now: Instant, id: FlowId) -> usize {
         let mut delivered = 0;
-        for _ in 0..NAT_BURST {
+        for round in 0..NAT_BURST {
+            if round + 1 == NAT_BURST {
+                // Readiness is edge-triggered: come back for the rest.
+                self.nat_again.push(id);
+            }
             let Some(sock) = self.nat_sockets.get(id.0 as usize).and_then(Option::as_ref) else {
                 break;
             };
@@ -659,7 +670,10 @@ impl Worker {
             return self.published_accept(now, i);
         }
         let mut delivered = 0;
-        for _ in 0..NAT_BURST {
+        for round in 0..NAT_BURST {
+            if round + 1 == NAT_BURST {
+                self.published.again.push(i);
+            }
             let Some(Some(Listener {
                 sock: ListenSock::Udp(sock),
                 port,
@@ -829,7 +843,10 @@ impl Worker {
     /// stack connects to the container from the client's address.
     fn published_accept(&mut self, now: Instant, i: usize) -> usize {
         let mut accepted = 0;
-        for _ in 0..NAT_BURST {
+        for round in 0..NAT_BURST {
+            if round + 1 == NAT_BURST {
+                self.published.again.push(i);
+            }
             let Some(l) = self.published.listeners.get(i).and_then(Option::as_ref) else {
                 break;
             };
@@ -899,7 +916,7 @@ impl Worker {
             mac,
             gateway_mac: gw.mac,
         };
-        Some((path, stack_config(mac, &gw, cfg.mtu)))
+        Some((path, stack_config(mac, &gw, cfg)))
     }
 
     /// Moves the kernel's per-port drop counts into the engine's counters.
@@ -1048,7 +1065,6 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
         return;
     };
     let now = c.now;
-    let mtu = c.engine.port_config(ingress).map_or(1500, |p| p.mtu);
     let mut sink = PortSink {
         slots: c.slots,
         engine: c.engine,
@@ -1064,7 +1080,9 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
         }
         return;
     }
-    c.tcp.ensure_stack(now, ingress, stack_config(eth.src(), &gw, mtu));
+    if let Some(cfg) = sink.engine.port_config(ingress) {
+        c.tcp.ensure_stack(now, ingress, stack_config(eth.src(), &gw, cfg));
+    }
     if !routed.syn || *key.outside.ip() == gw.ip {
         return c.tcp.stray(now, ingress, packet, &mut sink);
     }
@@ -1093,13 +1111,14 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
     }
 }
 
-fn stack_config(mac: crate::MacAddr, gw: &GatewayConfig, mtu: u32) -> StackConfig {
+fn stack_config(mac: crate::MacAddr, gw: &GatewayConfig, port: &PortConfig) -> StackConfig {
     StackConfig {
         mac,
         gateway_mac: gw.mac,
         gateway_ip: gw.ip,
         prefix: gw.subnet.prefix_len(),
-        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        mtu: u16::try_from(port.mtu).unwrap_or(u16::MAX),
+        offload: port.offload,
     }
 }
 
@@ -1233,6 +1252,8 @@ struct Published {
     listeners: Vec<Option<Listener>>,
     conversations: HashMap<(SocketAddrV4, SocketAddrV4), Conversation>,
     ready: Vec<usize>,
+    /// Listeners whose burst ended before they ran dry.
+    again: Vec<usize>,
 }
 
 impl Published {

@@ -105,6 +105,12 @@ impl FrameBuf {
         self.len = len.min(self.data.len() - VNET_HDR_LEN);
     }
 
+    /// The virtio-net header, to describe a built frame's offloads (after
+    /// [`FrameBuf::set_built`], which zeroes it).
+    pub fn vnet_hdr_mut(&mut self) -> &mut [u8] {
+        &mut self.data[..VNET_HDR_LEN]
+    }
+
     /// Copies `frame` in (tests, injected frames) with a zero header.
     pub fn fill(&mut self, frame: &[u8]) {
         let n = frame.len().min(MAX_FRAME_LEN);

@@ -21,6 +21,14 @@
 //! - Received checksums are not verified: frames come from the container's own
 //!   kernel over a veth or TAP, often with a partial checksum (offloads), which
 //!   the kernel itself trusts the same way.
+//! - Offloads both ways on ports that carry virtio-net headers: the container's
+//!   TSO super-frames are read whole, and the stack sends up to 64 KiB segments
+//!   that leave as GSO frames (`gso_size` = the port's MSS) with a partial
+//!   checksum, which the kernel segments — or, on a veth, hands to the
+//!   container's stack whole. For that the stack must believe the container's
+//!   MSS is large: the MSS option of the container's SYN and SYN-ACK is raised
+//!   before the stack reads it (the container's own segments stay bounded by
+//!   its MTU).
 //! - Sans-IO: the relay takes `now`, frames and host streams (any [`HostStream`])
 //!   and hands the frames it emits to a [`FrameSink`]; the dataplane owns the
 //!   sockets and ports.
@@ -39,13 +47,17 @@ use crate::MacAddr;
 use crate::engine::PortId;
 use crate::nat::FlowId;
 use crate::port::{FrameBuf, MAX_FRAME_LEN};
-use crate::wire::ETHERNET_HEADER_LEN;
+use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, checksum, vnet};
 
 /// Receive and send buffer of each terminated connection, per direction.
 /// Larger than 64 KiB so window scaling is used.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
 /// Frames the relay queues before handing them to the sink in one batch.
 const TX_BURST: usize = 32;
+/// The IP MTU of a stack on a port with offloads: its segments leave as GSO
+/// frames of up to this size.
+const GSO_MTU: usize = 65000;
+const IPV4_TCP_HEADERS: usize = 40;
 
 /// Where the relay's frames go: the dataplane sends them out of `port`.
 pub trait FrameSink {
@@ -88,6 +100,8 @@ pub struct StackConfig {
     pub prefix: u8,
     /// The endpoint's MTU.
     pub mtu: u16,
+    /// The port carries virtio-net headers (GSO and partial checksums).
+    pub offload: bool,
 }
 
 /// A connection's phase, which sets its idle timeout.
@@ -120,6 +134,8 @@ struct Stack {
     sockets: SocketSet<'static>,
     l2: [u8; ETHERNET_HEADER_LEN],
     mtu: usize,
+    /// With offloads: the segment size of GSO frames (the port's MSS).
+    gso: Option<u16>,
 }
 
 struct Conn {
@@ -154,6 +170,8 @@ pub struct TcpRelay {
     stacks: HashMap<PortId, Stack>,
     conns: Vec<Option<Conn>>,
     tx: TxQueue,
+    /// A copy of a SYN-ACK whose MSS is raised before the stack reads it.
+    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for TcpRelay {
@@ -175,6 +193,7 @@ struct Dev<'a> {
     port: PortId,
     l2: [u8; ETHERNET_HEADER_LEN],
     mtu: usize,
+    gso: Option<u16>,
 }
 
 struct RxTok<'a>(&'a [u8]);
@@ -184,6 +203,7 @@ struct TxTok<'a> {
     sink: &'a mut dyn FrameSink,
     port: PortId,
     l2: [u8; ETHERNET_HEADER_LEN],
+    gso: Option<u16>,
 }
 
 impl phy::RxToken for RxTok<'_> {
@@ -205,7 +225,11 @@ impl phy::TxToken for TxTok<'_> {
         let total = (ETHERNET_HEADER_LEN + len).min(area.len());
         area[..ETHERNET_HEADER_LEN].copy_from_slice(&self.l2);
         let r = f(&mut area[ETHERNET_HEADER_LEN..total]);
+        let offload = self.gso.and_then(|gso| offload_tcp(&mut area[..total], gso));
         buf.set_built(total);
+        if let Some(hdr) = offload {
+            hdr.emit(buf.vnet_hdr_mut());
+        }
         self.tx.len += 1;
         r
     }
@@ -230,6 +254,7 @@ impl phy::Device for Dev<'_> {
                 sink: self.sink,
                 port: self.port,
                 l2: self.l2,
+                gso: self.gso,
             },
         ))
     }
@@ -240,18 +265,20 @@ impl phy::Device for Dev<'_> {
             sink: self.sink,
             port: self.port,
             l2: self.l2,
+            gso: self.gso,
         })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        capabilities(self.mtu)
+        capabilities(self.mtu, self.gso.is_some())
     }
 }
 
-fn capabilities(mtu: usize) -> DeviceCapabilities {
+fn capabilities(mtu: usize, offload: bool) -> DeviceCapabilities {
     let mut checksum = ChecksumCapabilities::default();
     checksum.ipv4 = Checksum::Tx;
-    checksum.tcp = Checksum::Tx;
+    // With offloads the TCP checksum is left partial (see `offload_tcp`).
+    checksum.tcp = if offload { Checksum::None } else { Checksum::Tx };
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ip;
     caps.max_transmission_unit = mtu;
@@ -260,7 +287,7 @@ fn capabilities(mtu: usize) -> DeviceCapabilities {
 }
 
 /// A device for building an interface (it never carries a frame).
-struct NoDev(usize);
+struct NoDev(usize, bool);
 
 impl phy::Device for NoDev {
     type RxToken<'b>
@@ -278,7 +305,7 @@ impl phy::Device for NoDev {
         None
     }
     fn capabilities(&self) -> DeviceCapabilities {
-        capabilities(self.0)
+        capabilities(self.0, self.1)
     }
 }
 
@@ -297,6 +324,7 @@ impl TcpRelay {
                 bufs: Vec::new(),
                 len: 0,
             },
+            scratch: Vec::new(),
         }
     }
 
@@ -311,17 +339,22 @@ impl TcpRelay {
         l2[..6].copy_from_slice(&cfg.mac.0);
         l2[6..12].copy_from_slice(&cfg.gateway_mac.0);
         l2[12..].copy_from_slice(&0x0800u16.to_be_bytes());
-        let mtu = usize::from(cfg.mtu);
+        let gso = cfg
+            .offload
+            .then(|| cfg.mtu.saturating_sub(IPV4_TCP_HEADERS as u16))
+            .filter(|&g| g > 0);
+        let mtu = if gso.is_some() { GSO_MTU } else { usize::from(cfg.mtu) };
         if let Some(s) = self.stacks.get_mut(&port) {
+            // The interface's MTU was fixed at its creation; a port whose
+            // offloads changed keeps the stack's first choice.
             s.l2 = l2;
-            s.mtu = mtu;
             return;
         }
         let mut config = Config::new(HardwareAddress::Ip);
         let seed = now.saturating_duration_since(self.epoch).as_nanos();
         config.random_seed = u64::try_from(seed & u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(port.0) << 32;
         let stamp = self.stamp(now);
-        let mut iface = Interface::new(config, &mut NoDev(mtu), stamp);
+        let mut iface = Interface::new(config, &mut NoDev(mtu, gso.is_some()), stamp);
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway_ip), cfg.prefix));
         });
@@ -334,6 +367,7 @@ impl TcpRelay {
                 sockets: SocketSet::new(Vec::new()),
                 l2,
                 mtu,
+                gso,
             },
         );
     }
@@ -392,13 +426,16 @@ impl TcpRelay {
         let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Step::Done { reset: true };
         };
-        let Some(syn) = conn.syn.take() else {
+        let Some(mut syn) = conn.syn.take() else {
             return Step::Open(TcpPhase::Connecting);
         };
         let port = conn.port;
         let Some(stack) = self.stacks.get_mut(&port) else {
             return Step::Done { reset: true };
         };
+        if stack.gso.is_some() {
+            raise_mss(&mut syn, (GSO_MTU - IPV4_TCP_HEADERS) as u16);
+        }
         if ok {
             let Some(local) = syn_destination(&syn) else {
                 return Step::Done { reset: true };
@@ -478,6 +515,15 @@ impl TcpRelay {
         let port = conn.port;
         let Some(stack) = self.stacks.get_mut(&port) else {
             return Step::Done { reset: true };
+        };
+        let packet = if stack.gso.is_some() && is_syn(packet) {
+            // A SYN-ACK: the stack must see a large MSS to send large segments.
+            self.scratch.clear();
+            self.scratch.extend_from_slice(packet);
+            raise_mss(&mut self.scratch, (GSO_MTU - IPV4_TCP_HEADERS) as u16);
+            &self.scratch[..]
+        } else {
+            packet
         };
         poll_stack(stack, &mut self.tx, sink, port, stamp, Some(packet));
         self.pump(now, id, stream, sink)
@@ -682,6 +728,7 @@ fn poll_stack(
         port,
         l2: stack.l2,
         mtu: stack.mtu,
+        gso: stack.gso,
     };
     stack.iface.poll(stamp, &mut dev, &mut stack.sockets);
     dev.tx.flush(port, dev.sink);
@@ -693,4 +740,133 @@ fn syn_destination(packet: &[u8]) -> Option<SocketAddrV4> {
     let dst = Ipv4Addr::new(*packet.get(16)?, *packet.get(17)?, *packet.get(18)?, *packet.get(19)?);
     let port = u16::from_be_bytes([*packet.get(ihl + 2)?, *packet.get(ihl + 3)?]);
     Some(SocketAddrV4::new(dst, port))
+}
+
+/// Whether an IPv4 packet carries a TCP segment with SYN.
+fn is_syn(packet: &[u8]) -> bool {
+    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
+    packet.get(9) == Some(&6) && packet.get(ihl + 13).is_some_and(|f| f & 0x02 != 0)
+}
+
+/// Raises the MSS option of a SYN (an IPv4 packet) to at least `mss`; a SYN
+/// without the option is left alone.
+fn raise_mss(packet: &mut [u8], mss: u16) {
+    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
+    let Some(tcp) = packet.get_mut(ihl..) else { return };
+    let Some(&off) = tcp.get(12) else { return };
+    let end = (usize::from(off >> 4) * 4).min(tcp.len());
+    let mut i = 20;
+    while i < end {
+        match tcp[i] {
+            0 => return,
+            1 => i += 1,
+            2 => {
+                if let Some(v) = tcp.get_mut(i + 2..i + 4).filter(|_| i + 4 <= end) {
+                    let old = u16::from_be_bytes([v[0], v[1]]);
+                    v.copy_from_slice(&old.max(mss).to_be_bytes());
+                }
+                return;
+            }
+            _ => match tcp.get(i + 1) {
+                Some(&len) if len >= 2 => i += usize::from(len),
+                _ => return,
+            },
+        }
+    }
+}
+
+/// Describes a TCP frame the stack built (Ethernet + IPv4 + TCP, checksum
+/// not yet filled) for a port with offloads: the checksum is left partial (the
+/// pseudo-header sum, as the kernel's own TCP leaves it), and a segment larger
+/// than `gso_size` becomes a TCPv4 GSO frame. `None` for anything but TCP.
+fn offload_tcp(frame: &mut [u8], gso_size: u16) -> Option<vnet::Repr> {
+    let ip = frame.get(ETHERNET_HEADER_LEN..)?;
+    if ip.len() < 20 || ip[9] != 6 {
+        return None;
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
+    let tcp_len = total.checked_sub(ihl)?;
+    let doff = usize::from(ip.get(ihl + 12)? >> 4) * 4;
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, tcp_len);
+    let at = ETHERNET_HEADER_LEN + ihl + 16;
+    frame.get_mut(at..at + 2)?.copy_from_slice(&pseudo.to_be_bytes());
+    let start = u16::try_from(ETHERNET_HEADER_LEN + ihl).ok()?;
+    let mut hdr = vnet::Repr {
+        flags: vnet::F_NEEDS_CSUM,
+        csum_start: start,
+        csum_offset: 16,
+        ..vnet::Repr::default()
+    };
+    if tcp_len.saturating_sub(doff) > usize::from(gso_size) {
+        hdr.gso_type = vnet::GSO_TCPV4;
+        hdr.gso_size = gso_size;
+        hdr.hdr_len = u16::try_from(ETHERNET_HEADER_LEN + ihl + doff).ok()?;
+    }
+    Some(hdr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syn_with_mss(mss: u16) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + 24];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[3] = 44;
+        p[20 + 12] = 6 << 4; // 24-byte TCP header
+        p[20 + 13] = 0x02; // SYN
+        // One option: MSS.
+        p[20 + 20..20 + 24].copy_from_slice(&[2, 4, 0, 0]);
+        p[20 + 22..20 + 24].copy_from_slice(&mss.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn the_mss_of_a_syn_is_raised_never_lowered() {
+        let mut p = syn_with_mss(1460);
+        assert!(is_syn(&p));
+        raise_mss(&mut p, 65495);
+        assert_eq!(u16::from_be_bytes([p[42], p[43]]), 65495);
+        let mut big = syn_with_mss(65495);
+        raise_mss(&mut big, 1000);
+        assert_eq!(u16::from_be_bytes([big[42], big[43]]), 65495);
+        // Truncated or odd options never panic.
+        for n in 0..p.len() {
+            let mut t = p[..n].to_vec();
+            raise_mss(&mut t, 9000);
+        }
+    }
+
+    #[test]
+    fn big_segments_become_gso_frames_with_a_partial_checksum() {
+        let payload = 5000;
+        let mut f = vec![0u8; 14 + 40 + payload];
+        let ip = &mut f[14..];
+        ip[0] = 0x45;
+        ip[9] = 6;
+        ip[2..4].copy_from_slice(&u16::try_from(40 + payload).unwrap().to_be_bytes());
+        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        ip[20 + 12] = 5 << 4;
+        let h = offload_tcp(&mut f, 1460).unwrap();
+        assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (vnet::GSO_TCPV4, 1460, 54));
+        assert_eq!((h.flags, h.csum_start, h.csum_offset), (vnet::F_NEEDS_CSUM, 34, 16));
+        let want = checksum::pseudo_header(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            IpProtocol::Tcp,
+            20 + payload,
+        );
+        assert_eq!(u16::from_be_bytes([f[50], f[51]]), want);
+        // A segment that fits one frame is not GSO; a non-TCP packet is left alone.
+        let mut small = f[..14 + 40 + 100].to_vec();
+        small[16..18].copy_from_slice(&140u16.to_be_bytes());
+        assert_eq!(offload_tcp(&mut small, 1460).unwrap().gso_type, vnet::GSO_NONE);
+        small[14 + 9] = 17;
+        assert!(offload_tcp(&mut small, 1460).is_none());
+    }
 }

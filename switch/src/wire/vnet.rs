@@ -75,6 +75,39 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
 }
 
+/// The fields of a virtio-net header the switch writes for frames it builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Repr {
+    /// [`F_NEEDS_CSUM`] or 0.
+    pub flags: u8,
+    /// [`GSO_NONE`], [`GSO_TCPV4`], ...
+    pub gso_type: u8,
+    /// Length of the headers (Ethernet to transport) of a GSO frame.
+    pub hdr_len: u16,
+    /// Payload bytes per segment of a GSO frame.
+    pub gso_size: u16,
+    /// Where the partial checksum's coverage starts.
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+}
+
+impl Repr {
+    /// Writes the header into `buf` (at least [`HDR_LEN`] bytes; host byte
+    /// order, as the kernel's legacy virtio-net header has it on little-endian
+    /// hosts).
+    pub fn emit(&self, buf: &mut [u8]) {
+        if let Some(b) = buf.get_mut(..HDR_LEN) {
+            b[0] = self.flags;
+            b[1] = self.gso_type;
+            b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+            b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+            b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+            b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +128,18 @@ mod tests {
         );
         let plain = Header::new_checked(&[0u8; 10][..]).unwrap();
         assert!(!plain.needs_offload());
+        // The emitter writes what the view reads.
+        let r = Repr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4 | GSO_ECN,
+            hdr_len: 66,
+            gso_size: 1448,
+            csum_start: 34,
+            csum_offset: 16,
+        };
+        let mut out = [0u8; HDR_LEN];
+        r.emit(&mut out);
+        assert_eq!(out, h);
     }
 
     proptest! {
