@@ -808,7 +808,7 @@ impl Worker {
             engine: &mut self.engine,
         };
         let closing = &mut self.closing;
-        self.tcp.poll_timers(now, &mut sink, |id, _, step| {
+        self.tcp.poll_timers(now, &mut sink, |id, step| {
             if let Step::Done { reset } = step {
                 closing.push((id, reset));
             }

@@ -23,7 +23,7 @@
 //!   the kernel itself trusts the same way.
 //! - Offloads both ways on ports that carry virtio-net headers: the container's
 //!   TSO super-frames are read whole, and the stack sends up to 64 KiB segments
-//!   that leave as GSO frames (`gso_size` = the port's MSS) with a partial
+//!   that leave as GSO frames (segments of the port's MTU) with a partial
 //!   checksum, which the kernel segments — or, on a veth, hands to the
 //!   container's stack whole. For that the stack must believe the container's
 //!   MSS is large: the MSS option of the container's SYN and SYN-ACK is raised
@@ -52,12 +52,17 @@ use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, checksum, vnet};
 /// Receive and send buffer of each terminated connection, per direction.
 /// Larger than 64 KiB so window scaling is used.
 pub const SOCKET_BUFFER: usize = 256 * 1024;
+/// Closed sockets the relay keeps for reuse (at most this many buffers pairs).
+const SOCKET_POOL: usize = 128;
 /// Frames the relay queues before handing them to the sink in one batch.
 const TX_BURST: usize = 32;
 /// The IP MTU of a stack on a port with offloads: its segments leave as GSO
-/// frames of up to this size.
+/// frames of up to this size (an AF_PACKET send of a 64 KiB IP packet plus its
+/// Ethernet header is refused with ENOBUFS by a veth, so a little less).
 const GSO_MTU: usize = 65000;
-const IPV4_TCP_HEADERS: usize = 40;
+/// The MSS the stack is told a container on an offload port has.
+const GSO_MSS: u16 = 65000 - IPV4_TCP_HEADERS;
+const IPV4_TCP_HEADERS: u16 = 40;
 
 /// Where the relay's frames go: the dataplane sends them out of `port`.
 pub trait FrameSink {
@@ -129,24 +134,44 @@ pub enum Step {
     },
 }
 
+/// An endpoint's stack: the interface that parses and builds its packets.
+/// Sockets live in their connection (one set each), so a packet costs the
+/// work of its own connection, not of every connection of the endpoint.
 struct Stack {
     iface: Interface,
-    sockets: SocketSet<'static>,
     l2: [u8; ETHERNET_HEADER_LEN],
     mtu: usize,
-    /// With offloads: the segment size of GSO frames (the port's MSS).
+    /// With offloads: the port's MTU, which GSO frames are segmented to.
     gso: Option<u16>,
+}
+
+/// A socket set holding one TCP socket (pooled with the socket).
+struct Slot {
+    set: SocketSet<'static>,
+    handle: SocketHandle,
 }
 
 struct Conn {
     port: PortId,
-    handle: Option<SocketHandle>,
+    slot: Slot,
     /// An outbound SYN waiting for the host connect (IP packet).
     syn: Option<Box<[u8]>>,
-    host_readable: bool,
-    host_writable: bool,
-    host_eof: bool,
-    host_shut: bool,
+    /// When the socket's timers next need a poll.
+    deadline: Option<smoltcp::time::Instant>,
+    host: HostState,
+}
+
+/// What is known of a connection's host stream.
+#[derive(Debug, Clone, Copy)]
+struct HostState {
+    /// May have bytes to read (until a read would block).
+    readable: bool,
+    /// May take bytes (until a write would block).
+    writable: bool,
+    /// The host peer closed its side (or reset).
+    eof: bool,
+    /// The host peer was told the container closed (or was reset).
+    shut: bool,
 }
 
 /// Frames emitted by the stacks, waiting for the sink.
@@ -172,6 +197,10 @@ pub struct TcpRelay {
     tx: TxQueue,
     /// A copy of a SYN-ACK whose MSS is raised before the stack reads it.
     scratch: Vec<u8>,
+    /// Closed sockets kept for the next connections.
+    pool: Vec<Slot>,
+    /// A set with no socket, to let a stack answer packets of no connection.
+    empty: SocketSet<'static>,
 }
 
 impl std::fmt::Debug for TcpRelay {
@@ -325,6 +354,8 @@ impl TcpRelay {
                 len: 0,
             },
             scratch: Vec::new(),
+            pool: Vec::new(),
+            empty: SocketSet::new(Vec::new()),
         }
     }
 
@@ -339,10 +370,7 @@ impl TcpRelay {
         l2[..6].copy_from_slice(&cfg.mac.0);
         l2[6..12].copy_from_slice(&cfg.gateway_mac.0);
         l2[12..].copy_from_slice(&0x0800u16.to_be_bytes());
-        let gso = cfg
-            .offload
-            .then(|| cfg.mtu.saturating_sub(IPV4_TCP_HEADERS as u16))
-            .filter(|&g| g > 0);
+        let gso = cfg.offload.then_some(cfg.mtu).filter(|&m| m > IPV4_TCP_HEADERS);
         let mtu = if gso.is_some() { GSO_MTU } else { usize::from(cfg.mtu) };
         if let Some(s) = self.stacks.get_mut(&port) {
             // The interface's MTU was fixed at its creation; a port whose
@@ -360,30 +388,12 @@ impl TcpRelay {
         });
         let _ = iface.routes_mut().add_default_ipv4_route(cfg.gateway_ip);
         iface.set_any_ip(true);
-        self.stacks.insert(
-            port,
-            Stack {
-                iface,
-                sockets: SocketSet::new(Vec::new()),
-                l2,
-                mtu,
-                gso,
-            },
-        );
+        self.stacks.insert(port, Stack { iface, l2, mtu, gso });
     }
 
     /// Forgets endpoint `port`'s stack (its flows were removed first).
     pub fn remove_stack(&mut self, port: PortId) {
         self.stacks.remove(&port);
-    }
-
-    fn new_socket() -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
-            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
-        );
-        s.set_nagle_enabled(false);
-        s
     }
 
     fn put(&mut self, id: FlowId, conn: Conn) {
@@ -394,26 +404,31 @@ impl TcpRelay {
         self.conns[i] = Some(conn);
     }
 
+    fn new_conn(&mut self, port: PortId, syn: Option<Box<[u8]>>) -> Conn {
+        Conn {
+            port,
+            slot: new_slot(&mut self.pool),
+            syn,
+            deadline: None,
+            host: HostState {
+                readable: true,
+                writable: true,
+                eof: false,
+                shut: false,
+            },
+        }
+    }
+
     /// A new outbound connection: holds the container's SYN (`packet`, the IP
     /// packet) until [`TcpRelay::host_connected`].
     pub fn hold_syn(&mut self, id: FlowId, port: PortId, packet: &[u8]) {
-        self.put(
-            id,
-            Conn {
-                port,
-                handle: None,
-                syn: Some(packet.into()),
-                host_readable: false,
-                host_writable: false,
-                host_eof: false,
-                host_shut: false,
-            },
-        );
+        let conn = self.new_conn(port, Some(packet.into()));
+        self.put(id, conn);
     }
 
     /// The host connect of outbound flow `id` finished. On success the held SYN
     /// reaches a listening socket (the container gets its SYN-ACK); on failure
-    /// the container gets a reset (refused) or the caller's ICMP error.
+    /// the container gets a reset.
     pub fn host_connected(
         &mut self,
         now: Instant,
@@ -434,25 +449,21 @@ impl TcpRelay {
             return Step::Done { reset: true };
         };
         if stack.gso.is_some() {
-            raise_mss(&mut syn, (GSO_MTU - IPV4_TCP_HEADERS) as u16);
+            raise_mss(&mut syn, GSO_MSS);
         }
-        if ok {
-            let Some(local) = syn_destination(&syn) else {
-                return Step::Done { reset: true };
-            };
-            let mut sock = Self::new_socket();
-            if sock.listen(IpListenEndpoint::from(endpoint(local))).is_err() {
-                return Step::Done { reset: true };
-            }
-            conn.handle = Some(stack.sockets.add(sock));
-            conn.host_writable = true;
-            conn.host_readable = true;
-        }
-        // Without a listening socket the stack answers the SYN with a reset.
-        poll_stack(stack, &mut self.tx, sink, port, stamp, Some(&syn));
         if !ok {
+            // With no socket listening, the stack answers the SYN with a reset.
+            poll_stack(stack, &mut self.empty, &mut self.tx, sink, port, stamp, Some(&syn));
             return Step::Done { reset: false };
         }
+        let Some(local) = syn_destination(&syn) else {
+            return Step::Done { reset: true };
+        };
+        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+        if sock.listen(IpListenEndpoint::from(endpoint(local))).is_err() {
+            return Step::Done { reset: true };
+        }
+        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(&syn));
         self.pump(now, id, stream, sink)
     }
 
@@ -468,30 +479,19 @@ impl TcpRelay {
         sink: &mut dyn FrameSink,
     ) -> bool {
         let stamp = self.stamp(now);
+        let mut conn = self.new_conn(port, None);
         let Some(stack) = self.stacks.get_mut(&port) else {
             return false;
         };
-        let mut sock = Self::new_socket();
+        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
         if sock
             .connect(stack.iface.context(), endpoint(container), endpoint(client))
             .is_err()
         {
             return false;
         }
-        let handle = stack.sockets.add(sock);
-        poll_stack(stack, &mut self.tx, sink, port, stamp, None);
-        self.put(
-            id,
-            Conn {
-                port,
-                handle: Some(handle),
-                syn: None,
-                host_readable: true,
-                host_writable: true,
-                host_eof: false,
-                host_shut: false,
-            },
-        );
+        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
+        self.put(id, conn);
         true
     }
 
@@ -505,7 +505,7 @@ impl TcpRelay {
         sink: &mut dyn FrameSink,
     ) -> Step {
         let stamp = self.stamp(now);
-        let Some(conn) = self.conns.get(id.0 as usize).and_then(Option::as_ref) else {
+        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Step::Done { reset: true };
         };
         if conn.syn.is_some() {
@@ -520,12 +520,12 @@ impl TcpRelay {
             // A SYN-ACK: the stack must see a large MSS to send large segments.
             self.scratch.clear();
             self.scratch.extend_from_slice(packet);
-            raise_mss(&mut self.scratch, (GSO_MTU - IPV4_TCP_HEADERS) as u16);
+            raise_mss(&mut self.scratch, GSO_MSS);
             &self.scratch[..]
         } else {
             packet
         };
-        poll_stack(stack, &mut self.tx, sink, port, stamp, Some(packet));
+        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(packet));
         self.pump(now, id, stream, sink)
     }
 
@@ -534,7 +534,7 @@ impl TcpRelay {
     pub fn stray(&mut self, now: Instant, port: PortId, packet: &[u8], sink: &mut dyn FrameSink) {
         let stamp = self.stamp(now);
         if let Some(stack) = self.stacks.get_mut(&port) {
-            poll_stack(stack, &mut self.tx, sink, port, stamp, Some(packet));
+            poll_stack(stack, &mut self.empty, &mut self.tx, sink, port, stamp, Some(packet));
         }
     }
 
@@ -549,8 +549,8 @@ impl TcpRelay {
         sink: &mut dyn FrameSink,
     ) -> Step {
         if let Some(c) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) {
-            c.host_readable |= readable;
-            c.host_writable |= writable;
+            c.host.readable |= readable;
+            c.host.writable |= writable;
         }
         self.pump(now, id, stream, sink)
     }
@@ -571,57 +571,49 @@ impl TcpRelay {
     /// Forgets flow `id`, resetting the container side if it is still open.
     pub fn remove(&mut self, now: Instant, id: FlowId, sink: &mut dyn FrameSink) {
         let stamp = self.stamp(now);
-        let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
+        let Some(mut conn) = self.conns.get_mut(id.0 as usize).and_then(Option::take) else {
             return;
         };
         let Some(stack) = self.stacks.get_mut(&conn.port) else {
             return;
         };
-        if let Some(h) = conn.handle {
-            let sock = stack.sockets.get_mut::<tcp::Socket>(h);
-            if sock.is_open() {
-                sock.abort();
-                poll_stack(stack, &mut self.tx, sink, conn.port, stamp, None);
-            }
-            stack.sockets.remove(h);
+        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+        // TIME-WAIT is the end of a clean close: nothing to reset.
+        if sock.is_open() && sock.state() != tcp::State::TimeWait {
+            sock.abort();
+            poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, conn.port, stamp, None);
+        }
+        let sock = conn.slot.set.get::<tcp::Socket>(conn.slot.handle);
+        if sock.state() == tcp::State::Closed && self.pool.len() < SOCKET_POOL {
+            self.pool.push(conn.slot);
         }
     }
 
-    /// Runs the stacks' timers (retransmissions, delayed ACKs, TIME-WAIT) due
-    /// by `now`; returns the flows that finished, with their [`Step`].
-    pub fn poll_timers(
-        &mut self,
-        now: Instant,
-        sink: &mut dyn FrameSink,
-        mut finished: impl FnMut(FlowId, PortId, Step),
-    ) {
+    /// Runs the timers (retransmissions, delayed ACKs, TIME-WAIT) due by
+    /// `now`; calls `finished` for the flows that ended.
+    pub fn poll_timers(&mut self, now: Instant, sink: &mut dyn FrameSink, mut finished: impl FnMut(FlowId, Step)) {
         let stamp = self.stamp(now);
-        for (&port, stack) in &mut self.stacks {
-            if stack.iface.poll_at(stamp, &stack.sockets).is_some_and(|t| t <= stamp) {
-                poll_stack(stack, &mut self.tx, sink, port, stamp, None);
+        for (i, slot) in self.conns.iter_mut().enumerate() {
+            let Some(c) = slot.as_mut() else { continue };
+            if c.deadline.is_none_or(|d| d > stamp) {
+                continue;
             }
-        }
-        for i in 0..self.conns.len() {
-            let Some(c) = self.conns[i].as_ref() else { continue };
-            let (Some(h), Some(stack)) = (c.handle, self.stacks.get(&c.port)) else {
+            let Some(stack) = self.stacks.get_mut(&c.port) else {
                 continue;
             };
-            let sock = stack.sockets.get::<tcp::Socket>(h);
+            c.deadline = poll_stack(stack, &mut c.slot.set, &mut self.tx, sink, c.port, stamp, None);
+            let sock = c.slot.set.get::<tcp::Socket>(c.slot.handle);
             if let Step::Done { reset } = judge(c, sock) {
-                let id = FlowId(u32::try_from(i).unwrap_or(u32::MAX));
-                finished(id, c.port, Step::Done { reset });
+                finished(FlowId(u32::try_from(i).unwrap_or(u32::MAX)), Step::Done { reset });
             }
         }
     }
 
-    /// When the stacks next need [`TcpRelay::poll_timers`].
-    pub fn next_timer(&mut self, now: Instant) -> Option<Duration> {
+    /// When the connections next need [`TcpRelay::poll_timers`].
+    pub fn next_timer(&self, now: Instant) -> Option<Duration> {
         let stamp = self.stamp(now);
-        self.stacks
-            .values_mut()
-            .filter_map(|s| s.iface.poll_delay(stamp, &s.sockets))
-            .min()
-            .map(|d| Duration::from_micros(d.total_micros()))
+        let next = self.conns.iter().flatten().filter_map(|c| c.deadline).min()?;
+        Some(Duration::from_micros((next - stamp.min(next)).total_micros()))
     }
 
     /// Moves data both ways between flow `id`'s socket and its host stream and
@@ -631,72 +623,99 @@ impl TcpRelay {
         let Some(conn) = self.conns.get_mut(id.0 as usize).and_then(Option::as_mut) else {
             return Step::Done { reset: true };
         };
-        let (Some(h), Some(stack)) = (conn.handle, self.stacks.get_mut(&conn.port)) else {
+        let Some(stack) = self.stacks.get_mut(&conn.port) else {
             return Step::Done { reset: true };
         };
         let port = conn.port;
         for _ in 0..64 {
-            let sock = stack.sockets.get_mut::<tcp::Socket>(h);
-            let mut moved = false;
-            // Container → host.
-            while conn.host_writable && sock.can_recv() {
-                match sock.recv(|buf| match stream.write(buf) {
-                    Ok(n) => (n, Ok(n)),
-                    Err(e) => (0, Err(e)),
-                }) {
-                    Ok(Ok(n)) if n > 0 => moved = true,
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_writable = false,
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Ok(_) | Err(_) => {
-                        // The host peer is gone: reset the container.
-                        sock.abort();
-                        conn.host_eof = true;
-                        conn.host_shut = true;
-                        break;
-                    }
-                }
-            }
-            // The container closed its side and everything it sent went out.
-            if !conn.host_shut
-                && !sock.can_recv()
-                && matches!(
-                    sock.state(),
-                    tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
-                )
-            {
-                conn.host_shut = true;
-                let _ = stream.shutdown_write();
-            }
-            // Host → container.
-            while conn.host_readable && !conn.host_eof && sock.can_send() {
-                match sock.send(|buf| match stream.read(buf) {
-                    Ok(0) => (0, Ok(0)),
-                    Ok(n) => (n, Ok(n)),
-                    Err(e) => (0, Err(e)),
-                }) {
-                    Ok(Ok(0)) => {
-                        conn.host_eof = true;
-                        sock.close();
-                    }
-                    Ok(Ok(_)) => moved = true,
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => conn.host_readable = false,
-                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Ok(Err(_)) | Err(_) => {
-                        // Reset by the host peer: the container gets a reset.
-                        conn.host_eof = true;
-                        conn.host_shut = true;
-                        sock.abort();
-                    }
-                }
-            }
-            poll_stack(stack, &mut self.tx, sink, port, stamp, None);
+            let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+            let moved = relay(&mut conn.host, sock, stream);
+            conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
             if !moved {
                 break;
             }
         }
-        let sock = stack.sockets.get::<tcp::Socket>(h);
+        let sock = conn.slot.set.get::<tcp::Socket>(conn.slot.handle);
         judge(conn, sock)
     }
+}
+
+/// A set with one closed socket: a pooled one, or a new one (two buffers of
+/// [`SOCKET_BUFFER`], which are costly to allocate and zero per connection).
+fn new_slot(pool: &mut Vec<Slot>) -> Slot {
+    let mut slot = pool.pop().unwrap_or_else(|| {
+        let sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
+        );
+        let mut set = SocketSet::new(Vec::with_capacity(1));
+        let handle = set.add(sock);
+        Slot { set, handle }
+    });
+    let s = slot.set.get_mut::<tcp::Socket>(slot.handle);
+    s.set_nagle_enabled(false);
+    // Timestamps from the wall clock: a container's TIME-WAIT socket takes
+    // a new SYN on the same four-tuple (a published port's client reusing
+    // its port) when its timestamp is newer, as between two kernels.
+    s.set_tsval_generator(Some(wall_clock_ms));
+    slot
+}
+
+/// Moves what can move between a socket and its host stream; true if any
+/// byte moved.
+fn relay(host: &mut HostState, sock: &mut tcp::Socket, stream: &mut dyn HostStream) -> bool {
+    let mut moved = false;
+    // Container → host.
+    while host.writable && sock.can_recv() {
+        match sock.recv(|buf| match stream.write(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        }) {
+            Ok(Ok(n)) if n > 0 => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => host.writable = false,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(_) | Err(_) => {
+                // The host peer is gone: reset the container.
+                sock.abort();
+                host.eof = true;
+                host.shut = true;
+                return moved;
+            }
+        }
+    }
+    // The container closed its side and everything it sent went out.
+    if !host.shut
+        && !sock.can_recv()
+        && matches!(
+            sock.state(),
+            tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+        )
+    {
+        host.shut = true;
+        let _ = stream.shutdown_write();
+    }
+    // Host → container.
+    while host.readable && !host.eof && sock.can_send() {
+        match sock.send(|buf| match stream.read(buf) {
+            Ok(n) => (n, Ok(n)),
+            Err(e) => (0, Err(e)),
+        }) {
+            Ok(Ok(0)) => {
+                host.eof = true;
+                sock.close();
+            }
+            Ok(Ok(_)) => moved = true,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => host.readable = false,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) | Err(_) => {
+                // Reset by the host peer: the container gets a reset.
+                host.eof = true;
+                host.shut = true;
+                sock.abort();
+            }
+        }
+    }
+    moved
 }
 
 /// The phase of a connection, or whether it is over.
@@ -704,7 +723,7 @@ fn judge(conn: &Conn, sock: &tcp::Socket) -> Step {
     match sock.state() {
         tcp::State::Closed | tcp::State::TimeWait => Step::Done {
             // Closed before the host peer was told: the container reset it.
-            reset: !conn.host_shut,
+            reset: !conn.host.shut,
         },
         tcp::State::Listen | tcp::State::SynSent | tcp::State::SynReceived => Step::Open(TcpPhase::Connecting),
         tcp::State::Established => Step::Open(TcpPhase::Established),
@@ -712,15 +731,17 @@ fn judge(conn: &Conn, sock: &tcp::Socket) -> Step {
     }
 }
 
-/// Feeds `rx` (if any) to the stack and sends everything it emits.
+/// Feeds `rx` (if any) to the stack with `sockets`, sends everything it
+/// emits, and returns when the sockets next need a poll.
 fn poll_stack(
     stack: &mut Stack,
+    sockets: &mut SocketSet<'static>,
     tx: &mut TxQueue,
     sink: &mut dyn FrameSink,
     port: PortId,
     stamp: smoltcp::time::Instant,
     rx: Option<&[u8]>,
-) {
+) -> Option<smoltcp::time::Instant> {
     let mut dev = Dev {
         rx,
         tx,
@@ -730,8 +751,9 @@ fn poll_stack(
         mtu: stack.mtu,
         gso: stack.gso,
     };
-    stack.iface.poll(stamp, &mut dev, &mut stack.sockets);
+    stack.iface.poll(stamp, &mut dev, sockets);
     dev.tx.flush(port, dev.sink);
+    stack.iface.poll_at(stamp, sockets)
 }
 
 /// The destination of a SYN (an IPv4 packet carrying TCP).
@@ -740,6 +762,15 @@ fn syn_destination(packet: &[u8]) -> Option<SocketAddrV4> {
     let dst = Ipv4Addr::new(*packet.get(16)?, *packet.get(17)?, *packet.get(18)?, *packet.get(19)?);
     let port = u16::from_be_bytes([*packet.get(ihl + 2)?, *packet.get(ihl + 3)?]);
     Some(SocketAddrV4::new(dst, port))
+}
+
+/// TCP timestamp values: milliseconds of the wall clock (monotonic across
+/// daemon restarts, which a per-process clock would not be).
+fn wall_clock_ms() -> u32 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    u32::try_from(ms & u128::from(u32::MAX)).unwrap_or(0)
 }
 
 /// Whether an IPv4 packet carries a TCP segment with SYN.
@@ -778,8 +809,9 @@ fn raise_mss(packet: &mut [u8], mss: u16) {
 /// Describes a TCP frame the stack built (Ethernet + IPv4 + TCP, checksum
 /// not yet filled) for a port with offloads: the checksum is left partial (the
 /// pseudo-header sum, as the kernel's own TCP leaves it), and a segment larger
-/// than `gso_size` becomes a TCPv4 GSO frame. `None` for anything but TCP.
-fn offload_tcp(frame: &mut [u8], gso_size: u16) -> Option<vnet::Repr> {
+/// than one `mtu`-sized packet becomes a TCPv4 GSO frame. `None` for anything
+/// but TCP.
+fn offload_tcp(frame: &mut [u8], mtu: u16) -> Option<vnet::Repr> {
     let ip = frame.get(ETHERNET_HEADER_LEN..)?;
     if ip.len() < 20 || ip[9] != 6 {
         return None;
@@ -800,9 +832,11 @@ fn offload_tcp(frame: &mut [u8], gso_size: u16) -> Option<vnet::Repr> {
         csum_offset: 16,
         ..vnet::Repr::default()
     };
-    if tcp_len.saturating_sub(doff) > usize::from(gso_size) {
+    // Every segment repeats the headers, options (timestamps) included.
+    let gso_size = usize::from(mtu).checked_sub(ihl + doff).filter(|&g| g > 0)?;
+    if tcp_len.saturating_sub(doff) > gso_size {
         hdr.gso_type = vnet::GSO_TCPV4;
-        hdr.gso_size = gso_size;
+        hdr.gso_size = u16::try_from(gso_size).ok()?;
         hdr.hdr_len = u16::try_from(ETHERNET_HEADER_LEN + ihl + doff).ok()?;
     }
     Some(hdr)
@@ -852,7 +886,7 @@ mod tests {
         ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
         ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
         ip[20 + 12] = 5 << 4;
-        let h = offload_tcp(&mut f, 1460).unwrap();
+        let h = offload_tcp(&mut f, 1500).unwrap();
         assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (vnet::GSO_TCPV4, 1460, 54));
         assert_eq!((h.flags, h.csum_start, h.csum_offset), (vnet::F_NEEDS_CSUM, 34, 16));
         let want = checksum::pseudo_header(
@@ -865,8 +899,11 @@ mod tests {
         // A segment that fits one frame is not GSO; a non-TCP packet is left alone.
         let mut small = f[..14 + 40 + 100].to_vec();
         small[16..18].copy_from_slice(&140u16.to_be_bytes());
-        assert_eq!(offload_tcp(&mut small, 1460).unwrap().gso_type, vnet::GSO_NONE);
+        assert_eq!(offload_tcp(&mut small, 1500).unwrap().gso_type, vnet::GSO_NONE);
+        // With 12 bytes of options (timestamps) segments carry 12 bytes less.
+        f[14 + 32] = 8 << 4;
+        assert_eq!(offload_tcp(&mut f, 1500).unwrap().gso_size, 1448);
         small[14 + 9] = 17;
-        assert!(offload_tcp(&mut small, 1460).is_none());
+        assert!(offload_tcp(&mut small, 1500).is_none());
     }
 }
