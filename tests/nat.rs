@@ -210,6 +210,20 @@ fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
     // ...while the old flows keep working.
     assert!(udp_ask(&d, "c", &world.outside_ip, 7, 41000, "still").ends_with("still"));
     assert_eq!(nat_flows(&d).len(), 2);
+    // A TCP connection is a flow too: refused at once (a reset), and counted.
+    let mut server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
+    let full = |d: &Daemon| {
+        let stats: Vec<Value> = serde_json::from_slice(&d.plexus(&["stats", "--format", "json"]).stdout).unwrap();
+        stats.iter().find(|p| p["endpoint"] == "c").unwrap()["drops"]["nat_full"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = full(&d);
+    let (first, _, _) = tcp_from_sandbox(&d, "c", &[&world.outside_ip, "8080", "GET", "1"]);
+    assert_eq!(first, "refused");
+    assert_eq!(full(&d), before + 1);
+    let _ = server.kill();
+    let _ = server.wait();
     drop(d);
     assert!(env.leftover_links().is_empty());
 }
@@ -517,9 +531,12 @@ fn tcp_reaches_the_outside_through_host_streams() {
     assert!(from.starts_with(&format!("from={}:", world.host_ip)), "{from}");
     assert_eq!(got, want, "upload corrupted");
 
-    // A refused connect reaches the container as a reset.
+    // A refused connect reaches the container as a reset; an address nobody
+    // answers for, as ICMP host unreachable (EHOSTUNREACH, 113).
     let (first, _, _) = tcp_from_sandbox(&d, "c1", &[&world.outside_ip, "8081", "GET", "1"]);
     assert_eq!(first, "refused");
+    let (first, _, _) = tcp_from_sandbox(&d, "c1", &["198.18.44.3", "8080", "GET", "1"]);
+    assert_eq!(first, "error 113");
 
     // `plexus nat` shows the connection while it is open, and not after.
     let mut slow = Command::new(common::plexus_bin())
