@@ -637,18 +637,12 @@ impl Worker {
                 },
             };
             let Some(flow) = self.nat.inbound(now, id) else { break };
-            let port = flow.path.port;
-            let out = &mut self.replies[0];
+            let out = self.replies[0].frame_area_mut();
             let built = match got {
-                Ok(n) => gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()),
-                Err(reason) => gateway::unreachable_frame(&flow, reason, out.frame_area_mut()),
+                Ok(n) => gateway::inbound_frame(&flow, &self.nat_rx[..n], out),
+                Err(reason) => gateway::unreachable_frame(&flow, reason, out),
             };
-            let Some(len) = built else {
-                self.engine.count_drop(port, DropReason::NatError);
-                continue;
-            };
-            out.set_built(len);
-            match self.deliver_reply(port) {
+            match self.deliver_built(flow.path.port, built) {
                 Some(true) => delivered += 1,
                 Some(false) => {}
                 None => break,
@@ -712,19 +706,26 @@ impl Worker {
                 packets_in: 0,
                 tcp: None,
             };
-            let out = &mut self.replies[0];
-            let Some(len) = gateway::inbound_frame(&flow, &self.nat_rx[..n], out.frame_area_mut()) else {
-                self.engine.count_drop(port, DropReason::NatError);
-                continue;
-            };
-            out.set_built(len);
-            match self.deliver_reply(port) {
+            let built = gateway::inbound_frame(&flow, &self.nat_rx[..n], self.replies[0].frame_area_mut());
+            match self.deliver_built(port, built) {
                 Some(true) => delivered += 1,
                 Some(false) => {}
                 None => break,
             }
         }
         delivered
+    }
+
+    /// Sends the frame of `built` bytes in `replies[0]` (none: building failed,
+    /// counted as `nat_error`) out of `port`; `None` when the port is gone,
+    /// else whether the frame left.
+    fn deliver_built(&mut self, port: PortId, built: Option<usize>) -> Option<bool> {
+        let Some(len) = built else {
+            self.engine.count_drop(port, DropReason::NatError);
+            return Some(false);
+        };
+        self.replies[0].set_built(len);
+        self.deliver_reply(port)
     }
 
     /// Sends the frame built in `replies[0]` out of `port` and counts it;
@@ -783,11 +784,8 @@ impl Worker {
             <[u8; 8]>::try_from(syn.get(ihl..ihl + 8)?).ok()
         });
         if let (Some(flow), Some(quote)) = (self.nat.get(id).copied(), quote) {
-            let out = &mut self.replies[0];
-            if let Some(len) = gateway::unreachable_quoting(&flow, reason, quote, out.frame_area_mut()) {
-                out.set_built(len);
-                self.deliver_reply(flow.path.port);
-            }
+            let built = gateway::unreachable_quoting(&flow, reason, quote, self.replies[0].frame_area_mut());
+            self.deliver_built(flow.path.port, built);
         }
         self.close_tcp(now, id, false);
         1

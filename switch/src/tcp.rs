@@ -315,27 +315,11 @@ fn capabilities(mtu: usize, offload: bool) -> DeviceCapabilities {
     caps
 }
 
-/// A device for building an interface (it never carries a frame).
-struct NoDev(usize, bool);
+/// A sink for frames that go nowhere (the device an interface is built with).
+struct NoSink;
 
-impl phy::Device for NoDev {
-    type RxToken<'b>
-        = RxTok<'b>
-    where
-        Self: 'b;
-    type TxToken<'b>
-        = TxTok<'b>
-    where
-        Self: 'b;
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxTok<'_>, TxTok<'_>)> {
-        None
-    }
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxTok<'_>> {
-        None
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        capabilities(self.0, self.1)
-    }
+impl FrameSink for NoSink {
+    fn send(&mut self, _: PortId, _: &[FrameBuf]) {}
 }
 
 fn endpoint(a: SocketAddrV4) -> IpEndpoint {
@@ -382,7 +366,20 @@ impl TcpRelay {
         let seed = now.saturating_duration_since(self.epoch).as_nanos();
         config.random_seed = u64::try_from(seed & u128::from(u64::MAX)).unwrap_or(0) ^ u64::from(port.0) << 32;
         let stamp = self.stamp(now);
-        let mut iface = Interface::new(config, &mut NoDev(mtu, gso.is_some()), stamp);
+        let mut queue = TxQueue {
+            bufs: Vec::new(),
+            len: 0,
+        };
+        let mut device = Dev {
+            rx: None,
+            tx: &mut queue,
+            sink: &mut NoSink,
+            port,
+            l2,
+            mtu,
+            gso,
+        };
+        let mut iface = Interface::new(config, &mut device, stamp);
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.gateway_ip), cfg.prefix));
         });
