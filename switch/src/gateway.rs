@@ -595,12 +595,15 @@ mod tests {
         let u = UdpPacket::new_checked(p.into_payload()).unwrap();
         let u = UdpRepr::parse(&u, dst, src, ChecksumMode::Verify).unwrap();
         assert_eq!((u.src_port, u.dst_port, u.payload), (53, 5353, &b"answer"[..]));
-        // TCP is not carried yet: counted as no_route.
-        let mut tcp = frame.clone();
-        tcp[14 + 9] = 6;
-        let mut p = Ipv4Packet::new_unchecked(&mut tcp[14..]);
-        p.fill_checksum();
-        assert_eq!(handle(&g, |_| false, &tcp, &mut out), Action::Drop(DropReason::NoRoute));
+        // A protocol NAT does not carry (GRE) is counted as no_route; a TCP
+        // segment shorter than its header is malformed.
+        for (proto, reason) in [(47, DropReason::NoRoute), (6, DropReason::Malformed)] {
+            let mut other = frame.clone();
+            other[14 + 9] = proto;
+            let mut p = Ipv4Packet::new_unchecked(&mut other[14..]);
+            p.fill_checksum();
+            assert_eq!(handle(&g, |_| false, &other, &mut out), Action::Drop(reason));
+        }
     }
 
     #[test]
