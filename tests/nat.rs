@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 use common::{Daemon, TestEnv, run_ok};
 use serde_json::Value;
 
+/// A process a test started, killed and reaped when the test ends (even by a
+/// panic).
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The "host" and "outside" namespaces; removed on drop.
 struct World {
     host: String,
@@ -211,7 +222,7 @@ fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
     assert!(udp_ask(&d, "c", &world.outside_ip, 7, 41000, "still").ends_with("still"));
     assert_eq!(nat_flows(&d).len(), 2);
     // A TCP connection is a flow too: refused at once (a reset), and counted.
-    let mut server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
+    let server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
     let full = |d: &Daemon| {
         let stats: Vec<Value> = serde_json::from_slice(&d.plexus(&["stats", "--format", "json"]).stdout).unwrap();
         stats.iter().find(|p| p["endpoint"] == "c").unwrap()["drops"]["nat_full"]
@@ -222,8 +233,7 @@ fn a_full_nat_table_refuses_new_flows_and_keeps_old_ones() {
     let (first, _, _) = tcp_from_sandbox(&d, "c", &[&world.outside_ip, "8080", "GET", "1"]);
     assert_eq!(first, "refused");
     assert_eq!(full(&d), before + 1);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     drop(d);
     assert!(env.leftover_links().is_empty());
 }
@@ -262,7 +272,7 @@ fn ping_falls_back_to_raw_sockets_where_ping_sockets_are_not_allowed() {
 
 /// A UDP server inside a sandbox on `ports` that answers each datagram with
 /// `port=<its port> from=<client address:port>`.
-fn udp_server_in(d: &Daemon, sandbox: &str, ports: &[u16]) -> Child {
+fn udp_server_in(d: &Daemon, sandbox: &str, ports: &[u16]) -> Reap {
     let code = format!(
         "import socket,selectors\nsel=selectors.DefaultSelector()\nfor p in {ports:?}:\n \
          s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n s.bind(('0.0.0.0',p))\n sel.register(s,selectors.EVENT_READ)\n\
@@ -284,7 +294,7 @@ fn udp_server_in(d: &Daemon, sandbox: &str, ports: &[u16]) -> Child {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    child
+    Reap(child)
 }
 
 /// A UDP exchange from a namespace (`ip netns exec`), or `None` on timeout.
@@ -317,7 +327,7 @@ fn published_udp_ports_keep_the_clients_address() {
         "9000-9001:7000-7001/udp",
         "srv",
     ]);
-    let mut server = udp_server_in(&d, "srv", &[53, 7000, 7001]);
+    let server = udp_server_in(&d, "srv", &[53, 7000, 7001]);
 
     // A client outside reaches the published port; the container sees its real address.
     let reply = udp_ask_from_ns(&world.outside, &world.host_ip, 8053).expect("no answer from the published port");
@@ -354,15 +364,16 @@ fn published_udp_ports_keep_the_clients_address() {
         "a failed run left its sandbox"
     );
     // So does a port another program holds on the host.
-    let mut blocker = Command::new("ip")
-        .args(["netns", "exec", &world.host, "python3", "-c"])
-        .arg("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',8054))\ntime.sleep(30)")
-        .spawn()
-        .unwrap();
+    let blocker = Reap(
+        Command::new("ip")
+            .args(["netns", "exec", &world.host, "python3", "-c"])
+            .arg("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',8054))\ntime.sleep(30)")
+            .spawn()
+            .unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(400));
     let out = d.plexus(&["run", "--network", "pub", "-p", "8054:53/udp", "blocked"]);
-    let _ = blocker.kill();
-    let _ = blocker.wait();
+    drop(blocker);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("port is already allocated"),
         "{out:?}"
@@ -373,8 +384,7 @@ fn published_udp_ports_keep_the_clients_address() {
     let host_port = ep["ports"][0]["host_port"].as_u64().unwrap();
     assert!(host_port >= 1024, "{ep}");
 
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 /// A TCP test peer (python3, no other tool needed). `server ADDR PORT...`
@@ -448,25 +458,25 @@ else:
 
 /// Starts a TCP peer server in namespace `ns` (or, with `sandbox`, in a
 /// container through `plexus exec`) and waits until it listens.
-fn tcp_server(cmd: &mut Command) -> Child {
-    let mut child = cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap();
+fn tcp_server(cmd: &mut Command) -> Reap {
+    let mut child = Reap(cmd.stdout(Stdio::piped()).stdin(Stdio::null()).spawn().unwrap());
     let mut ready = String::new();
     use std::io::BufRead;
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+    std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
         .read_line(&mut ready)
         .unwrap();
     assert_eq!(ready.trim(), "ready", "TCP server did not start");
     child
 }
 
-fn tcp_server_in_ns(ns: &str, addr: &str, ports: &[&str]) -> Child {
+fn tcp_server_in_ns(ns: &str, addr: &str, ports: &[&str]) -> Reap {
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", ns, "python3", "-c", TCP_PEER, "server", addr])
         .args(ports);
     tcp_server(&mut cmd)
 }
 
-fn tcp_server_in_sandbox(d: &Daemon, sandbox: &str, ports: &[&str]) -> Child {
+fn tcp_server_in_sandbox(d: &Daemon, sandbox: &str, ports: &[&str]) -> Reap {
     let mut cmd = Command::new(common::plexus_bin());
     cmd.args(["--socket", d.socket.to_str().unwrap(), "exec", sandbox, "--"])
         .args(["python3", "-c", TCP_PEER, "server", "0.0.0.0"])
@@ -521,7 +531,7 @@ fn tcp_reaches_the_outside_through_host_streams() {
     // A container MTU below the host's: each side of the relay has its own MSS.
     d.ok(&["network", "create", "--subnet", "10.84.5.0/24", "--mtu", "1280", "out"]);
     d.ok(&["run", "--network", "out", "c1"]);
-    let mut server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
+    let server = tcp_server_in_ns(&world.outside, &world.outside_ip, &["8080"]);
 
     // 10 MB each way; the server sees the host's address (the NAT worked).
     let (from, got, want) = tcp_from_sandbox(&d, "c1", &[&world.outside_ip, "8080", "GET", TEN_MB]);
@@ -580,8 +590,7 @@ fn tcp_reaches_the_outside_through_host_streams() {
     let (first, _, _) = tcp_from_sandbox(&d, "c2", &[&world.outside_ip, "8080", "GET", "1"]);
     assert!(!first.starts_with("from="), "internal network got out: {first}");
 
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 #[test]
@@ -601,7 +610,7 @@ fn published_tcp_ports_keep_the_clients_address() {
         "9000-9001:7000-7001/tcp",
         "web",
     ]);
-    let mut server = tcp_server_in_sandbox(&d, "web", &["80", "7000", "7001"]);
+    let server = tcp_server_in_sandbox(&d, "web", &["80", "7000", "7001"]);
 
     // A client outside: the container sees its real address; 10 MB each way.
     let (from, got, want) = tcp_from_ns(&world.outside, &[&world.host_ip, "8080", "GET", TEN_MB, "41000"]);
@@ -637,15 +646,13 @@ fn published_tcp_ports_keep_the_clients_address() {
     assert!(err.contains("port is already allocated"), "{err}");
     assert!(!d.plexus(&["sandbox", "inspect", "again"]).status.success());
     // A port another program listens on fails the same way.
-    let mut blocker = tcp_server_in_ns(&world.host, "0.0.0.0", &["8091"]);
+    let blocker = tcp_server_in_ns(&world.host, "0.0.0.0", &["8091"]);
     let out = d.plexus(&["run", "--network", "pubt", "-p", "8091:80", "blocked"]);
-    let _ = blocker.kill();
-    let _ = blocker.wait();
+    drop(blocker);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("port is already allocated"),
         "{out:?}"
     );
 
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }

@@ -88,6 +88,10 @@ impl Prepared {
     /// Runs in the forked child, before `exec`: async-signal-safe calls only, on
     /// data prepared before the fork; no allocation.
     fn enter(&self) -> io::Result<()> {
+        // The command never outlives the plexus that started it: if plexus
+        // dies (even by SIGKILL), the command gets SIGTERM.
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) })?;
         if let Some(fd) = &self.netns {
             // SAFETY: `fd` is an open namespace fd owned by `self`; setns takes no
             // pointers.
@@ -233,8 +237,8 @@ pub fn command(spec: &ExecSpec, argv: &[String]) -> Result<Command, SandboxError
 
     let mut cmd = Command::new(program);
     cmd.args(args);
-    // SAFETY: the hook only calls async-signal-safe libc functions (setns, unshare,
-    // mount, umount2, sethostname, write) on data owned by `prepared`, which was
+    // SAFETY: the hook only calls async-signal-safe libc functions (prctl, setns,
+    // unshare, mount, umount2, sethostname, write) on data owned by `prepared`, which was
     // built before the fork; it neither allocates nor takes locks.
     unsafe {
         cmd.pre_exec(move || prepared.enter());
