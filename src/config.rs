@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::mode::Mode;
+
 /// How a [`crate::Controller`] is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -19,26 +21,49 @@ pub struct Config {
     pub busy_poll: std::time::Duration,
     /// Outbound NAT's limits (in total and per endpoint) and idle timeouts.
     pub nat: plexus_switch::NatConfig,
+    /// Rootful or rootless ([`Mode::detect`] by default).
+    pub mode: Mode,
+    /// Why this mode.
+    pub mode_reason: String,
 }
 
-/// The default state directory.
+/// The default state directory (rootful).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/plexus";
 
+/// The default state directory of a process in `mode`: [`DEFAULT_STATE_DIR`],
+/// or for a rootless one `$XDG_DATA_HOME/plexus` (else
+/// `~/.local/share/plexus`, else `/tmp/plexus-UID/state`).
+pub fn default_state_dir(mode: Mode) -> PathBuf {
+    match mode {
+        Mode::Rootful => PathBuf::from(DEFAULT_STATE_DIR),
+        Mode::Rootless => {
+            let var = |k: &str| std::env::var(k).ok();
+            crate::mode::rootless_state_dir(var("XDG_DATA_HOME").as_deref(), var("HOME").as_deref())
+                .unwrap_or_else(|| PathBuf::from(format!("/tmp/plexus-{}/state", nix::unistd::geteuid())))
+        }
+    }
+}
+
 impl Default for Config {
-    /// `/var/lib/plexus`, namespaces `plexus-NAME`, interfaces `px…`, MTU 1500.
+    /// The mode of this process ([`Mode::detect`]), its default state
+    /// directory ([`default_state_dir`]), namespaces `plexus-NAME`, interfaces
+    /// `px…`, MTU 1500.
     ///
     /// The environment can override the first three (`PLEXUS_STATE_DIR`,
     /// `PLEXUS_NETNS_PREFIX`, `PLEXUS_IFNAME_PREFIX`), so that an example or a test
     /// runs beside a daemon without touching its state.
     fn default() -> Self {
         let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+        let (mode, mode_reason) = Mode::detect();
         Config {
-            state_dir: PathBuf::from(env("PLEXUS_STATE_DIR", DEFAULT_STATE_DIR)),
+            state_dir: std::env::var_os("PLEXUS_STATE_DIR").map_or_else(|| default_state_dir(mode), PathBuf::from),
             netns_prefix: env("PLEXUS_NETNS_PREFIX", "plexus-"),
             ifname_prefix: env("PLEXUS_IFNAME_PREFIX", "px"),
             default_mtu: 1500,
             busy_poll: plexus_switch::DataplaneConfig::default().busy_poll,
             nat: plexus_switch::NatConfig::default(),
+            mode,
+            mode_reason,
         }
     }
 }

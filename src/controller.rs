@@ -24,6 +24,7 @@ use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, NatProto, PublishSpec};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::ipam::{Ipam, PoolInfo, PoolRequest};
+use crate::mode::Mode;
 use crate::model::{
     EndpointInfo, EndpointRecord, FdbInfo, NatInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo, SandboxRecord,
     State,
@@ -306,6 +307,11 @@ impl Controller {
             domainname: opts.domainname.clone(),
         };
         if let Some(ns) = &rec.netns {
+            if self.inner.config.mode == Mode::Rootless {
+                return Err(Error::Rootless {
+                    what: "a sandbox with its own network namespace",
+                });
+            }
             let handle = netns::create(ns)?;
             let lo_up = Netlink::open_in(handle.path()).and_then(|mut nl| {
                 let lo = nl.link("lo")?;
@@ -823,6 +829,11 @@ impl Network {
             return Err(Error::InvalidOption(format!("MAC {mac} is not a unicast address")));
         }
         let drv = ctrl.driver(&net.driver)?;
+        if ctrl.inner.config.mode == Mode::Rootless && drv.switch().is_some() {
+            return Err(Error::Rootless {
+                what: "an endpoint on a switched network",
+            });
+        }
         let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
             (true, Some(subnet)) => {
                 let ip = core.ipam.request_address(subnet, opts.ip)?;

@@ -30,6 +30,7 @@ pub mod config;
 mod controller;
 pub mod error;
 pub mod ipam;
+pub mod mode;
 pub mod model;
 pub mod options;
 pub mod publish;

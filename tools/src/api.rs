@@ -402,6 +402,13 @@ pub struct DaemonInfo {
     pub api: u32,
     /// The daemon's process id.
     pub pid: u32,
+    /// `rootful` or `rootless`.
+    pub mode: plexus::mode::Mode,
+    /// Why that mode.
+    pub mode_reason: String,
+    /// For a rootless daemon: the host features it depends on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rootless_checks: Vec<plexus::mode::Check>,
     /// The state directory.
     pub state_dir: PathBuf,
     /// The socket it listens on.

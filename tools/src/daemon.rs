@@ -79,6 +79,20 @@ struct Server {
     socket: PathBuf,
 }
 
+/// The rootless checks for this user (none when rootful).
+fn rootless_checks(mode: plexus::mode::Mode) -> Vec<plexus::mode::Check> {
+    if mode == plexus::mode::Mode::Rootful {
+        return Vec::new();
+    }
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    let name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    plexus::mode::rootless_checks(&name, uid.as_raw(), gid.as_raw())
+}
+
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(mut opts: Options) -> anyhow::Result<()> {
     // Absolute paths: the sandboxes' file paths are derived from the state
@@ -125,12 +139,17 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
             .context("starting the signal thread")?;
     }
 
+    let (mode, why) = plexus::mode::Mode::detect();
     eprintln!(
-        "plexus daemon: pid {}, state dir {}, socket {}",
+        "plexus daemon: pid {}, {} ({why}), state dir {}, socket {}",
         std::process::id(),
+        mode.as_str(),
         opts.state_dir.display(),
         server.socket.display()
     );
+    for c in rootless_checks(mode).iter().filter(|c| !c.ok) {
+        eprintln!("plexus daemon: rootless: {}: {}", c.name, c.detail);
+    }
 
     for conn in listener.incoming() {
         if stopping.load(Ordering::SeqCst) {
@@ -410,6 +429,9 @@ impl Server {
                     version: env!("CARGO_PKG_VERSION").to_owned(),
                     api: API_VERSION,
                     pid: std::process::id(),
+                    mode: config.mode,
+                    mode_reason: config.mode_reason.clone(),
+                    rootless_checks: rootless_checks(config.mode),
                     state_dir: config.state_dir.clone(),
                     socket: self.socket.clone(),
                     drivers: ctrl.drivers().into_iter().map(str::to_owned).collect(),

@@ -286,8 +286,11 @@ Examples:
 #[derive(Debug, Args)]
 struct DaemonArgs {
     /// Directory of the store (state.json and its lock) and the sandboxes' files.
-    #[arg(long, env = "PLEXUS_STATE_DIR", value_name = "DIR", default_value = plexus::config::DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
+    ///
+    /// Default: /var/lib/plexus (rootful); for a rootless daemon
+    /// $XDG_DATA_HOME/plexus, else ~/.local/share/plexus.
+    #[arg(long, env = "PLEXUS_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Microseconds the switch keeps polling its ports after traffic before it
     /// sleeps until the next frame.
     ///

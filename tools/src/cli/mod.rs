@@ -59,7 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Daemon(args) => {
             daemon::run(daemon::Options {
                 nat: args.nat(),
-                state_dir: args.state_dir,
+                state_dir: args
+                    .state_dir
+                    .unwrap_or_else(|| plexus::config::default_state_dir(plexus::mode::Mode::detect().0)),
                 socket: socket.to_owned(),
                 busy_poll: Duration::from_micros(args.busy_poll_us),
             })?;

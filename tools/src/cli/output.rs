@@ -208,10 +208,11 @@ pub fn ports(e: &EndpointInfo) -> String {
 }
 
 pub fn daemon_info(i: &DaemonInfo) -> String {
-    key_values(&[
+    let mut out = key_values(&[
         ("Version", i.version.clone()),
         ("API", i.api.to_string()),
         ("PID", i.pid.to_string()),
+        ("Mode", format!("{} ({})", i.mode.as_str(), i.mode_reason)),
         ("State dir", i.state_dir.display().to_string()),
         ("Socket", i.socket.display().to_string()),
         ("Drivers", list(&i.drivers)),
@@ -238,7 +239,13 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),
         ("Sandboxes", i.sandboxes.to_string()),
-    ])
+    ]);
+    // A rootless daemon: what the host allows, and what to do where it does not.
+    for c in &i.rootless_checks {
+        let mark = if c.ok { "ok" } else { "MISSING" };
+        out.push_str(&format!("Rootless {}: {mark}: {}\n", c.name, c.detail));
+    }
+    out
 }
 
 /// `plexus fdb`: one row per learned MAC.

@@ -1,0 +1,180 @@
+//! A daemon started by an ordinary user (no capabilities, no setuid helper):
+//! it picks rootless mode by itself, keeps its socket and state in the user's
+//! XDG directories (the CLI finds the socket with no flag), says in `info` which
+//! mode it runs and why with the host checks, refuses what it cannot do yet with
+//! a clear error, and creates nothing in the host's network namespace.
+//!
+//! The test runs as root and drops to uid/gid 65534 (`nobody`) with util-linux's
+//! `setpriv`, which clears every capability.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TestEnv, plexus_bin};
+use serde_json::Value;
+
+const NOBODY: u32 = 65534;
+
+/// The user's directories, removed on drop (with the daemon stopped first).
+struct User {
+    home: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl User {
+    fn new(env: &TestEnv) -> User {
+        let home = std::env::temp_dir().join(format!("plexus-rootless-{}", env.tag));
+        for d in ["run", "data"] {
+            std::fs::create_dir_all(home.join(d)).unwrap();
+        }
+        for d in [&home, &home.join("run"), &home.join("data")] {
+            std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+            std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        }
+        User { home, daemon: None }
+    }
+
+    /// `plexus ARGS` as the user, with only its own environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            &NOBODY.to_string(),
+            "--regid",
+            &NOBODY.to_string(),
+            "--clear-groups",
+        ])
+        .arg(plexus_bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &self.home)
+        .env("XDG_RUNTIME_DIR", self.home.join("run"))
+        .env("XDG_DATA_HOME", self.home.join("data"));
+        c
+    }
+
+    fn plexus(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.home.join("run/plexus/plexus.sock")
+    }
+
+    fn start_daemon(&mut self) {
+        let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
+        let child = self
+            .command(&["daemon"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.socket().exists() {
+            assert!(Instant::now() < deadline, "no socket; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            // setpriv execs the daemon: this pid is the daemon's.
+            if let Ok(pid) = i32::try_from(d.id()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            }
+            let _ = d.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- rootless daemon log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+fn host_links() -> Vec<String> {
+    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split(':')
+                .nth(1)
+                .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn owner(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().uid()
+}
+
+#[test]
+fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
+    require_root!();
+    let env = TestEnv::new();
+    let links_before = host_links();
+    let mut user = User::new(&env);
+    user.start_daemon();
+
+    // The CLI finds the socket under XDG_RUNTIME_DIR by itself.
+    let out = user.plexus(&["info", "--format", "json"]);
+    assert!(out.status.success(), "{out:?}\n{}", user.log());
+    let info: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["mode"], "rootless", "{info}");
+    assert!(info["mode_reason"].as_str().unwrap().contains("uid 65534"), "{info}");
+    assert_eq!(info["socket"], user.socket().to_str().unwrap());
+    let state_dir = user.home.join("data/plexus");
+    assert_eq!(info["state_dir"], state_dir.to_str().unwrap());
+    let checks: Vec<&str> = info["rootless_checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "user_namespaces",
+            "tun",
+            "subordinate_ids",
+            "unprivileged_ports",
+            "ping"
+        ]
+    );
+    // The human form says it too.
+    let text = String::from_utf8_lossy(&user.plexus(&["info"]).stdout).into_owned();
+    assert!(text.contains("rootless (uid 65534"), "{text}");
+    assert!(text.contains("Rootless tun:"), "{text}");
+
+    // A network (control plane and switch only) works, in a store that is the
+    // user's...
+    let out = user.plexus(&["network", "create", "--subnet", "10.86.0.0/24", "rl"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(owner(&state_dir.join("state.json")), NOBODY);
+    // ...what needs namespaces is refused with a clear error, not EPERM.
+    for args in [
+        &["sandbox", "create", "s1"][..],
+        &["endpoint", "create", "--network", "rl", "e1"][..],
+    ] {
+        let out = user.plexus(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("rootless mode"), "{args:?}: {err}");
+    }
+    // Nothing was created in the host's network namespace.
+    assert_eq!(host_links(), links_before);
+}
