@@ -18,6 +18,7 @@ use ipnet::Ipv4Net;
 use plexus_drivers::{Driver, EndpointSpec, NetworkSpec, SandboxSpec, SwitchView, Switching};
 use plexus_sandbox::files::{self, HostsEntry};
 use plexus_sandbox::netlink::Netlink;
+use plexus_sandbox::userns::Holder;
 use plexus_sandbox::{SandboxError, netns};
 use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, NatProto, PublishSpec};
 
@@ -54,6 +55,9 @@ struct Core {
     ports: PortAllocator,
     store: Store,
     driver_options: BTreeMap<String, DriverOptions>,
+    /// Rootless: the process owning the sandboxes' user namespace (started at
+    /// the first sandbox).
+    holder: Option<Holder>,
 }
 
 /// A network handle.
@@ -133,6 +137,7 @@ impl Controller {
             ports,
             store,
             driver_options: BTreeMap::new(),
+            holder: None,
         };
         let ctrl = Controller {
             inner: Arc::new(Inner {
@@ -307,20 +312,7 @@ impl Controller {
             domainname: opts.domainname.clone(),
         };
         if let Some(ns) = &rec.netns {
-            if self.inner.config.mode == Mode::Rootless {
-                return Err(Error::Rootless {
-                    what: "a sandbox with its own network namespace",
-                });
-            }
-            let handle = netns::create(ns)?;
-            let lo_up = Netlink::open_in(handle.path()).and_then(|mut nl| {
-                let lo = nl.link("lo")?;
-                nl.set_up(lo.index, true)
-            });
-            if let Err(e) = lo_up {
-                let _ = netns::delete(ns);
-                return Err(e.into());
-            }
+            self.make_netns(core, ns)?;
         }
         core.state.sandboxes.push(rec.clone());
         let done = self.write_sandbox_files(core, &rec.id).and_then(|()| core.commit());
@@ -328,11 +320,89 @@ impl Controller {
             core.state.sandboxes.pop();
             let _ = std::fs::remove_dir_all(self.sandbox_dir(&rec.id));
             if let Some(ns) = &rec.netns {
-                let _ = netns::delete(ns);
+                let _ = self.remove_netns(core, ns);
             }
             return Err(e);
         }
         Ok(rec.id)
+    }
+
+    /// Makes the network namespace `ns` of a sandbox, with `lo` up: a named
+    /// namespace (rootful), or one inside the daemon's user namespace
+    /// (rootless).
+    fn make_netns(&self, core: &mut Core, ns: &str) -> Result<()> {
+        if self.inner.config.mode == Mode::Rootless {
+            let holder = self.holder(core)?;
+            return Ok(holder.create_netns(&self.rootless_netns_file(ns))?);
+        }
+        let handle = netns::create(ns)?;
+        let lo_up = Netlink::open_in(handle.path()).and_then(|mut nl| {
+            let lo = nl.link("lo")?;
+            nl.set_up(lo.index, true)
+        });
+        if let Err(e) = lo_up {
+            let _ = netns::delete(ns);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Removes the network namespace `ns` of a sandbox.
+    fn remove_netns(&self, core: &mut Core, ns: &str) -> std::result::Result<(), SandboxError> {
+        if self.inner.config.mode == Mode::Rootless {
+            let Some(holder) = Holder::read(&self.holder_file()) else {
+                // No holder: its namespaces died with it; only the file is left.
+                let _ = std::fs::remove_file(self.rootless_netns_file(ns));
+                return Err(SandboxError::NoSuchNetns(ns.to_owned()));
+            };
+            core.holder = Some(holder);
+            return holder.delete_netns(&self.rootless_netns_file(ns));
+        }
+        netns::delete(ns)
+    }
+
+    /// Whether the network namespace `ns` of a sandbox exists.
+    fn netns_exists(&self, ns: &str) -> bool {
+        if self.inner.config.mode == Mode::Rootless {
+            return Holder::read(&self.holder_file()).is_some_and(|h| h.netns_exists(&self.rootless_netns_file(ns)));
+        }
+        netns::exists(ns)
+    }
+
+    /// The sandbox key of namespace `ns`: its path as the host sees it (for
+    /// a rootless one, through the holder's mount namespace), and the user
+    /// namespace to join first (rootless).
+    fn netns_key(&self, ns: &str) -> (PathBuf, Option<PathBuf>) {
+        if self.inner.config.mode == Mode::Rootless {
+            let file = self.rootless_netns_file(ns);
+            return match Holder::read(&self.holder_file()) {
+                Some(h) => (
+                    h.visible(&file),
+                    Some(PathBuf::from(format!("/proc/{}/ns/user", h.pid()))),
+                ),
+                None => (file, None),
+            };
+        }
+        (netns_path(ns), None)
+    }
+
+    /// The running holder of the rootless namespaces, started if there is none.
+    fn holder(&self, core: &mut Core) -> Result<Holder> {
+        let file = self.holder_file();
+        if let Some(h) = core.holder.filter(|h| Holder::read(&file) == Some(*h)) {
+            return Ok(h);
+        }
+        let h = Holder::start(&file)?;
+        core.holder = Some(h);
+        Ok(h)
+    }
+
+    fn holder_file(&self) -> PathBuf {
+        self.inner.config.state_dir.join("userns.pid")
+    }
+
+    fn rootless_netns_file(&self, ns: &str) -> PathBuf {
+        self.inner.config.state_dir.join("netns").join(ns)
     }
 
     /// A sandbox by name (container id) or id.
@@ -419,7 +489,7 @@ impl Controller {
             .state
             .sandboxes
             .iter()
-            .filter(|s| s.netns.as_deref().is_some_and(|ns| !netns::exists(ns)))
+            .filter(|s| s.netns.as_deref().is_some_and(|ns| !self.netns_exists(ns)))
             .cloned()
             .collect();
         if missing.is_empty() {
@@ -427,13 +497,8 @@ impl Controller {
         }
         for sb in missing {
             let Some(ns) = &sb.netns else { continue };
-            if netns::create(ns).is_err() {
+            if self.make_netns(&mut core, ns).is_err() {
                 continue;
-            }
-            if let Ok(mut nl) = Netlink::open_in(&netns_path(ns))
-                && let Ok(lo) = nl.link("lo")
-            {
-                let _ = nl.set_up(lo.index, true);
             }
             for ep in core
                 .state
@@ -831,7 +896,7 @@ impl Network {
         let drv = ctrl.driver(&net.driver)?;
         if ctrl.inner.config.mode == Mode::Rootless && drv.switch().is_some() {
             return Err(Error::Rootless {
-                what: "an endpoint on a switched network",
+                what: "an endpoint on a switched network (TAP endpoints made inside the sandbox)",
             });
         }
         let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
@@ -1052,7 +1117,7 @@ impl Endpoint {
             *core.endpoint_mut(&self.id)? = ep;
             return Err(e);
         }
-        Ok(sandbox_key(&sb))
+        Ok(self.ctrl.sandbox_key(&sb).0)
     }
 
     /// Leaves the sandbox; the endpoint keeps its address for a later join.
@@ -1069,10 +1134,14 @@ impl Endpoint {
     }
 }
 
-fn sandbox_key(sb: &SandboxRecord) -> PathBuf {
-    match &sb.netns {
-        Some(ns) => netns_path(ns),
-        None => PathBuf::from(format!("/proc/{}/ns/net", std::process::id())),
+impl Controller {
+    /// A sandbox's key (its namespace's path; the daemon's own for host mode)
+    /// and, rootless, the user namespace to join before it.
+    fn sandbox_key(&self, sb: &SandboxRecord) -> (PathBuf, Option<PathBuf>) {
+        match &sb.netns {
+            Some(ns) => self.netns_key(ns),
+            None => (PathBuf::from(format!("/proc/{}/ns/net", std::process::id())), None),
+        }
     }
 }
 
@@ -1149,7 +1218,7 @@ impl Controller {
             }
         }
         if let Some(ns) = &sb.netns {
-            match netns::delete(ns) {
+            match self.remove_netns(core, ns) {
                 Ok(()) | Err(SandboxError::NoSuchNetns(_)) => {}
                 Err(e) => note(Err(e.into())),
             }
@@ -1172,10 +1241,12 @@ impl Sandbox {
         let core = self.ctrl.lock();
         let sb = core.sandbox_by_id(&self.id)?;
         let dir = self.ctrl.sandbox_dir(&sb.id);
+        let (key, userns) = self.ctrl.sandbox_key(sb);
         Ok(SandboxInfo {
             id: sb.id.clone(),
             name: sb.name.clone(),
-            key: sb.netns.as_ref().map(|_| sandbox_key(sb)),
+            key: sb.netns.as_ref().map(|_| key),
+            userns,
             hostname: sb.hostname.clone(),
             domainname: sb.domainname.clone(),
             hosts_path: dir.join("hosts"),
@@ -1193,7 +1264,7 @@ impl Sandbox {
     /// The sandbox key: the path of its network namespace.
     pub fn key(&self) -> Result<PathBuf> {
         let core = self.ctrl.lock();
-        Ok(sandbox_key(core.sandbox_by_id(&self.id)?))
+        Ok(self.ctrl.sandbox_key(core.sandbox_by_id(&self.id)?).0)
     }
 
     /// The endpoints joined to it.

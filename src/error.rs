@@ -81,9 +81,7 @@ pub enum Error {
     #[error("a host network already exists: {0}")]
     HostNetworkExists(String),
     /// A rootless daemon cannot do this yet.
-    #[error(
-        "{what}: not available in rootless mode yet (sandboxes in user namespaces are being built); run the daemon as root meanwhile"
-    )]
+    #[error("{what}: not available in rootless mode yet; run the daemon as root meanwhile")]
     Rootless {
         /// What was asked.
         what: &'static str,

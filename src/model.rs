@@ -161,6 +161,10 @@ pub struct SandboxInfo {
     pub name: String,
     /// The sandbox key: its network namespace path (`None` for host mode).
     pub key: Option<PathBuf>,
+    /// Rootless: the user namespace that owns it, to join before entering
+    /// the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<PathBuf>,
     /// Hostname.
     pub hostname: String,
     /// Domain name.

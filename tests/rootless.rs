@@ -1,8 +1,11 @@
 //! A daemon started by an ordinary user (no capabilities, no setuid helper):
 //! it picks rootless mode by itself, keeps its socket and state in the user's
 //! XDG directories (the CLI finds the socket with no flag), says in `info` which
-//! mode it runs and why with the host checks, refuses what it cannot do yet with
-//! a clear error, and creates nothing in the host's network namespace.
+//! mode it runs and why with the host checks, makes sandboxes as network
+//! namespaces of a user namespace it owns (they survive a daemon restart, `exec`
+//! enters them as root-in-namespace, `sandbox rm` removes them), refuses what it
+//! cannot do yet with a clear error, and creates nothing in the host's network
+//! namespace.
 //!
 //! The test runs as root and drops to uid/gid 65534 (`nobody`) with util-linux's
 //! `setpriv`, which clears every capability.
@@ -83,6 +86,24 @@ impl User {
         }
     }
 
+    fn stop_daemon(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            // setpriv execs the daemon: this pid is the daemon's.
+            if let Ok(pid) = i32::try_from(d.id()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            }
+            let _ = d.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// What `plexus exec s -- sh -c SCRIPT` printed; panics if it failed.
+    fn exec(&self, sandbox: &str, script: &str) -> String {
+        let out = self.plexus(&["exec", sandbox, "--", "sh", "-c", script]);
+        assert!(out.status.success(), "exec {script}: {out:?}\n{}", self.log());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
     }
@@ -90,12 +111,13 @@ impl User {
 
 impl Drop for User {
     fn drop(&mut self) {
-        if let Some(mut d) = self.daemon.take() {
-            // setpriv execs the daemon: this pid is the daemon's.
-            if let Ok(pid) = i32::try_from(d.id()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-            }
-            let _ = d.wait();
+        self.stop_daemon();
+        // The daemon's user-namespace holder (our descendant) outlives it.
+        if let Some(pid) = std::fs::read_to_string(self.home.join("data/plexus/userns.pid"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()))
+        {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         if std::thread::panicking() {
             eprintln!("--- rootless daemon log ---\n{}", self.log());
@@ -165,16 +187,44 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     let out = user.plexus(&["network", "create", "--subnet", "10.86.0.0/24", "rl"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(owner(&state_dir.join("state.json")), NOBODY);
-    // ...what needs namespaces is refused with a clear error, not EPERM.
-    for args in [
-        &["sandbox", "create", "s1"][..],
-        &["endpoint", "create", "--network", "rl", "e1"][..],
-    ] {
-        let out = user.plexus(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("rootless mode"), "{args:?}: {err}");
-    }
+    // A sandbox: a network namespace of the daemon's user namespace, entered
+    // by `exec` as root there, with its hostname and only `lo`, up.
+    let out = user.plexus(&["sandbox", "create", "s1"]);
+    assert!(out.status.success(), "{out:?}\n{}", user.log());
+    let inside = user.exec("s1", "id -u; hostname; ip -o link; readlink /proc/self/ns/net");
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "0", "{inside}");
+    assert_eq!(lines[1], "s1", "{inside}");
+    assert_eq!(lines.len(), 4, "only lo: {inside}");
+    assert!(lines[2].starts_with("1: lo: <LOOPBACK,UP"), "{inside}");
+    let netns = lines[3].to_owned();
+    let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(netns, host_netns.to_str().unwrap());
+
+    // The daemon restarts; the sandbox is still there, the same namespace.
+    user.stop_daemon();
+    user.start_daemon();
+    let out = user.plexus(&["sandbox", "ls", "--format", "json"]);
+    let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(user.exec("s1", "readlink /proc/self/ns/net").trim(), netns);
+
+    // Endpoints on a switched network are refused with a clear error, not EPERM.
+    let out = user.plexus(&["endpoint", "create", "--network", "rl", "e1"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rootless mode"), "{err}");
+
+    // `sandbox rm` removes it.
+    let out = user.plexus(&["sandbox", "rm", "s1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!user.plexus(&["exec", "s1", "--", "true"]).status.success());
+    assert_eq!(
+        std::fs::read_dir(state_dir.join("netns")).unwrap().count(),
+        0,
+        "a namespace file is left"
+    );
+
     // Nothing was created in the host's network namespace.
     assert_eq!(host_links(), links_before);
 }

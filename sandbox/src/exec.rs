@@ -44,6 +44,9 @@ const HOST_NAME_MAX: usize = 64;
 pub struct ExecSpec {
     /// The network namespace path (the sandbox key); `None` runs in the caller's.
     pub netns: Option<PathBuf>,
+    /// Rootless: the user namespace that owns it, joined first (the caller
+    /// becomes root there, which the other steps need).
+    pub userns: Option<PathBuf>,
     /// Hostname for a private UTS namespace.
     pub hostname: Option<String>,
     /// Bind-mounted over `/etc/hosts` if given.
@@ -62,6 +65,8 @@ struct Bind {
 /// Everything the child needs, prepared before the fork.
 #[derive(Debug)]
 struct Prepared {
+    /// The user namespace to join first, open with O_CLOEXEC.
+    userns: Option<OwnedFd>,
     /// The network namespace, open with O_CLOEXEC.
     netns: Option<OwnedFd>,
     /// Whether to make a private mount namespace.
@@ -92,6 +97,12 @@ impl Prepared {
         // dies (even by SIGKILL), the command gets SIGTERM.
         // SAFETY: prctl with integer arguments only.
         check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) })?;
+        if let Some(fd) = &self.userns {
+            // SAFETY: `fd` is an open namespace fd owned by `self`; setns takes no
+            // pointers. The child is single-threaded, as joining a user namespace
+            // requires.
+            check(unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWUSER) })?;
+        }
         if let Some(fd) = &self.netns {
             // SAFETY: `fd` is an open namespace fd owned by `self`; setns takes no
             // pointers.
@@ -201,6 +212,15 @@ pub fn command(spec: &ExecSpec, argv: &[String]) -> Result<Command, SandboxError
     };
 
     let netns = spec.netns.as_deref().map(crate::netns::open_path).transpose()?;
+    let userns = spec
+        .userns
+        .as_deref()
+        .map(|p| {
+            std::fs::File::open(p)
+                .map(OwnedFd::from)
+                .map_err(|e| exec_err(program, e.kind(), format!("user namespace {}: {e}", p.display())))
+        })
+        .transpose()?;
 
     let hostname = match &spec.hostname {
         None => None,
@@ -229,6 +249,7 @@ pub fn command(spec: &ExecSpec, argv: &[String]) -> Result<Command, SandboxError
     }
 
     let prepared = Prepared {
+        userns,
         mount_ns: netns.is_some() || !binds.is_empty(),
         netns,
         binds,

@@ -24,5 +24,6 @@ pub mod files;
 pub mod netlink;
 pub mod netns;
 pub mod tap;
+pub mod userns;
 
 pub use error::{SandboxError, TeardownErrors};

@@ -433,6 +433,7 @@ fn exec_with_hostname_and_files() {
         hostname: Some(hostname.clone()),
         hosts_file: Some(hosts.clone()),
         resolv_conf: Some(resolv.clone()),
+        userns: None,
     };
     assert_eq!(exec_output(&spec, &["hostname"]).trim(), hostname);
     if host_hosts.is_some() {

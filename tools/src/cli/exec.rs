@@ -29,6 +29,7 @@ pub fn spec_for(sb: &SandboxInfo) -> ExecSpec {
     match &sb.key {
         Some(key) => ExecSpec {
             netns: Some(key.clone()),
+            userns: sb.userns.clone(),
             hostname: Some(sb.hostname.clone()),
             hosts_file: Some(sb.hosts_path.clone()),
             resolv_conf: Some(sb.resolv_conf_path.clone()),
@@ -119,6 +120,7 @@ mod tests {
             id: "x".into(),
             name: "c1".into(),
             key: None,
+            userns: None,
             hostname: "h".into(),
             domainname: None,
             hosts_path: PathBuf::from("/s/hosts"),

@@ -1,0 +1,318 @@
+//! Rootless sandboxes: network namespaces owned by a user namespace the
+//! daemon creates.
+//!
+//! Role: an unprivileged daemon cannot make namespaces in the host's user
+//! namespace. It starts one *holder* process in a new user namespace (the
+//! user mapped to root inside) with its own mount namespace, and every sandbox
+//! is a network namespace created inside it and kept alive by a bind mount in
+//! the holder's mount namespace — the rootless counterpart of `/run/netns`
+//! (Podman's rootless network namespace works the same way). The holder is a
+//! `sleep infinity` in its own session: it outlives the daemon, so sandboxes
+//! survive a daemon restart; its pid and user-namespace inode are kept in a
+//! file so a restarted daemon finds it again (and never mistakes a reused pid).
+//!
+//! Decisions:
+//! - Joining a user namespace (`setns(CLONE_NEWUSER)`) needs a single-threaded
+//!   process, so every operation runs in a forked child, in a `pre_exec` hook
+//!   that only makes syscalls on data prepared before the fork, and ends with
+//!   `_exit` (nothing is executed). The daemon never changes namespace.
+//! - The namespace files (`NAME` in a directory of the daemon) are plain files
+//!   on the host; only the holder's mount namespace sees the bind mount. From
+//!   the host they are reached as `/proc/HOLDER/root/PATH` ([`Holder::visible`]),
+//!   which works for the namespace's owner without joining anything.
+//! - Only the user's own uid and gid are mapped (root inside). Subordinate ids
+//!   (`newuidmap`) are not used yet.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::SandboxError;
+use crate::netns::is_nsfs;
+
+/// The process that owns the rootless namespaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pid: u32,
+    userns_ino: u64,
+}
+
+fn err(op: &'static str, name: &Path, source: io::Error) -> SandboxError {
+    SandboxError::Netns {
+        op,
+        name: name.display().to_string(),
+        source,
+    }
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn cstring(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Writes `data` to the file `path` with raw syscalls (fork-safe).
+fn write_file(path: &CString, data: &[u8]) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; open takes no other pointer.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    check(fd)?;
+    // SAFETY: `data` is a valid buffer of `data.len()` bytes; `fd` is open.
+    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The `RTM_NEWLINK` request that sets link 1 (`lo` in a new namespace) up,
+/// built before the fork.
+fn lo_up_request() -> [u8; 32] {
+    let mut m = [0u8; 32];
+    m[0..4].copy_from_slice(&32u32.to_ne_bytes()); // nlmsg_len
+    m[4..6].copy_from_slice(&16u16.to_ne_bytes()); // RTM_NEWLINK
+    m[6..8].copy_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST
+    // ifinfomsg: family 0, type 0, index 1, flags IFF_UP, change IFF_UP.
+    m[20..24].copy_from_slice(&1i32.to_ne_bytes());
+    m[24..28].copy_from_slice(&1u32.to_ne_bytes());
+    m[28..32].copy_from_slice(&1u32.to_ne_bytes());
+    m
+}
+
+/// Sends `req` to the kernel's rtnetlink (fork-safe; no answer awaited).
+fn netlink_send(req: &[u8]) -> io::Result<()> {
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    check(fd)?;
+    // SAFETY: an all-zero sockaddr_nl is the kernel's address (pid 0, no groups).
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = u16::try_from(libc::AF_NETLINK).unwrap_or(16);
+    // SAFETY: `req` and `addr` are valid for the lengths given; `fd` is open.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&raw const addr).cast(),
+            u32::try_from(std::mem::size_of::<libc::sockaddr_nl>()).unwrap_or(12),
+        )
+    };
+    // SAFETY: `fd` was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Joins the holder's user namespace (becoming root there) and its mount
+/// namespace; for a forked, single-threaded child.
+fn join(user: &OwnedFd, mnt: &OwnedFd) -> io::Result<()> {
+    // SAFETY: setns on an open namespace fd; no pointers.
+    check(unsafe { libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS) })
+}
+
+/// Runs `work` in a forked child (which exits without executing anything) and
+/// waits for it; `work`'s error is the result.
+fn in_child(work: impl FnMut() -> io::Result<()> + Send + Sync + 'static) -> io::Result<()> {
+    let mut work = work;
+    let mut cmd = Command::new("/");
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: the hook runs in the child after fork; `work` only makes
+    // async-signal-safe syscalls (setns, unshare, mount, umount2, open, write,
+    // socket, sendto, close, _exit) on data prepared before the fork, and never
+    // allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            work()?;
+            libc::_exit(0);
+        });
+    }
+    let status = cmd.spawn()?.wait()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("helper exited with {status}")))
+    }
+}
+
+impl Holder {
+    /// The holder recorded in `pid_file` if it still runs, else a new one
+    /// (recorded there).
+    pub fn start(pid_file: &Path) -> Result<Holder, SandboxError> {
+        if let Some(h) = Holder::read(pid_file) {
+            return Ok(h);
+        }
+        let uid = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        let uid_map = format!("0 {uid} 1");
+        let gid_map = format!("0 {gid} 1");
+        let setgroups = CString::from(c"/proc/self/setgroups");
+        let uid_path = CString::from(c"/proc/self/uid_map");
+        let gid_path = CString::from(c"/proc/self/gid_map");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("infinity")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: the hook only makes async-signal-safe syscalls (setsid,
+        // unshare, open, write, close, mount) on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Its own session: no terminal signal or daemon exit ends it.
+                libc::setsid();
+                check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
+                write_file(&setgroups, b"deny")?;
+                write_file(&uid_path, uid_map.as_bytes())?;
+                write_file(&gid_path, gid_map.as_bytes())?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))
+            });
+        }
+        let child = cmd.spawn().map_err(|e| {
+            let hint = if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSPC | libc::EACCES)) {
+                io::Error::new(
+                    e.kind(),
+                    format!("{e}: user namespaces are disabled or restricted on this host (see `plexus info`)"),
+                )
+            } else {
+                e
+            };
+            err("create the user namespace", pid_file, hint)
+        })?;
+        let pid = child.id();
+        let userns_ino = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+            .map_err(|e| err("stat the user namespace", pid_file, e))?
+            .ino();
+        let h = Holder { pid, userns_ino };
+        if let Some(dir) = pid_file.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(pid_file, format!("{pid} {userns_ino}\n")).map_err(|e| err("record", pid_file, e))?;
+        Ok(h)
+    }
+
+    /// The holder recorded in `pid_file`, if that process still holds that
+    /// user namespace.
+    pub fn read(pid_file: &Path) -> Option<Holder> {
+        let text = std::fs::read_to_string(pid_file).ok()?;
+        let mut f = text.split_whitespace();
+        let pid: u32 = f.next()?.parse().ok()?;
+        let userns_ino: u64 = f.next()?.parse().ok()?;
+        let now = std::fs::metadata(format!("/proc/{pid}/ns/user")).ok()?.ino();
+        (now == userns_ino).then_some(Holder { pid, userns_ino })
+    }
+
+    /// The holder's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// `path` as the host sees it through the holder's mount namespace.
+    pub fn visible(&self, path: &Path) -> PathBuf {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        Path::new(&format!("/proc/{}/root", self.pid)).join(rel)
+    }
+
+    fn ns_fds(&self, what: &Path) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+        let open = |kind: &str| {
+            std::fs::File::open(format!("/proc/{}/ns/{kind}", self.pid))
+                .map(OwnedFd::from)
+                .map_err(|e| err("open the holder's namespaces", what, e))
+        };
+        Ok((open("user")?, open("mnt")?))
+    }
+
+    /// Creates a network namespace kept at `path` (inside the holder's mount
+    /// namespace), with `lo` up. Fails if `path` exists.
+    pub fn create_netns(&self, path: &Path) -> Result<(), SandboxError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err("create directory", path, e))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => SandboxError::NetnsExists(path.display().to_string()),
+                _ => err("create mount point", path, e),
+            })?;
+        let (user, mnt) = self.ns_fds(path)?;
+        let target = cstring(path).map_err(|e| err("path", path, e))?;
+        let req = lo_up_request();
+        let made = in_child(move || {
+            join(&user, &mnt)?;
+            // SAFETY: unshare takes no pointers.
+            check(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+            // SAFETY: source and target are NUL-terminated strings that outlive
+            // the call; null type and data are allowed for a bind mount.
+            check(unsafe {
+                libc::mount(
+                    c"/proc/self/ns/net".as_ptr(),
+                    target.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            })?;
+            netlink_send(&req)
+        });
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(path);
+            return Err(err("create", path, e));
+        }
+        Ok(())
+    }
+
+    /// Removes the network namespace kept at `path`. Missing is
+    /// [`SandboxError::NoSuchNetns`].
+    pub fn delete_netns(&self, path: &Path) -> Result<(), SandboxError> {
+        if !path.exists() {
+            return Err(SandboxError::NoSuchNetns(path.display().to_string()));
+        }
+        let (user, mnt) = self.ns_fds(path)?;
+        let target = cstring(path).map_err(|e| err("path", path, e))?;
+        let unmounted = in_child(move || {
+            join(&user, &mnt)?;
+            // SAFETY: the target is a NUL-terminated string owned by the closure.
+            match check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) }) {
+                // Not mounted (a stale file): it is still removed below.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+                r => r,
+            }
+        });
+        unmounted.map_err(|e| err("umount", path, e))?;
+        std::fs::remove_file(path).map_err(|e| err("unlink", path, e))
+    }
+
+    /// True if `path` holds a network namespace in the holder's mount namespace.
+    pub fn netns_exists(&self, path: &Path) -> bool {
+        is_nsfs(&self.visible(path))
+    }
+}
