@@ -1051,19 +1051,26 @@ mod tests {
         (0..n).map(|i| u8::try_from(i % 251).unwrap_or(0) ^ seed).collect()
     }
 
-    #[test]
-    fn a_connection_is_relayed_both_ways_and_closed_in_order() {
+    /// A relay, a container that has just sent its SYN (returned), no frames
+    /// yet, and a host stream taking `room` bytes before it blocks.
+    fn setup(room: usize) -> (Instant, TcpRelay, Container, Frames, Pipe, Vec<Vec<u8>>) {
         let t0 = Instant::now();
-        let mut now = t0;
-        let mut r = relay(t0);
-        let mut c = container(r.stamp(now));
+        let r = relay(t0);
+        let mut c = container(r.stamp(t0));
         let mut frames = Frames::default();
-        let mut pipe = Pipe {
-            room: 100_000,
+        let pipe = Pipe {
+            room,
             ..Pipe::default()
         };
+        let syn = c.poll(r.stamp(t0), &mut frames);
+        (t0, r, c, frames, pipe, syn)
+    }
+
+    #[test]
+    fn a_connection_is_relayed_both_ways_and_closed_in_order() {
+        let (t0, mut r, mut c, mut frames, mut pipe, syn) = setup(100_000);
+        let mut now = t0;
         // The container's SYN waits for the host connect.
-        let syn = c.poll(r.stamp(now), &mut frames);
         assert_eq!(syn.len(), 1);
         assert_eq!(syn_destination(&syn[0]), Some(OUTSIDE));
         r.hold_syn(ID, PORT, &syn[0]);
@@ -1107,12 +1114,7 @@ mod tests {
 
     #[test]
     fn a_refused_connect_resets_the_container() {
-        let t0 = Instant::now();
-        let mut r = relay(t0);
-        let mut c = container(r.stamp(t0));
-        let mut frames = Frames::default();
-        let mut pipe = Pipe::default();
-        let syn = c.poll(r.stamp(t0), &mut frames);
+        let (t0, mut r, mut c, mut frames, mut pipe, syn) = setup(0);
         r.hold_syn(ID, PORT, &syn[0]);
         let step = r.host_connected(t0, ID, false, &mut pipe, &mut frames);
         assert_eq!(step, Step::Done { reset: false });
@@ -1123,16 +1125,8 @@ mod tests {
 
     #[test]
     fn a_container_reset_resets_the_host() {
-        let t0 = Instant::now();
+        let (t0, mut r, mut c, mut frames, mut pipe, syn) = setup(1000);
         let mut now = t0;
-        let mut r = relay(t0);
-        let mut c = container(r.stamp(now));
-        let mut frames = Frames::default();
-        let mut pipe = Pipe {
-            room: 1000,
-            ..Pipe::default()
-        };
-        let syn = c.poll(r.stamp(now), &mut frames);
         r.hold_syn(ID, PORT, &syn[0]);
         r.host_connected(now, ID, true, &mut pipe, &mut frames);
         let mut got = Vec::new();
