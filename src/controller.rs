@@ -123,7 +123,7 @@ impl Controller {
             nat: config.nat,
         })
         .map_err(|e| Error::Driver(e.into()))?;
-        let drivers = plexus_drivers::builtin(dataplane)
+        let drivers = plexus_drivers::builtin(dataplane, config.mode == Mode::Rootless)
             .into_iter()
             .map(|d| (d.name(), d))
             .collect();
@@ -533,7 +533,7 @@ impl Controller {
                 .sandbox
                 .as_deref()
                 .and_then(|s| core.sandbox_by_id(s).ok())
-                .map(|sb| sandbox_spec(sb, &e));
+                .map(|sb| self.sandbox_spec(sb, &e));
             if !drv.restore_endpoint(&network_spec(&net), &endpoint_spec(&e), sb.as_ref())? {
                 let rec = core.endpoint_mut(&e.id)?;
                 changed |= rec.sandbox.take().is_some();
@@ -715,11 +715,22 @@ fn driver_error(e: plexus_drivers::DriverError) -> Error {
     }
 }
 
-fn sandbox_spec(sb: &SandboxRecord, ep: &EndpointRecord) -> SandboxSpec {
-    SandboxSpec {
-        key: sb.netns.as_deref().map(netns_path),
-        ifname: ep.ifname.clone().unwrap_or_default(),
-        default_route: ep.default_route,
+impl Controller {
+    /// What a driver needs of the sandbox `ep` joins.
+    fn sandbox_spec(&self, sb: &SandboxRecord, ep: &EndpointRecord) -> SandboxSpec {
+        let (key, userns) = match &sb.netns {
+            Some(ns) => {
+                let (key, userns) = self.netns_key(ns);
+                (Some(key), userns)
+            }
+            None => (None, None),
+        };
+        SandboxSpec {
+            key,
+            userns,
+            ifname: ep.ifname.clone().unwrap_or_default(),
+            default_route: ep.default_route,
+        }
     }
 }
 
@@ -894,11 +905,6 @@ impl Network {
             return Err(Error::InvalidOption(format!("MAC {mac} is not a unicast address")));
         }
         let drv = ctrl.driver(&net.driver)?;
-        if ctrl.inner.config.mode == Mode::Rootless && drv.switch().is_some() {
-            return Err(Error::Rootless {
-                what: "an endpoint on a switched network (TAP endpoints made inside the sandbox)",
-            });
-        }
         let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
             (true, Some(subnet)) => {
                 let ip = core.ipam.request_address(subnet, opts.ip)?;
@@ -936,7 +942,12 @@ impl Network {
             ifname: None,
             default_route: false,
             remove_with_sandbox: opts.remove_with_sandbox,
-            kind: opts.kind,
+            // Rootless endpoints are TAP devices made inside the sandbox.
+            kind: if ctrl.inner.config.mode == Mode::Rootless {
+                plexus_drivers::EndpointKind::Tap
+            } else {
+                opts.kind
+            },
             bindings,
         };
         let release = |core: &mut Core| {
@@ -1108,7 +1119,11 @@ impl Endpoint {
         joined_ep.sandbox = Some(sb.id.clone());
         joined_ep.ifname = drv.uses_ipam().then_some(ifname);
         joined_ep.default_route = default_route;
-        let (nspec, espec, sspec) = (network_spec(&net), endpoint_spec(&ep), sandbox_spec(&sb, &joined_ep));
+        let (nspec, espec, sspec) = (
+            network_spec(&net),
+            endpoint_spec(&ep),
+            self.ctrl.sandbox_spec(&sb, &joined_ep),
+        );
         drv.join(&nspec, &espec, &sspec)?;
         *core.endpoint_mut(&self.id)? = joined_ep;
         let done = self.ctrl.write_sandbox_files(core, &sb.id).and_then(|()| core.commit());
@@ -1154,7 +1169,7 @@ impl Controller {
         let net = core.network_by_id(&ep.network)?.clone();
         let drv = self.driver(&net.driver)?;
         let leave_result = match core.sandbox_by_id(&sandbox_id) {
-            Ok(sb) => drv.leave(&network_spec(&net), &endpoint_spec(&ep), &sandbox_spec(sb, &ep)),
+            Ok(sb) => drv.leave(&network_spec(&net), &endpoint_spec(&ep), &self.sandbox_spec(sb, &ep)),
             Err(_) => Ok(()),
         };
         let rec = core.endpoint_mut(endpoint_id)?;

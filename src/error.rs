@@ -80,12 +80,6 @@ pub enum Error {
     /// Only one network of the host driver may exist.
     #[error("a host network already exists: {0}")]
     HostNetworkExists(String),
-    /// A rootless daemon cannot do this yet.
-    #[error("{what}: not available in rootless mode yet; run the daemon as root meanwhile")]
-    Rootless {
-        /// What was asked.
-        what: &'static str,
-    },
     /// Host-mode and namespaced endpoints cannot share a sandbox.
     #[error("sandbox {sandbox}: {reason}")]
     SandboxMode {
@@ -131,7 +125,6 @@ impl Error {
             Error::NotJoined(_) => "NotJoined",
             Error::HostNetworkExists(_) => "HostNetworkExists",
             Error::SandboxMode { .. } => "SandboxMode",
-            Error::Rootless { .. } => "Rootless",
             Error::Ipam(e) => match e {
                 I::BadCidr(_) => "BadCidr",
                 I::OverlapPool { .. } => "OverlapPool",

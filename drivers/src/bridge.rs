@@ -46,6 +46,9 @@ use crate::{
 pub struct BridgeDriver {
     dataplane: Dataplane,
     state: Mutex<State>,
+    /// Rootless: no link in the daemon's namespace; each endpoint is a TAP
+    /// made inside its sandbox at join (the fd passed back) and gone at leave.
+    rootless: bool,
 }
 
 #[derive(Debug, Default)]
@@ -105,11 +108,41 @@ fn disable_ipv6(ifname: &str) {
 
 impl BridgeDriver {
     /// A driver whose networks are bridge domains of `dataplane`.
-    pub fn new(dataplane: Dataplane) -> BridgeDriver {
+    pub fn new(dataplane: Dataplane, rootless: bool) -> BridgeDriver {
         BridgeDriver {
             dataplane,
             state: Mutex::new(State::default()),
+            rootless,
         }
+    }
+
+    /// Rootless join: a TAP made inside the sandbox (the user namespace's
+    /// owner configures it through a netlink socket of that namespace), then
+    /// attached to the switch.
+    fn join_rootless(
+        &self,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+        sb: &SandboxSpec,
+        userns: &Path,
+    ) -> Result<(), DriverError> {
+        let key = Self::sandbox_key(sb)?;
+        let (tap, nl) = plexus_sandbox::userns::open_tap(userns, key, &sb.ifname)?;
+        let mut nl = Netlink::from_fd(nl)?;
+        let link = nl.link(&sb.ifname)?;
+        if let Some(mac) = ep.mac {
+            nl.set_mac(link.index, mac.0)?;
+        }
+        nl.set_mtu(link.index, net.mtu)?;
+        if let Some(addr) = ep.addr {
+            nl.add_address(link.index, addr)?;
+        }
+        nl.set_up(link.index, true)?;
+        if let (Some(gw), true, false) = (net.gateway, sb.default_route, net.internal) {
+            nl.add_default_route(gw, link.index)?;
+        }
+        // On failure the TAP fd closes and the device goes with it.
+        self.attach(net, ep, Some(tap))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -266,6 +299,10 @@ impl Driver for BridgeDriver {
     }
 
     fn create_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        if self.rootless {
+            // The TAP is made inside the sandbox at join.
+            return Ok(());
+        }
         let mut nl = Netlink::open()?;
         let made = self
             .make_links(&mut nl, net, ep)
@@ -280,12 +317,18 @@ impl Driver for BridgeDriver {
 
     fn delete_endpoint(&self, _net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
         let detached = self.detach(ep);
+        if self.rootless {
+            return detached;
+        }
         let mut nl = Netlink::open()?;
         Self::delete_links(&mut nl, ep)?;
         detached
     }
 
     fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
+        if let (true, Some(userns)) = (self.rootless, &sb.userns) {
+            return self.join_rootless(net, ep, sb, userns);
+        }
         let key = Self::sandbox_key(sb)?;
         let mut host_nl = Netlink::open()?;
         let peer = host_nl.link(&ep.peer_ifname)?;
@@ -315,6 +358,10 @@ impl Driver for BridgeDriver {
     }
 
     fn leave(&self, _net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
+        if self.rootless {
+            // Closing the TAP's fd (the port's) removes the device.
+            return self.detach(ep);
+        }
         let key = Self::sandbox_key(sb)?;
         let mut nl = Netlink::open_in(key)?;
         // The interface carries its ethN name after a join, or still its peer name
@@ -339,6 +386,16 @@ impl Driver for BridgeDriver {
         ep: &EndpointSpec,
         sb: Option<&SandboxSpec>,
     ) -> Result<bool, DriverError> {
+        if self.rootless {
+            // The TAP went with the previous daemon's fd: make it again, same
+            // name, addresses and MAC, in the sandbox that still exists.
+            if let Some(sb) = sb
+                && let Some(userns) = &sb.userns
+            {
+                self.join_rootless(net, ep, sb, userns)?;
+            }
+            return Ok(true);
+        }
         let mut nl = Netlink::open()?;
         let joined_key = sb.and_then(|s| s.key.as_deref().map(|k| (k, s.ifname.as_str())));
         let present = match (ep.kind, joined_key) {

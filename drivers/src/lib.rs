@@ -162,6 +162,8 @@ pub struct EndpointSpec {
 pub struct SandboxSpec {
     /// The sandbox's network namespace path; `None` for a host-mode sandbox.
     pub key: Option<PathBuf>,
+    /// Rootless: the user namespace that owns the sandbox's namespace.
+    pub userns: Option<PathBuf>,
     /// The interface name inside the sandbox (`eth0`, `eth1`, …).
     pub ifname: String,
     /// Install the default route through this endpoint's gateway.
@@ -309,10 +311,11 @@ pub trait SwitchView {
     fn nat(&self) -> Result<Vec<NatRow>, DriverError>;
 }
 
-/// The built-in drivers; `bridge` forwards through `dataplane`.
-pub fn builtin(dataplane: plexus_switch::Dataplane) -> Vec<std::sync::Arc<dyn Driver>> {
+/// The built-in drivers; `bridge` forwards through `dataplane` (`rootless`:
+/// its endpoints are TAP devices made inside the sandboxes at join).
+pub fn builtin(dataplane: plexus_switch::Dataplane, rootless: bool) -> Vec<std::sync::Arc<dyn Driver>> {
     vec![
-        std::sync::Arc::new(bridge::BridgeDriver::new(dataplane)),
+        std::sync::Arc::new(bridge::BridgeDriver::new(dataplane, rootless)),
         std::sync::Arc::new(host::HostDriver),
         std::sync::Arc::new(null::NullDriver),
     ]

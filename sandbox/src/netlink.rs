@@ -96,12 +96,30 @@ impl std::fmt::Debug for Netlink {
 impl Netlink {
     /// Opens a socket in the calling thread's current network namespace.
     pub fn open() -> Result<Netlink, SandboxError> {
+        let socket = Socket::new(NETLINK_ROUTE).map_err(|e| SandboxError::Netlink {
+            op: "socket",
+            object: "NETLINK_ROUTE socket".to_owned(),
+            source: e,
+        })?;
+        Netlink::setup(socket)
+    }
+
+    /// Takes a `NETLINK_ROUTE` socket opened elsewhere (in another namespace:
+    /// it talks to the namespace it was created in).
+    pub fn from_fd(fd: std::os::fd::OwnedFd) -> Result<Netlink, SandboxError> {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        // SAFETY: `fd` is an owned, open NETLINK_ROUTE socket; ownership moves
+        // to the `Socket`, which closes it once.
+        let socket = unsafe { Socket::from_raw_fd(fd.into_raw_fd()) };
+        Netlink::setup(socket)
+    }
+
+    fn setup(mut socket: Socket) -> Result<Netlink, SandboxError> {
         let err = |op, source| SandboxError::Netlink {
             op,
             object: "NETLINK_ROUTE socket".to_owned(),
             source,
         };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| err("socket", e))?;
         socket.bind_auto().map_err(|e| err("bind", e))?;
         socket.connect(&SocketAddr::new(0, 0)).map_err(|e| err("connect", e))?;
         // Kernels before 4.20 do not know the option; they just do not filter dumps.

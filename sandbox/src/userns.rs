@@ -124,6 +124,128 @@ fn netlink_send(req: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates TAP `name` (no packet info, a virtio-net header, the offloads the
+/// switch reads) in the network namespace `netns` — a path the caller can open,
+/// owned by the user namespace `userns` — and returns its fd and a
+/// `NETLINK_ROUTE` socket of that namespace, through which the owner of the
+/// user namespace configures the link without entering anything.
+pub fn open_tap(userns: &Path, netns: &Path, name: &str) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    if !crate::netlink::valid_link_name(name) {
+        return Err(SandboxError::InvalidLinkName(name.to_owned()));
+    }
+    let open = |p: &Path| std::fs::File::open(p).map(OwnedFd::from).map_err(|e| err("open", p, e));
+    let (user, net) = (open(userns)?, open(netns)?);
+    let mut ifname = [0 as libc::c_char; libc::IFNAMSIZ];
+    for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
+        *dst = libc::c_char::from_ne_bytes([src]);
+    }
+    let flags = libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR)
+        .map_err(|_| err("flags", netns, io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let (parent, child) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Datagram,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| err("socketpair", netns, e.into()))?;
+    let offloads = crate::tap::TUN_F_CSUM | crate::tap::TUN_F_TSO4 | crate::tap::TUN_F_TSO6 | crate::tap::TUN_F_TSO_ECN;
+    let made = in_child(move || {
+        // SAFETY: setns on an open namespace fd; no pointers.
+        check(unsafe { libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) })?;
+        // SAFETY: a NUL-terminated static path.
+        let tap = unsafe {
+            libc::open(
+                c"/dev/net/tun".as_ptr(),
+                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        check(tap)?;
+        // SAFETY: `ifreq` is a plain C struct; all-zero bytes are a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        req.ifr_name = ifname;
+        req.ifr_ifru.ifru_flags = flags;
+        // SAFETY: TUNSETIFF reads and writes the `ifreq`, a live local.
+        check(unsafe { libc::ioctl(tap, libc::TUNSETIFF, &raw mut req) })?;
+        let hdr: libc::c_int = 10;
+        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer to a live local.
+        check(unsafe { libc::ioctl(tap, libc::TUNSETVNETHDRSZ, &raw const hdr) })?;
+        // SAFETY: TUNSETOFFLOAD takes its argument by value. Best effort: the
+        // switch probes the port's offloads anyway.
+        let _ = unsafe { libc::ioctl(tap, libc::TUNSETOFFLOAD, libc::c_ulong::from(offloads)) };
+        // SAFETY: socket takes no pointers.
+        let nl = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        check(nl)?;
+        send_fds(child.as_raw_fd(), [tap, nl])
+    });
+    made.map_err(|e| err("create tap", netns, e))?;
+    recv_fds(&parent).map_err(|e| err("receive the tap", netns, e))
+}
+
+/// Sends two fds over the Unix socket `sock` (fork-safe: a stack buffer).
+fn send_fds(sock: libc::c_int, fds: [libc::c_int; 2]) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one SCM_RIGHTS message of two ints (CMSG_SPACE(8) = 24 on 64-bit).
+    let mut control = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; its pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(8) } as usize;
+    // SAFETY: `msg` has a control buffer of at least CMSG_SPACE(8) bytes, so
+    // the first header and its data fit in it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(8) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), 8);
+    }
+    // SAFETY: `msg` and every buffer it points to are live locals.
+    let n = unsafe { libc::sendmsg(sock, &raw const msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives the two fds [`send_fds`] sent.
+fn recv_fds(sock: &OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
+            && let [a, b] = fds[..]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the kernel just installed these fds in this process for
+            // us; nothing else owns them.
+            return Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) });
+        }
+    }
+    Err(io::Error::other("the helper sent no fds"))
+}
+
 /// Joins the holder's user namespace (becoming root there) and its mount
 /// namespace; for a forked, single-threaded child.
 fn join(user: &OwnedFd, mnt: &OwnedFd) -> io::Result<()> {
@@ -176,12 +298,18 @@ impl Holder {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: the hook only makes async-signal-safe syscalls (setsid,
-        // unshare, open, write, close, mount) on data prepared before the fork.
+        // SAFETY: the hook only makes async-signal-safe calls (setsid,
+        // sigemptyset, sigprocmask, unshare, open, write, close, mount) on data
+        // prepared before the fork.
         unsafe {
             cmd.pre_exec(move || {
                 // Its own session: no terminal signal or daemon exit ends it.
                 libc::setsid();
+                // A clean signal mask (the daemon blocks the signals it waits
+                // for, and a mask is inherited): SIGTERM must end the holder.
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&raw mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
                 check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
                 write_file(&setgroups, b"deny")?;
                 write_file(&uid_path, uid_map.as_bytes())?;
