@@ -687,7 +687,7 @@ fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
 }
 
 /// Reserves the host ports of `--publish` mappings, all or none.
-fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -> Result<Vec<Binding>> {
+fn publish_bindings(core: &mut Core, mode: Mode, has_addr: bool, mappings: &[PortMapping]) -> Result<Vec<Binding>> {
     if mappings.is_empty() {
         return Ok(Vec::new());
     }
@@ -695,6 +695,20 @@ fn publish_bindings(core: &mut Core, has_addr: bool, mappings: &[PortMapping]) -
         return Err(Error::InvalidOption(
             "only endpoints with an address (bridge networks) publish ports".into(),
         ));
+    }
+    if mode == Mode::Rootless {
+        let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+        if let Some(port) = mappings
+            .iter()
+            .filter_map(|m| m.host_ports)
+            .map(|r| r.start)
+            .find(|&p| p < start)
+        {
+            return Err(PublishError::Privileged { port, start }.into());
+        }
     }
     Ok(core.ports.allocate(mappings, os_port_free)?)
 }
@@ -919,7 +933,7 @@ impl Network {
             }
             _ => (None, None),
         };
-        let bindings = match publish_bindings(&mut core, addr.is_some(), &opts.publish) {
+        let bindings = match publish_bindings(&mut core, ctrl.inner.config.mode, addr.is_some(), &opts.publish) {
             Ok(b) => b,
             Err(e) => {
                 if let (Some(a), Some(s)) = (addr, net.subnet) {

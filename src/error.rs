@@ -140,6 +140,7 @@ impl Error {
                     P::PortAllocated { .. } | P::RangeAllocated { .. } | P::EphemeralExhausted { .. } => {
                         "PortAllocated"
                     }
+                    P::Privileged { .. } => "PrivilegedPort",
                     _ => "InvalidPort",
                 }
             }

@@ -435,6 +435,17 @@ fn parse_range_text(s: &str) -> Option<(u16, u16)> {
 /// carrying the input), and the allocator's refusals.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
+    /// A host port an unprivileged (rootless) daemon may not bind.
+    #[error(
+        "host port {port} is below net.ipv4.ip_unprivileged_port_start ({start}): a rootless daemon cannot publish it \
+         (use a port from {start} up, or an administrator can lower the sysctl)"
+    )]
+    Privileged {
+        /// The host port asked for.
+        port: u16,
+        /// The first port an unprivileged process may bind.
+        start: u16,
+    },
     /// Empty, or no container port (`""`, `"8080:"`, `"/tcp"`).
     #[error("invalid port specification: {spec:?}")]
     Malformed {

@@ -283,6 +283,30 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         "TCP through the switch"
     );
 
+    // A published port answers from the host (its loopback: the container
+    // sees the gateway); one below the unprivileged start is refused clearly.
+    ok(&user, &["run", "--network", "rl", "-p", "127.0.0.1:18086:9001", "web"]);
+    let server = user
+        .command(&["exec", "web", "--", "python3", "-c"])
+        .arg(
+            "import socket\ns=socket.socket();s.bind(('0.0.0.0',9001));s.listen(1)\n\
+             c,a=s.accept();c.sendall(('from=%s'%a[0]).encode());c.close()",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut reply = String::new();
+    let mut conn = std::net::TcpStream::connect("127.0.0.1:18086").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    std::io::Read::read_to_string(&mut conn, &mut reply).unwrap();
+    assert_eq!(reply, "from=10.86.1.1");
+    let _ = server.wait_with_output();
+    let out = user.plexus(&["run", "--network", "rl", "-p", "80:80", "low"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ip_unprivileged_port_start"), "{err}");
+    ok(&user, &["sandbox", "rm", "web"]);
+
     // The daemon restarts: the sandboxes are there and reach each other again.
     user.stop_daemon();
     user.start_daemon();
