@@ -227,6 +227,7 @@ impl Controller {
             gateway: None,
             user_subnet: opts.subnet.is_some(),
             internal: opts.internal,
+            host_loopback: opts.host_loopback.unwrap_or(self.inner.config.mode == Mode::Rootless),
             mtu,
             switching,
         };
@@ -657,6 +658,7 @@ fn network_spec(n: &NetworkRecord) -> NetworkSpec {
         subnet: n.subnet,
         gateway: n.gateway,
         internal: n.internal,
+        host_loopback: n.host_loopback,
         mtu: n.mtu,
         switching: n.switching,
     }
@@ -833,6 +835,7 @@ impl Core {
             ip_range: n.ip_range,
             gateway: n.gateway,
             internal: n.internal,
+            host_loopback: n.host_loopback,
             mtu: n.mtu,
             switching: n.switching,
             endpoints: self

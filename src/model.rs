@@ -33,6 +33,9 @@ pub struct NetworkRecord {
     pub user_subnet: bool,
     /// No external connectivity.
     pub internal: bool,
+    /// TCP and UDP to the gateway's address reach the host's loopback.
+    #[serde(default)]
+    pub host_loopback: bool,
     /// Endpoint MTU.
     pub mtu: u32,
     /// MAC learning and anti-spoofing settings.
@@ -116,6 +119,8 @@ pub struct NetworkInfo {
     pub gateway: Option<Ipv4Addr>,
     /// Internal network.
     pub internal: bool,
+    /// TCP and UDP to the gateway's address reach the host's loopback.
+    pub host_loopback: bool,
     /// MTU.
     pub mtu: u32,
     /// MAC learning and anti-spoofing settings.

@@ -36,6 +36,10 @@ pub struct NetworkOptions {
     pub gateway: Option<Ipv4Addr>,
     /// `--internal`.
     pub internal: bool,
+    /// `--host-loopback` / `--no-host-loopback`: whether the gateway's address
+    /// reaches the host's loopback. `None`: on for a rootless daemon, off for
+    /// a rootful one.
+    pub host_loopback: Option<bool>,
     /// `--mtu`.
     pub mtu: Option<u32>,
     /// `--mac-ageing`: MAC table ageing time, seconds (default 300).
@@ -60,6 +64,11 @@ impl NetworkOptions {
     /// Uses this gateway address instead of the subnet's first.
     pub fn gateway(mut self, gw: Ipv4Addr) -> Self {
         self.gateway = Some(gw);
+        self
+    }
+    /// Whether the gateway's address reaches the host's loopback.
+    pub fn host_loopback(mut self, on: bool) -> Self {
+        self.host_loopback = Some(on);
         self
     }
     /// No external connectivity: no default route in the containers.

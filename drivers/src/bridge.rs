@@ -77,7 +77,10 @@ fn domain_config(net: &NetworkSpec) -> DomainConfig {
         ageing: Duration::from_secs(net.switching.mac_ageing_secs),
         anti_spoofing: net.switching.anti_spoofing,
         gateway: match (net.gateway, net.subnet) {
-            (Some(ip), Some(subnet)) => Some(GatewayConfig::new(ip, subnet, net.internal)),
+            (Some(ip), Some(subnet)) => Some(GatewayConfig {
+                host_loopback: net.host_loopback,
+                ..GatewayConfig::new(ip, subnet, net.internal)
+            }),
             _ => None,
         },
     }

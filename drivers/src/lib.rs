@@ -88,6 +88,8 @@ pub struct NetworkSpec {
     pub gateway: Option<Ipv4Addr>,
     /// Containers of an internal network get no default route.
     pub internal: bool,
+    /// TCP and UDP to the gateway's address reach the host's loopback.
+    pub host_loopback: bool,
     /// Interface MTU for endpoints.
     pub mtu: u32,
     /// MAC learning and anti-spoofing settings of the network's bridge domain.

@@ -992,11 +992,11 @@ fn nat_outbound(c: NatCtx<'_>) {
     if c.routed.key.proto == NatProto::Udp && c.published.reply(c.now, c.routed.key, payload) {
         return;
     }
-    if *c.routed.key.outside.ip() == c.gateway.ip {
-        // UDP to the gateway itself that answers no conversation: never NAT it
-        // (the gateway's address is not the host's).
+    // UDP to the gateway itself that answers no conversation: the host's
+    // loopback if the network allows it, else never NAT it.
+    let Some(target) = host_target(&c.gateway, c.routed.key.outside) else {
         return c.engine.count_drop(c.ingress, DropReason::GatewayUnhandled);
-    }
+    };
     let path = FlowPath {
         port: c.ingress,
         mac: eth.src(),
@@ -1008,7 +1008,7 @@ fn nat_outbound(c: NatCtx<'_>) {
         Outbound::New(id) => {
             // A raw ICMP fallback needs an identifier unique among live flows.
             let raw_ident = u16::try_from(id.0 & 0xffff).unwrap_or(0);
-            let opened = FlowSocket::connect(c.routed.key.proto, c.routed.key.outside, raw_ident).and_then(|sock| {
+            let opened = FlowSocket::connect(c.routed.key.proto, target, raw_ident).and_then(|sock| {
                 let fd = sock.raw_fd();
                 c.poll.registry().register(
                     &mut SourceFd(&fd),
@@ -1081,9 +1081,9 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
     if let Some(cfg) = sink.engine.port_config(ingress) {
         c.tcp.ensure_stack(now, ingress, stack_config(eth.src(), &gw, cfg));
     }
-    if !routed.syn || *key.outside.ip() == gw.ip {
+    let Some(target) = host_target(&gw, key.outside).filter(|_| routed.syn) else {
         return c.tcp.stray(now, ingress, packet, &mut sink);
-    }
+    };
     let path = FlowPath {
         port: ingress,
         mac: eth.src(),
@@ -1095,7 +1095,7 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
             c.tcp.stray(now, ingress, packet, &mut sink);
         }
         Outbound::Existing(_) => {}
-        Outbound::New(id) => match open_stream(c.poll, key.outside, id) {
+        Outbound::New(id) => match open_stream(c.poll, target, id) {
             Ok(stream) => {
                 put_stream(c.streams, id, stream);
                 c.tcp.hold_syn(id, ingress, packet);
@@ -1107,6 +1107,16 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
             }
         },
     }
+}
+
+/// Where the host socket of a flow towards `outside` connects: `outside`
+/// itself; for the gateway's own address the host's loopback (same port) if the
+/// network allows it (never from an internal one), else nowhere.
+fn host_target(gw: &GatewayConfig, outside: SocketAddrV4) -> Option<SocketAddrV4> {
+    if *outside.ip() != gw.ip {
+        return Some(outside);
+    }
+    (gw.host_loopback && !gw.internal).then(|| SocketAddrV4::new(Ipv4Addr::LOCALHOST, outside.port()))
 }
 
 fn stack_config(mac: crate::MacAddr, gw: &GatewayConfig, port: &PortConfig) -> StackConfig {

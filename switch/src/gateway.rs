@@ -48,6 +48,9 @@ pub struct GatewayConfig {
     pub subnet: Ipv4Net,
     /// An internal network: nothing is routed out.
     pub internal: bool,
+    /// TCP and UDP to the gateway's own address go to the host's loopback
+    /// (127.0.0.1, same port), like slirp4netns's 10.0.2.2.
+    pub host_loopback: bool,
 }
 
 impl GatewayConfig {
@@ -59,6 +62,7 @@ impl GatewayConfig {
             mac: MacAddr::from_ipv4(ip),
             subnet,
             internal,
+            host_loopback: false,
         }
     }
 

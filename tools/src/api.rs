@@ -62,6 +62,10 @@ pub enum Request {
         /// No external connectivity (no default route in containers).
         #[serde(default, skip_serializing_if = "is_false")]
         internal: bool,
+        /// TCP and UDP to the gateway's address reach the host's loopback
+        /// (default: on for a rootless daemon, off for a rootful one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_loopback: Option<bool>,
         /// Endpoint MTU.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
@@ -630,6 +634,7 @@ mod tests {
                 gateway: None,
                 ip_range: None,
                 internal: false,
+                host_loopback: None,
                 mtu: None,
                 mac_ageing_secs: None,
                 mac_table_size: None,

@@ -301,6 +301,7 @@ impl Server {
                 gateway,
                 ip_range,
                 internal,
+                host_loopback,
                 mtu,
                 mac_ageing_secs,
                 mac_table_size,
@@ -309,6 +310,9 @@ impl Server {
                 let mut o = NetworkOptions::default()
                     .internal(*internal)
                     .anti_spoofing(*anti_spoofing);
+                if let Some(h) = host_loopback {
+                    o = o.host_loopback(*h);
+                }
                 if let Some(s) = subnet {
                     o = o.subnet(cidr(s)?);
                 }

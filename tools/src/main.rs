@@ -479,6 +479,14 @@ Examples:
         /// No external connectivity: containers get no default route.
         #[arg(long)]
         internal: bool,
+        /// TCP and UDP to the network's gateway address reach services on the
+        /// host's loopback (127.0.0.1, same port), like slirp4netns's 10.0.2.2.
+        /// Default: on for a rootless daemon, off for a rootful one.
+        #[arg(long, conflicts_with = "no_host_loopback")]
+        host_loopback: bool,
+        /// The gateway address does not reach the host's loopback.
+        #[arg(long)]
+        no_host_loopback: bool,
         /// MTU of the network's endpoints (68-65535). Default: 1500.
         #[arg(long, value_name = "N")]
         mtu: Option<u32>,
