@@ -71,9 +71,25 @@ impl User {
     }
 
     fn start_daemon(&mut self) {
+        self.start_daemon_in(None);
+    }
+
+    /// Starts the daemon, in network namespace `netns` if given (entered as
+    /// root with nsenter before dropping to the user).
+    fn start_daemon_in(&mut self, netns: Option<&str>) {
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
-        let child = self
-            .command(&["daemon"])
+        let mut cmd = self.command(&["daemon"]);
+        if let Some(ns) = netns {
+            let inner = cmd;
+            cmd = Command::new("nsenter");
+            cmd.arg(format!("--net=/run/netns/{ns}"))
+                .arg("--")
+                .arg(inner.get_program())
+                .args(inner.get_args())
+                .env_clear()
+                .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -131,6 +147,22 @@ impl Drop for User {
 /// tests remove meanwhile do not count).
 fn new_host_links(before: &[String]) -> Vec<String> {
     host_links().into_iter().filter(|l| !before.contains(l)).collect()
+}
+
+/// Routes of the host's namespace (every table) that were not there `before`.
+fn new_host_routes(before: &[String]) -> Vec<String> {
+    host_routes().into_iter().filter(|r| !before.contains(r)).collect()
+}
+
+fn host_routes() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["route", "show", "table", "all"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn host_links() -> Vec<String> {
@@ -241,6 +273,7 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     require_root!();
     let env = TestEnv::new();
     let links_before = host_links();
+    let routes_before = host_routes();
     let mut user = User::new(&env);
     user.start_daemon();
     let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();
@@ -369,4 +402,110 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         Vec::<String>::new(),
         "a link appeared in the host's namespace"
     );
+    assert_eq!(
+        new_host_routes(&routes_before),
+        Vec::<String>::new(),
+        "a route appeared in the host's namespace"
+    );
+}
+
+/// A "host" namespace (the rootless daemon's) and an "outside" one joined by
+/// a veth, on a test range; removed on drop.
+struct World {
+    host: String,
+    outside: String,
+}
+
+impl World {
+    fn new(env: &TestEnv) -> World {
+        let w = World {
+            host: format!("{}-H", env.tag),
+            outside: format!("{}-O", env.tag),
+        };
+        let ip = |args: &[&str]| common::run_ok(Command::new("ip").args(args));
+        ip(&["netns", "add", &w.host]);
+        ip(&["netns", "add", &w.outside]);
+        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
+        ip(&[
+            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
+        ]);
+        ip(&["-n", &w.host, "addr", "add", "198.18.46.1/24", "dev", &h]);
+        ip(&["-n", &w.outside, "addr", "add", "198.18.46.2/24", "dev", &o]);
+        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        w
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        for ns in [&self.host, &self.outside] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// A one-shot server in namespace `ns`: answers one TCP connection (or UDP
+/// datagram) with the address it came from.
+fn answer_once(ns: &str, udp: bool) -> Child {
+    let code = if udp {
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('198.18.46.2',7))\n\
+         d,a=s.recvfrom(100);s.sendto(('from=%s'%a[0]).encode(),a)"
+    } else {
+        "import socket\ns=socket.socket();s.bind(('198.18.46.2',8080));s.listen(1)\n\
+         c,a=s.accept();c.sendall(('from=%s'%a[0]).encode());c.close()"
+    };
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", code])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    child
+}
+
+#[test]
+fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
+    require_root!();
+    let env = TestEnv::new();
+    let world = World::new(&env);
+    let mut user = User::new(&env);
+    user.start_daemon_in(Some(&world.host));
+    let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();
+    assert_eq!(info["mode"], "rootless", "{info}");
+    if info["rootless_checks"][1]["ok"] != true {
+        eprintln!("skipped: /dev/net/tun is not usable by uid {NOBODY}");
+        return;
+    }
+    for args in [
+        &["network", "create", "--subnet", "10.86.3.0/24", "out"][..],
+        &["run", "--network", "out", "c1"][..],
+    ] {
+        let out = user.plexus(args);
+        assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
+    }
+    // TCP: the outside sees the host's address (the daemon's own socket).
+    let mut server = answer_once(&world.outside, false);
+    let got = user.exec(
+        "c1",
+        "python3 -c \"import socket;c=socket.create_connection(('198.18.46.2',8080),timeout=5);print(c.recv(100).decode())\"",
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got.trim(), "from=198.18.46.1");
+    // UDP likewise.
+    let mut server = answer_once(&world.outside, true);
+    let got = user.exec(
+        "c1",
+        "python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(5);\
+         s.sendto(b'x',('198.18.46.2',7));print(s.recv(100).decode())\"",
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got.trim(), "from=198.18.46.1");
+    let flows: Vec<Value> = serde_json::from_slice(&user.plexus(&["nat", "--format", "json"]).stdout).unwrap();
+    assert!(flows.iter().any(|f| f["proto"] == "udp"), "{flows:?}");
+    let out = user.plexus(&["sandbox", "rm", "c1"]);
+    assert!(out.status.success(), "{out:?}");
 }

@@ -135,6 +135,16 @@ pub fn open_tap(userns: &Path, netns: &Path, name: &str) -> Result<(OwnedFd, Own
     }
     let open = |p: &Path| std::fs::File::open(p).map(OwnedFd::from).map_err(|e| err("open", p, e));
     let (user, net) = (open(userns)?, open(netns)?);
+    // The child opens the device as this user: say so clearly if it cannot.
+    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun") {
+        let hint =
+            format!("/dev/net/tun: {e} (an administrator can run chmod 0666 /dev/net/tun, or load the tun module)");
+        return Err(SandboxError::Tap {
+            name: name.to_owned(),
+            op: "open",
+            source: io::Error::new(e.kind(), hint),
+        });
+    }
     let mut ifname = [0 as libc::c_char; libc::IFNAMSIZ];
     for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
         *dst = libc::c_char::from_ne_bytes([src]);
