@@ -480,7 +480,16 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     }
     for args in [
         &["network", "create", "--subnet", "10.86.3.0/24", "out"][..],
-        &["run", "--network", "out", "c1"][..],
+        &[
+            "run",
+            "--network",
+            "out",
+            "-p",
+            "198.18.46.1:9100:9100",
+            "-p",
+            "198.18.46.1:9101:9101/udp",
+            "c1",
+        ][..],
     ] {
         let out = user.plexus(args);
         assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
@@ -506,6 +515,36 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     assert_eq!(got.trim(), "from=198.18.46.1");
     let flows: Vec<Value> = serde_json::from_slice(&user.plexus(&["nat", "--format", "json"]).stdout).unwrap();
     assert!(flows.iter().any(|f| f["proto"] == "udp"), "{flows:?}");
+
+    // Published TCP and UDP ports answer a client outside, and the container
+    // sees that client's own address.
+    let server = user
+        .command(&["exec", "c1", "--", "python3", "-c"])
+        .arg(
+            "import socket\nt=socket.socket();t.bind(('0.0.0.0',9100));t.listen(1)\n\
+             u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);u.bind(('0.0.0.0',9101))\n\
+             c,a=t.accept();c.sendall(('from=%s'%a[0]).encode());c.close()\n\
+             d,a=u.recvfrom(100);u.sendto(('from=%s'%a[0]).encode(),a)",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let ask = |code: &str| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &world.outside, "python3", "-c", code])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let tcp =
+        ask("import socket;c=socket.create_connection(('198.18.46.1',9100),timeout=5);print(c.recv(100).decode())");
+    let udp = ask(
+        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(5);\
+         s.sendto(b'x',('198.18.46.1',9101));print(s.recv(100).decode())",
+    );
+    let _ = server.wait_with_output();
+    assert_eq!(tcp, "from=198.18.46.2", "published TCP");
+    assert_eq!(udp, "from=198.18.46.2", "published UDP");
     let out = user.plexus(&["sandbox", "rm", "c1"]);
     assert!(out.status.success(), "{out:?}");
 }
