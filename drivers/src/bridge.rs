@@ -109,6 +109,26 @@ fn disable_ipv6(ifname: &str) {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"), "1");
 }
 
+/// Gives a sandbox's interface its MTU and address, brings it up and, for the
+/// endpoint that carries it, adds the default route through the gateway.
+fn configure_link(
+    nl: &mut Netlink,
+    index: u32,
+    net: &NetworkSpec,
+    ep: &EndpointSpec,
+    sb: &SandboxSpec,
+) -> Result<(), SandboxError> {
+    nl.set_mtu(index, net.mtu)?;
+    if let Some(addr) = ep.addr {
+        nl.add_address(index, addr)?;
+    }
+    nl.set_up(index, true)?;
+    if let (Some(gw), true, false) = (net.gateway, sb.default_route, net.internal) {
+        nl.add_default_route(gw, index)?;
+    }
+    Ok(())
+}
+
 impl BridgeDriver {
     /// A driver whose networks are bridge domains of `dataplane`.
     pub fn new(dataplane: Dataplane, rootless: bool) -> BridgeDriver {
@@ -136,14 +156,7 @@ impl BridgeDriver {
         if let Some(mac) = ep.mac {
             nl.set_mac(link.index, mac.0)?;
         }
-        nl.set_mtu(link.index, net.mtu)?;
-        if let Some(addr) = ep.addr {
-            nl.add_address(link.index, addr)?;
-        }
-        nl.set_up(link.index, true)?;
-        if let (Some(gw), true, false) = (net.gateway, sb.default_route, net.internal) {
-            nl.add_default_route(gw, link.index)?;
-        }
+        configure_link(&mut nl, link.index, net, ep, sb)?;
         // On failure the TAP fd closes and the device goes with it.
         self.attach(net, ep, Some(tap))
     }
@@ -342,15 +355,7 @@ impl Driver for BridgeDriver {
             let mut nl = Netlink::open_in(key)?;
             let link = nl.link(&ep.peer_ifname)?;
             nl.set_name(link.index, &sb.ifname)?;
-            nl.set_mtu(link.index, net.mtu)?;
-            if let Some(addr) = ep.addr {
-                nl.add_address(link.index, addr)?;
-            }
-            nl.set_up(link.index, true)?;
-            if let (Some(gw), true, false) = (net.gateway, sb.default_route, net.internal) {
-                nl.add_default_route(gw, link.index)?;
-            }
-            Ok(())
+            configure_link(&mut nl, link.index, net, ep, sb)
         };
         if let Err(e) = configure() {
             // Put the interface back where create left it, so the endpoint stays usable.
