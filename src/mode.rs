@@ -216,15 +216,7 @@ pub fn rootless_checks(user: &str, uid: u32, gid: u32) -> Vec<Check> {
 
 /// The first `/etc/subuid` range (start, count) of `user` (by name or uid).
 fn subordinate_ids(text: &str, user: &str, uid: u32) -> Option<(u64, u64)> {
-    let uid = uid.to_string();
-    text.lines().find_map(|l| {
-        let mut f = l.trim().split(':');
-        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
-        if who != user && who != uid {
-            return None;
-        }
-        Some((start.parse().ok()?, count.parse().ok().filter(|&c: &u64| c > 0)?))
-    })
+    plexus_sandbox::userns::subordinate_range(text, user, uid)
 }
 
 /// `"LO HI"` (as `ping_group_range`).

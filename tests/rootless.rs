@@ -237,6 +237,20 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     assert_eq!(lines.len(), 4, "only lo: {inside}");
     assert!(lines[2].starts_with("1: lo: <LOOPBACK,UP"), "{inside}");
     let netns = lines[3].to_owned();
+    // With newuidmap and a range in /etc/subuid (as .ci/run sets up), the
+    // subordinate ids map to 1.. inside; else only the user, to root.
+    let subids = info["rootless_checks"][2]["ok"] == true;
+    let uid_map = user.exec("s1", "cat /proc/self/uid_map");
+    assert_eq!(uid_map.lines().count(), if subids { 2 } else { 1 }, "{uid_map}");
+    assert!(
+        uid_map
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["0", "65534", "1"]),
+        "{uid_map}"
+    );
     let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_ne!(netns, host_netns.to_str().unwrap());
 

@@ -62,21 +62,6 @@ fn cstring(p: &Path) -> io::Result<CString> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// Writes `data` to the file `path` with raw syscalls (fork-safe).
-fn write_file(path: &CString, data: &[u8]) -> io::Result<()> {
-    // SAFETY: `path` is NUL-terminated; open takes no other pointer.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    check(fd)?;
-    // SAFETY: `data` is a valid buffer of `data.len()` bytes; `fd` is open.
-    let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-    // SAFETY: `fd` was opened above and is closed once.
-    unsafe { libc::close(fd) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The `RTM_NEWLINK` request that sets link 1 (`lo` in a new namespace) up,
 /// built before the fork.
 fn lo_up_request() -> [u8; 32] {
@@ -289,6 +274,71 @@ fn in_child(work: impl FnMut() -> io::Result<()> + Send + Sync + 'static) -> io:
     }
 }
 
+/// The first range (start, count) of `user` (by name or uid) in a
+/// `/etc/subuid`-style text.
+pub fn subordinate_range(text: &str, user: &str, id: u32) -> Option<(u64, u64)> {
+    let id = id.to_string();
+    text.lines().find_map(|l| {
+        let mut f = l.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != user && who != id {
+            return None;
+        }
+        Some((start.parse().ok()?, count.parse().ok().filter(|&c: &u64| c > 0)?))
+    })
+}
+
+/// Maps ids into the user namespace of process `pid`: the user to root and,
+/// with `newuidmap`/`newgidmap` and ranges in `/etc/subuid` and `/etc/subgid`,
+/// the subordinate ids to 1..; else only the user (written directly, which
+/// the namespace's owner may do for its own ids).
+fn write_maps(pid: u32) -> io::Result<()> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    let tool = |name: &str| {
+        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists())
+    };
+    let ranges = |file: &str, id: u32| subordinate_range(&std::fs::read_to_string(file).unwrap_or_default(), &user, id);
+    if let (Some(newuidmap), Some(newgidmap), Some((us, uc)), Some((gs, gc))) = (
+        tool("newuidmap"),
+        tool("newgidmap"),
+        ranges("/etc/subuid", uid),
+        ranges("/etc/subgid", gid),
+    ) {
+        let run = |tool: &Path, own: u32, start: u64, count: u64| {
+            Command::new(tool)
+                .args([pid.to_string(), "0".into(), own.to_string(), "1".into()])
+                .args(["1".to_string(), start.to_string(), count.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if run(&newuidmap, uid, us, uc) && run(&newgidmap, gid, gs, gc) {
+            return Ok(());
+        }
+        // A refused range (a wrong /etc/subuid): the user alone still works,
+        // unless the uid map was written already.
+        if !std::fs::read_to_string(format!("/proc/{pid}/uid_map"))?
+            .trim()
+            .is_empty()
+        {
+            return Err(io::Error::other("newgidmap failed after newuidmap"));
+        }
+    }
+    std::fs::write(format!("/proc/{pid}/setgroups"), "deny")?;
+    std::fs::write(format!("/proc/{pid}/uid_map"), format!("0 {uid} 1"))?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), format!("0 {gid} 1"))
+}
+
 impl Holder {
     /// The holder recorded in `pid_file` if it still runs, else a new one
     /// (recorded there).
@@ -296,21 +346,17 @@ impl Holder {
         if let Some(h) = Holder::read(pid_file) {
             return Ok(h);
         }
-        let uid = nix::unistd::geteuid().as_raw();
-        let gid = nix::unistd::getegid().as_raw();
-        let uid_map = format!("0 {uid} 1");
-        let gid_map = format!("0 {gid} 1");
-        let setgroups = CString::from(c"/proc/self/setgroups");
-        let uid_path = CString::from(c"/proc/self/uid_map");
-        let gid_path = CString::from(c"/proc/self/gid_map");
-        let mut cmd = Command::new("sleep");
-        cmd.arg("infinity")
-            .stdin(Stdio::null())
+        // The child makes the namespaces and waits on its stdin while the
+        // parent writes its id maps (newuidmap needs the child's pid); then it
+        // becomes `sleep infinity`.
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "read _ && exec sleep infinity"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: the hook only makes async-signal-safe calls (setsid,
-        // sigemptyset, sigprocmask, unshare, open, write, close, mount) on data
-        // prepared before the fork.
+        // sigemptyset, sigprocmask, unshare, mount) on data prepared before the
+        // fork.
         unsafe {
             cmd.pre_exec(move || {
                 // Its own session: no terminal signal or daemon exit ends it.
@@ -321,9 +367,6 @@ impl Holder {
                 libc::sigemptyset(&raw mut none);
                 libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
                 check(libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS))?;
-                write_file(&setgroups, b"deny")?;
-                write_file(&uid_path, uid_map.as_bytes())?;
-                write_file(&gid_path, gid_map.as_bytes())?;
                 check(libc::mount(
                     std::ptr::null(),
                     c"/".as_ptr(),
@@ -333,7 +376,7 @@ impl Holder {
                 ))
             });
         }
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             let hint = if matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENOSPC | libc::EACCES)) {
                 io::Error::new(
                     e.kind(),
@@ -345,6 +388,20 @@ impl Holder {
             err("create the user namespace", pid_file, hint)
         })?;
         let pid = child.id();
+        if let Err(e) = write_maps(pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err("map ids into the user namespace", pid_file, e));
+        }
+        let released = child
+            .stdin
+            .take()
+            .map(|mut stdin| io::Write::write_all(&mut stdin, b"\n"));
+        if !matches!(released, Some(Ok(()))) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err("start the holder", pid_file, io::Error::other("its stdin is gone")));
+        }
         let userns_ino = std::fs::metadata(format!("/proc/{pid}/ns/user"))
             .map_err(|e| err("stat the user namespace", pid_file, e))?
             .ino();
@@ -354,6 +411,11 @@ impl Holder {
         }
         std::fs::write(pid_file, format!("{pid} {userns_ino}\n")).map_err(|e| err("record", pid_file, e))?;
         Ok(h)
+    }
+
+    /// The uid map of the holder's user namespace (`/proc/PID/uid_map`).
+    pub fn uid_map(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/uid_map", self.pid)).unwrap_or_default()
     }
 
     /// The holder recorded in `pid_file`, if that process still holds that
