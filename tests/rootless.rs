@@ -8,7 +8,8 @@
 //! of TCP, again after a daemon restart), and creates nothing in the host's
 //! network namespace.
 //!
-//! The test runs as root and drops to uid/gid 65534 (`nobody`) with util-linux's
+//! The test runs as root and drops to the user `$PLEXUS_TEST_USER` (`.ci/run`
+//! creates one; default `nobody`) with util-linux's
 //! `setpriv`, which clears every capability.
 
 mod common;
@@ -21,7 +22,16 @@ use std::time::{Duration, Instant};
 use common::{TestEnv, plexus_bin};
 use serde_json::Value;
 
-const NOBODY: u32 = 65534;
+/// The unprivileged user the tests run as: `$PLEXUS_TEST_USER`, else
+/// `nobody`; (uid, gid).
+fn test_user() -> (u32, u32) {
+    let name = std::env::var("PLEXUS_TEST_USER").unwrap_or_else(|_| "nobody".to_owned());
+    let u = nix::unistd::User::from_name(&name)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no user {name}"));
+    (u.uid.as_raw(), u.gid.as_raw())
+}
 
 /// The user's directories, removed on drop (with the daemon stopped first).
 struct User {
@@ -36,7 +46,7 @@ impl User {
             std::fs::create_dir_all(home.join(d)).unwrap();
         }
         for d in [&home, &home.join("run"), &home.join("data")] {
-            std::os::unix::fs::chown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+            std::os::unix::fs::chown(d, Some(test_user().0), Some(test_user().1)).unwrap();
             std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         }
         User { home, daemon: None }
@@ -45,11 +55,12 @@ impl User {
     /// `plexus ARGS` as the user, with only its own environment.
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new("setpriv");
+        let (uid, gid) = test_user();
         c.args([
             "--reuid",
-            &NOBODY.to_string(),
+            &uid.to_string(),
             "--regid",
-            &NOBODY.to_string(),
+            &gid.to_string(),
             "--clear-groups",
         ])
         .arg(plexus_bin())
@@ -149,6 +160,15 @@ fn new_host_links(before: &[String]) -> Vec<String> {
     host_links().into_iter().filter(|l| !before.contains(l)).collect()
 }
 
+/// The host's firewall ruleset (`nft -s list ruleset`: no counters), if nft
+/// runs here.
+fn host_firewall() -> Option<String> {
+    let out = Command::new("nft").args(["-s", "list", "ruleset"]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Routes of the host's namespace (every table) that were not there `before`.
 fn new_host_routes(before: &[String]) -> Vec<String> {
     host_routes().into_iter().filter(|r| !before.contains(r)).collect()
@@ -196,7 +216,11 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     assert!(out.status.success(), "{out:?}\n{}", user.log());
     let info: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(info["mode"], "rootless", "{info}");
-    assert!(info["mode_reason"].as_str().unwrap().contains("uid 65534"), "{info}");
+    let (uid, _) = test_user();
+    assert!(
+        info["mode_reason"].as_str().unwrap().contains(&format!("uid {uid} ")),
+        "{info}"
+    );
     assert_eq!(info["socket"], user.socket().to_str().unwrap());
     let state_dir = user.home.join("data/plexus");
     assert_eq!(info["state_dir"], state_dir.to_str().unwrap());
@@ -218,14 +242,14 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     );
     // The human form says it too.
     let text = String::from_utf8_lossy(&user.plexus(&["info"]).stdout).into_owned();
-    assert!(text.contains("rootless (uid 65534"), "{text}");
+    assert!(text.contains(&format!("rootless (uid {uid} ")), "{text}");
     assert!(text.contains("Rootless tun:"), "{text}");
 
     // A network (control plane and switch only) works, in a store that is the
     // user's...
     let out = user.plexus(&["network", "create", "--subnet", "10.86.0.0/24", "rl"]);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(owner(&state_dir.join("state.json")), NOBODY);
+    assert_eq!(owner(&state_dir.join("state.json")), uid);
     // A sandbox: a network namespace of the daemon's user namespace, entered
     // by `exec` as root there, with its hostname and only `lo`, up.
     let out = user.plexus(&["sandbox", "create", "s1"]);
@@ -248,7 +272,7 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
             .next()
             .unwrap()
             .split_whitespace()
-            .eq(["0", "65534", "1"]),
+            .eq(["0", uid.to_string().as_str(), "1"]),
         "{uid_map}"
     );
     let host_netns = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -288,6 +312,7 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     let env = TestEnv::new();
     let links_before = host_links();
     let routes_before = host_routes();
+    let firewall_before = host_firewall();
     let mut user = User::new(&env);
     user.start_daemon();
     let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();
@@ -301,7 +326,10 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     if tun["ok"] != true {
         // .ci/run makes /dev/net/tun usable for every user, as rootless
         // container hosts do.
-        eprintln!("skipped: /dev/net/tun is not usable by uid {NOBODY}: {}", tun["detail"]);
+        eprintln!(
+            "skipped: /dev/net/tun is not usable by the test user: {}",
+            tun["detail"]
+        );
         return;
     }
     let ok = |user: &User, args: &[&str]| {
@@ -421,6 +449,7 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         Vec::<String>::new(),
         "a route appeared in the host's namespace"
     );
+    assert_eq!(host_firewall(), firewall_before, "the host's firewall changed");
 }
 
 /// A "host" namespace (the rootless daemon's) and an "outside" one joined by
@@ -449,6 +478,10 @@ impl World {
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
+        // Ping sockets for every group in "host" (a per-namespace sysctl that
+        // a new namespace starts with off), as rootless hosts configure it.
+        let range = "net.ipv4.ping_group_range=0 2147483647";
+        common::run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
         w
     }
 }
@@ -489,7 +522,7 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();
     assert_eq!(info["mode"], "rootless", "{info}");
     if info["rootless_checks"][1]["ok"] != true {
-        eprintln!("skipped: /dev/net/tun is not usable by uid {NOBODY}");
+        eprintln!("skipped: /dev/net/tun is not usable by the test user");
         return;
     }
     for args in [
@@ -527,8 +560,16 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     let _ = server.kill();
     let _ = server.wait();
     assert_eq!(got.trim(), "from=198.18.46.1");
+    // Ping, through the daemon's unprivileged ping socket.
+    assert!(
+        user.exec("c1", "ping -c 1 -W 3 198.18.46.2 >/dev/null && echo ok")
+            .contains("ok"),
+        "rootless ping to the outside failed:\n{}",
+        user.log()
+    );
     let flows: Vec<Value> = serde_json::from_slice(&user.plexus(&["nat", "--format", "json"]).stdout).unwrap();
     assert!(flows.iter().any(|f| f["proto"] == "udp"), "{flows:?}");
+    assert!(flows.iter().any(|f| f["proto"] == "icmp"), "{flows:?}");
 
     // Published TCP and UDP ports answer a client outside, and the container
     // sees that client's own address.
