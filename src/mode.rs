@@ -14,6 +14,8 @@
 
 use std::path::{Path, PathBuf};
 
+use plexus_sandbox::userns::subordinate_range;
+
 /// How Plexus reaches the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -158,10 +160,8 @@ pub fn rootless_checks(user: &str, uid: u32, gid: u32) -> Vec<Check> {
     );
 
     let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    let newuidmap = ["/usr/bin/newuidmap", "/bin/newuidmap", "/usr/sbin/newuidmap"]
-        .iter()
-        .any(|p| Path::new(p).exists());
-    out.push(match (subordinate_ids(&subuid, user, uid), newuidmap) {
+    let newuidmap = plexus_sandbox::userns::id_mapper("newuidmap").is_some();
+    out.push(match (subordinate_range(&subuid, user, uid), newuidmap) {
         (Some((start, count)), true) => check(
             "subordinate_ids",
             true,
@@ -214,11 +214,6 @@ pub fn rootless_checks(user: &str, uid: u32, gid: u32) -> Vec<Check> {
     out
 }
 
-/// The first `/etc/subuid` range (start, count) of `user` (by name or uid).
-fn subordinate_ids(text: &str, user: &str, uid: u32) -> Option<(u64, u64)> {
-    plexus_sandbox::userns::subordinate_range(text, user, uid)
-}
-
 /// `"LO HI"` (as `ping_group_range`).
 fn parse_range(s: &str) -> Option<(u32, u32)> {
     let mut it = s.split_whitespace();
@@ -261,10 +256,10 @@ mod tests {
     #[test]
     fn subordinate_ranges_and_ping_ranges_parse() {
         let text = "alice:100000:65536\n1001:200000:65536\nbob:x:1\ncarol:300000:0\n";
-        assert_eq!(subordinate_ids(text, "alice", 1000), Some((100_000, 65_536)));
-        assert_eq!(subordinate_ids(text, "dave", 1001), Some((200_000, 65_536)));
-        assert_eq!(subordinate_ids(text, "bob", 1002), None);
-        assert_eq!(subordinate_ids(text, "carol", 1003), None);
+        assert_eq!(subordinate_range(text, "alice", 1000), Some((100_000, 65_536)));
+        assert_eq!(subordinate_range(text, "dave", 1001), Some((200_000, 65_536)));
+        assert_eq!(subordinate_range(text, "bob", 1002), None);
+        assert_eq!(subordinate_range(text, "carol", 1003), None);
         assert_eq!(parse_range("1\t0"), Some((1, 0)));
         assert_eq!(parse_range("0 2147483647"), Some((0, 2_147_483_647)));
         assert_eq!(parse_range("x"), None);

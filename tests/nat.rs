@@ -10,7 +10,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TestEnv, run_ok};
+use common::{Daemon, HostOutside, TestEnv};
 use serde_json::Value;
 
 /// A process a test started, killed and reaped when the test ends (even by a
@@ -24,53 +24,28 @@ impl Drop for Reap {
     }
 }
 
-/// The "host" and "outside" namespaces; removed on drop.
+/// The "host" and "outside" namespaces, and the servers started in them;
+/// removed on drop.
 struct World {
-    host: String,
-    outside: String,
-    /// The host's and the outside's addresses on their shared link.
-    host_ip: String,
-    outside_ip: String,
+    net: HostOutside,
     servers: Vec<Child>,
+}
+
+impl std::ops::Deref for World {
+    type Target = HostOutside;
+    fn deref(&self) -> &HostOutside {
+        &self.net
+    }
 }
 
 impl World {
     /// `ping_sockets`: allow unprivileged ping sockets in the "host" (a new
     /// namespace starts with them off; the daemon then falls back to raw ones).
     fn new(env: &TestEnv, third: u8, ping_sockets: bool) -> World {
-        let w = World {
-            host: format!("{}-H", env.tag),
-            outside: format!("{}-O", env.tag),
-            host_ip: format!("198.18.{third}.1"),
-            outside_ip: format!("198.18.{third}.2"),
+        World {
+            net: HostOutside::new(env, third, ping_sockets),
             servers: Vec::new(),
-        };
-        let ip = |args: &[&str]| run_ok(Command::new("ip").args(args));
-        ip(&["netns", "add", &w.host]);
-        ip(&["netns", "add", &w.outside]);
-        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
-        ip(&[
-            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
-        ]);
-        ip(&["-n", &w.host, "addr", "add", &format!("{}/24", w.host_ip), "dev", &h]);
-        ip(&[
-            "-n",
-            &w.outside,
-            "addr",
-            "add",
-            &format!("{}/24", w.outside_ip),
-            "dev",
-            &o,
-        ]);
-        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        if ping_sockets {
-            let range = "net.ipv4.ping_group_range=0 2147483647";
-            run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
-        }
-        w
     }
 
     /// A UDP server in "outside" on `port` that answers each datagram with the
@@ -93,12 +68,10 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // The namespaces go after this, with `net`.
         for s in &mut self.servers {
             let _ = s.kill();
             let _ = s.wait();
-        }
-        for ns in [&self.host, &self.outside] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
     }
 }

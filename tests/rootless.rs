@@ -452,48 +452,6 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     assert_eq!(host_firewall(), firewall_before, "the host's firewall changed");
 }
 
-/// A "host" namespace (the rootless daemon's) and an "outside" one joined by
-/// a veth, on a test range; removed on drop.
-struct World {
-    host: String,
-    outside: String,
-}
-
-impl World {
-    fn new(env: &TestEnv) -> World {
-        let w = World {
-            host: format!("{}-H", env.tag),
-            outside: format!("{}-O", env.tag),
-        };
-        let ip = |args: &[&str]| common::run_ok(Command::new("ip").args(args));
-        ip(&["netns", "add", &w.host]);
-        ip(&["netns", "add", &w.outside]);
-        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
-        ip(&[
-            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
-        ]);
-        ip(&["-n", &w.host, "addr", "add", "198.18.46.1/24", "dev", &h]);
-        ip(&["-n", &w.outside, "addr", "add", "198.18.46.2/24", "dev", &o]);
-        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        // Ping sockets for every group in "host" (a per-namespace sysctl that
-        // a new namespace starts with off), as rootless hosts configure it.
-        let range = "net.ipv4.ping_group_range=0 2147483647";
-        common::run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
-        w
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for ns in [&self.host, &self.outside] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
 /// A one-shot server in namespace `ns`: answers one TCP connection (or UDP
 /// datagram) with the address it came from.
 fn answer_once(ns: &str, udp: bool) -> Child {
@@ -516,7 +474,8 @@ fn answer_once(ns: &str, udp: bool) -> Child {
 fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     require_root!();
     let env = TestEnv::new();
-    let world = World::new(&env);
+    // "host" (the rootless daemon's namespace) and "outside", on 198.18.46.x.
+    let world = common::HostOutside::new(&env, 46, true);
     let mut user = User::new(&env);
     user.start_daemon_in(Some(&world.host));
     let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();

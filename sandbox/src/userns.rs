@@ -288,6 +288,15 @@ pub fn subordinate_range(text: &str, user: &str, id: u32) -> Option<(u64, u64)> 
     })
 }
 
+/// Where the setuid id-mapping helper `name` (`newuidmap`, `newgidmap`) is
+/// installed, if it is.
+pub fn id_mapper(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
 /// Maps ids into the user namespace of process `pid`: the user to root and,
 /// with `newuidmap`/`newgidmap` and ranges in `/etc/subuid` and `/etc/subgid`,
 /// the subordinate ids to 1..; else only the user (written directly, which
@@ -299,16 +308,10 @@ fn write_maps(pid: u32) -> io::Result<()> {
         .ok()
         .flatten()
         .map_or_else(|| uid.to_string(), |u| u.name);
-    let tool = |name: &str| {
-        ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
-            .iter()
-            .map(|d| Path::new(d).join(name))
-            .find(|p| p.exists())
-    };
     let ranges = |file: &str, id: u32| subordinate_range(&std::fs::read_to_string(file).unwrap_or_default(), &user, id);
     if let (Some(newuidmap), Some(newgidmap), Some((us, uc)), Some((gs, gc))) = (
-        tool("newuidmap"),
-        tool("newgidmap"),
+        id_mapper("newuidmap"),
+        id_mapper("newgidmap"),
         ranges("/etc/subuid", uid),
         ranges("/etc/subgid", gid),
     ) {

@@ -389,9 +389,7 @@ impl Worker {
                     frames += self.burst(now, i);
                 }
             }
-            if self.tcp.next_timer(now).is_some_and(|t| t.is_zero()) {
-                self.tcp_timers(now);
-            }
+            self.tcp_timers(now);
             self.finish_closing(now);
             if frames > 0 {
                 self.last_work = now;
@@ -799,7 +797,8 @@ impl Worker {
         }
     }
 
-    /// Runs the TCP stacks' timers and closes the connections that ended.
+    /// Runs the TCP stacks' timers that are due (nothing when none is) and
+    /// closes the connections that ended.
     fn tcp_timers(&mut self, now: Instant) {
         let mut sink = PortSink {
             slots: &mut self.slots,

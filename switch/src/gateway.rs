@@ -171,55 +171,50 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
     }
     let l4 = ETHERNET_HEADER_LEN + usize::from(packet.header_len());
     let segment = packet.into_payload();
+    // The flow (container side, outside side) and what of the frame goes out.
+    let routed = |proto, inside_port, outside_port, payload, syn| {
+        Action::Routed(Routed {
+            key: FlowKey {
+                proto,
+                inside: SocketAddrV4::new(ip.src_addr, inside_port),
+                outside: SocketAddrV4::new(dst, outside_port),
+            },
+            payload,
+            syn,
+        })
+    };
     match ip.protocol {
-        IpProtocol::Udp => {
-            let Ok(udp) = UdpPacket::new_checked(segment) else {
-                return Action::Drop(DropReason::Malformed);
-            };
-            let key = FlowKey {
-                proto: NatProto::Udp,
-                inside: SocketAddrV4::new(ip.src_addr, udp.src_port()),
-                outside: SocketAddrV4::new(dst, udp.dst_port()),
-            };
-            Action::Routed(Routed {
-                key,
-                payload: l4 + UDP_HEADER_LEN..l4 + usize::from(udp.length()),
-                syn: false,
-            })
-        }
-        IpProtocol::Icmp => {
-            let Ok(msg) = Icmpv4Packet::new_checked(segment) else {
-                return Action::Drop(DropReason::Malformed);
-            };
-            if msg.msg_type() != Icmpv4Message::EchoRequest || msg.msg_code() != 0 {
-                return Action::Drop(DropReason::NoRoute);
+        IpProtocol::Udp => match UdpPacket::new_checked(segment) {
+            Ok(udp) => routed(
+                NatProto::Udp,
+                udp.src_port(),
+                udp.dst_port(),
+                l4 + UDP_HEADER_LEN..l4 + usize::from(udp.length()),
+                false,
+            ),
+            Err(_) => Action::Drop(DropReason::Malformed),
+        },
+        IpProtocol::Icmp => match Icmpv4Packet::new_checked(segment) {
+            Ok(msg) if msg.msg_type() == Icmpv4Message::EchoRequest && msg.msg_code() == 0 => {
+                routed(NatProto::Icmp, msg.echo_ident(), 0, l4..l4 + segment.len(), false)
             }
-            let key = FlowKey {
-                proto: NatProto::Icmp,
-                inside: SocketAddrV4::new(ip.src_addr, msg.echo_ident()),
-                outside: SocketAddrV4::new(dst, 0),
-            };
-            Action::Routed(Routed {
-                key,
-                payload: l4..l4 + segment.len(),
-                syn: false,
-            })
-        }
-        IpProtocol::Tcp => {
-            let Ok(tcp) = TcpPacket::new_checked(segment) else {
-                return Action::Drop(DropReason::Malformed);
-            };
-            let key = FlowKey {
-                proto: NatProto::Tcp,
-                inside: SocketAddrV4::new(ip.src_addr, tcp.src_port()),
-                outside: SocketAddrV4::new(dst, tcp.dst_port()),
-            };
-            Action::Routed(Routed {
-                key,
-                payload: ETHERNET_HEADER_LEN..l4 + segment.len(),
-                syn: tcp.flags().contains(TcpFlags::SYN) && !tcp.flags().contains(TcpFlags::ACK),
-            })
-        }
+            Ok(_) => Action::Drop(DropReason::NoRoute),
+            Err(_) => Action::Drop(DropReason::Malformed),
+        },
+        // TCP: the whole IP packet, which the relay's stack reads.
+        IpProtocol::Tcp => match TcpPacket::new_checked(segment) {
+            Ok(tcp) => {
+                let syn = tcp.flags().contains(TcpFlags::SYN) && !tcp.flags().contains(TcpFlags::ACK);
+                routed(
+                    NatProto::Tcp,
+                    tcp.src_port(),
+                    tcp.dst_port(),
+                    ETHERNET_HEADER_LEN..l4 + segment.len(),
+                    syn,
+                )
+            }
+            Err(_) => Action::Drop(DropReason::Malformed),
+        },
         _ => Action::Drop(DropReason::NoRoute),
     }
 }

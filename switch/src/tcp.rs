@@ -47,7 +47,7 @@ use crate::MacAddr;
 use crate::engine::PortId;
 use crate::nat::FlowId;
 use crate::port::{FrameBuf, MAX_FRAME_LEN};
-use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, checksum, vnet};
+use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, checksum, vnet};
 
 /// Receive and send buffer of each terminated connection, per direction.
 /// Larger than 64 KiB so window scaling is used.
@@ -201,6 +201,9 @@ pub struct TcpRelay {
     pool: Vec<Slot>,
     /// A set with no socket, to let a stack answer packets of no connection.
     empty: SocketSet<'static>,
+    /// No connection's timers are due before this (kept as deadlines are set,
+    /// recomputed by each timer walk), so the event loop's wait is O(1).
+    earliest: Option<smoltcp::time::Instant>,
 }
 
 impl std::fmt::Debug for TcpRelay {
@@ -340,6 +343,7 @@ impl TcpRelay {
             scratch: Vec::new(),
             pool: Vec::new(),
             empty: SocketSet::new(Vec::new()),
+            earliest: None,
         }
     }
 
@@ -461,6 +465,7 @@ impl TcpRelay {
             return Step::Done { reset: true };
         }
         conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(&syn));
+        self.earliest = earlier(self.earliest, conn.deadline);
         self.pump(now, id, stream, sink)
     }
 
@@ -488,6 +493,7 @@ impl TcpRelay {
             return false;
         }
         conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
+        self.earliest = earlier(self.earliest, conn.deadline);
         self.put(id, conn);
         true
     }
@@ -523,6 +529,7 @@ impl TcpRelay {
             packet
         };
         conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(packet));
+        self.earliest = earlier(self.earliest, conn.deadline);
         self.pump(now, id, stream, sink)
     }
 
@@ -590,26 +597,31 @@ impl TcpRelay {
     /// `now`; calls `finished` for the flows that ended.
     pub fn poll_timers(&mut self, now: Instant, sink: &mut dyn FrameSink, mut finished: impl FnMut(FlowId, Step)) {
         let stamp = self.stamp(now);
+        if self.earliest.is_none_or(|e| e > stamp) {
+            return;
+        }
+        // This walk also recomputes the earliest deadline exactly.
+        let mut earliest = None;
         for (i, slot) in self.conns.iter_mut().enumerate() {
             let Some(c) = slot.as_mut() else { continue };
-            if c.deadline.is_none_or(|d| d > stamp) {
-                continue;
+            if let (Some(stack), true) = (self.stacks.get_mut(&c.port), c.deadline.is_some_and(|d| d <= stamp)) {
+                c.deadline = poll_stack(stack, &mut c.slot.set, &mut self.tx, sink, c.port, stamp, None);
+                let sock = c.slot.set.get::<tcp::Socket>(c.slot.handle);
+                if let Step::Done { reset } = judge(c, sock) {
+                    finished(FlowId(u32::try_from(i).unwrap_or(u32::MAX)), Step::Done { reset });
+                }
             }
-            let Some(stack) = self.stacks.get_mut(&c.port) else {
-                continue;
-            };
-            c.deadline = poll_stack(stack, &mut c.slot.set, &mut self.tx, sink, c.port, stamp, None);
-            let sock = c.slot.set.get::<tcp::Socket>(c.slot.handle);
-            if let Step::Done { reset } = judge(c, sock) {
-                finished(FlowId(u32::try_from(i).unwrap_or(u32::MAX)), Step::Done { reset });
-            }
+            earliest = earlier(earliest, c.deadline);
         }
+        self.earliest = earliest;
     }
 
-    /// When the connections next need [`TcpRelay::poll_timers`].
+    /// When the connections next need [`TcpRelay::poll_timers`]: no later than
+    /// the earliest deadline (it may be early after a deadline moved later,
+    /// which costs one walk in [`TcpRelay::poll_timers`]). Constant time.
     pub fn next_timer(&self, now: Instant) -> Option<Duration> {
         let stamp = self.stamp(now);
-        let next = self.conns.iter().flatten().filter_map(|c| c.deadline).min()?;
+        let next = self.earliest?;
         Some(Duration::from_micros((next - stamp.min(next)).total_micros()))
     }
 
@@ -628,6 +640,7 @@ impl TcpRelay {
             let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
             let moved = relay(&mut conn.host, sock, stream);
             conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
+            self.earliest = earlier(self.earliest, conn.deadline);
             if !moved {
                 break;
             }
@@ -715,6 +728,14 @@ fn relay(host: &mut HostState, sock: &mut tcp::Socket, stream: &mut dyn HostStre
     moved
 }
 
+/// The earlier of two optional deadlines (`None`: none).
+fn earlier(a: Option<smoltcp::time::Instant>, b: Option<smoltcp::time::Instant>) -> Option<smoltcp::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The phase of a connection, or whether it is over.
 fn judge(conn: &Conn, sock: &tcp::Socket) -> Step {
     match sock.state() {
@@ -753,12 +774,23 @@ fn poll_stack(
     stack.iface.poll_at(stamp, sockets)
 }
 
+/// A checked IPv4 packet and the TCP segment it carries.
+type TcpView<'a> = (Ipv4Packet<&'a [u8]>, TcpPacket<&'a [u8]>);
+
+/// The IPv4 header and TCP segment of `packet`, both checked.
+fn tcp_view(packet: &[u8]) -> Option<TcpView<'_>> {
+    let ip = Ipv4Packet::new_checked(packet).ok()?;
+    if ip.protocol() != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(ip.into_payload()).ok()?;
+    Some((ip, tcp))
+}
+
 /// The destination of a SYN (an IPv4 packet carrying TCP).
 fn syn_destination(packet: &[u8]) -> Option<SocketAddrV4> {
-    let ihl = usize::from(packet.first()? & 0x0f) * 4;
-    let dst = Ipv4Addr::new(*packet.get(16)?, *packet.get(17)?, *packet.get(18)?, *packet.get(19)?);
-    let port = u16::from_be_bytes([*packet.get(ihl + 2)?, *packet.get(ihl + 3)?]);
-    Some(SocketAddrV4::new(dst, port))
+    let (ip, tcp) = tcp_view(packet)?;
+    Some(SocketAddrV4::new(ip.dst_addr(), tcp.dst_port()))
 }
 
 /// TCP timestamp values: milliseconds of the wall clock (monotonic across
@@ -772,34 +804,20 @@ fn wall_clock_ms() -> u32 {
 
 /// Whether an IPv4 packet carries a TCP segment with SYN.
 fn is_syn(packet: &[u8]) -> bool {
-    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
-    packet.get(9) == Some(&6) && packet.get(ihl + 13).is_some_and(|f| f & 0x02 != 0)
+    tcp_view(packet).is_some_and(|(_, tcp)| tcp.flags().contains(TcpFlags::SYN))
 }
 
 /// Raises the MSS option of a SYN (an IPv4 packet) to at least `mss`; a SYN
-/// without the option is left alone.
+/// without the option is left alone. The checksum is not updated: the relay's
+/// stack does not verify it.
 fn raise_mss(packet: &mut [u8], mss: u16) {
-    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
-    let Some(tcp) = packet.get_mut(ihl..) else { return };
-    let Some(&off) = tcp.get(12) else { return };
-    let end = (usize::from(off >> 4) * 4).min(tcp.len());
-    let mut i = 20;
-    while i < end {
-        match tcp[i] {
-            0 => return,
-            1 => i += 1,
-            2 => {
-                if let Some(v) = tcp.get_mut(i + 2..i + 4).filter(|_| i + 4 <= end) {
-                    let old = u16::from_be_bytes([v[0], v[1]]);
-                    v.copy_from_slice(&old.max(mss).to_be_bytes());
-                }
-                return;
-            }
-            _ => match tcp.get(i + 1) {
-                Some(&len) if len >= 2 => i += usize::from(len),
-                _ => return,
-            },
-        }
+    let Some((ip, tcp)) = tcp_view(packet) else { return };
+    if tcp.mss().is_none_or(|old| old >= mss) {
+        return;
+    }
+    let segment = usize::from(ip.header_len())..usize::from(ip.total_len());
+    if let Some(bytes) = packet.get_mut(segment) {
+        TcpPacket::new_unchecked(bytes).set_mss(mss);
     }
 }
 
@@ -809,23 +827,15 @@ fn raise_mss(packet: &mut [u8], mss: u16) {
 /// than one `mtu`-sized packet becomes a TCPv4 GSO frame. `None` for anything
 /// but TCP.
 fn offload_tcp(frame: &mut [u8], mtu: u16) -> Option<vnet::Repr> {
-    let ip = frame.get(ETHERNET_HEADER_LEN..)?;
-    if ip.len() < 20 || ip[9] != 6 {
-        return None;
-    }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
-    let tcp_len = total.checked_sub(ihl)?;
-    let doff = usize::from(ip.get(ihl + 12)? >> 4) * 4;
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-    let pseudo = checksum::pseudo_header(src, dst, IpProtocol::Tcp, tcp_len);
-    let at = ETHERNET_HEADER_LEN + ihl + 16;
-    frame.get_mut(at..at + 2)?.copy_from_slice(&pseudo.to_be_bytes());
-    let start = u16::try_from(ETHERNET_HEADER_LEN + ihl).ok()?;
+    let (ip, tcp) = tcp_view(frame.get(ETHERNET_HEADER_LEN..)?)?;
+    let (ihl, total) = (usize::from(ip.header_len()), usize::from(ip.total_len()));
+    let (tcp_len, doff) = (total - ihl, usize::from(tcp.header_len()));
+    let pseudo = checksum::pseudo_header(ip.src_addr(), ip.dst_addr(), IpProtocol::Tcp, tcp_len);
+    let start = ETHERNET_HEADER_LEN + ihl;
+    TcpPacket::new_unchecked(frame.get_mut(start..start + tcp_len)?).set_checksum(pseudo);
     let mut hdr = vnet::Repr {
         flags: vnet::F_NEEDS_CSUM,
-        csum_start: start,
+        csum_start: u16::try_from(start).ok()?,
         csum_offset: 16,
         ..vnet::Repr::default()
     };
@@ -834,7 +844,7 @@ fn offload_tcp(frame: &mut [u8], mtu: u16) -> Option<vnet::Repr> {
     if tcp_len.saturating_sub(doff) > gso_size {
         hdr.gso_type = vnet::GSO_TCPV4;
         hdr.gso_size = u16::try_from(gso_size).ok()?;
-        hdr.hdr_len = u16::try_from(ETHERNET_HEADER_LEN + ihl + doff).ok()?;
+        hdr.hdr_len = u16::try_from(start + doff).ok()?;
     }
     Some(hdr)
 }

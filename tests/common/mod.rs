@@ -420,3 +420,65 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
+
+/// A "host" namespace and an "outside" one joined by a veth on the test range
+/// 198.18.THIRD.0/24 (host .1, outside .2), for NAT and published-port tests
+/// that must not touch the real network; removed on drop.
+#[derive(Debug)]
+pub struct HostOutside {
+    /// The "host" namespace's name.
+    pub host: String,
+    /// The "outside" namespace's name.
+    pub outside: String,
+    /// The host's address on the shared link.
+    pub host_ip: String,
+    /// The outside's address on the shared link.
+    pub outside_ip: String,
+}
+
+impl HostOutside {
+    /// `ping_sockets`: allow unprivileged ping sockets for every group in
+    /// "host" (a new namespace starts with them off).
+    pub fn new(env: &TestEnv, third: u8, ping_sockets: bool) -> HostOutside {
+        let w = HostOutside {
+            host: format!("{}-H", env.tag),
+            outside: format!("{}-O", env.tag),
+            host_ip: format!("198.18.{third}.1"),
+            outside_ip: format!("198.18.{third}.2"),
+        };
+        let ip = |args: &[&str]| run_ok(Command::new("ip").args(args));
+        ip(&["netns", "add", &w.host]);
+        ip(&["netns", "add", &w.outside]);
+        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
+        ip(&[
+            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
+        ]);
+        ip(&["-n", &w.host, "addr", "add", &format!("{}/24", w.host_ip), "dev", &h]);
+        ip(&[
+            "-n",
+            &w.outside,
+            "addr",
+            "add",
+            &format!("{}/24", w.outside_ip),
+            "dev",
+            &o,
+        ]);
+        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        if ping_sockets {
+            let range = "net.ipv4.ping_group_range=0 2147483647";
+            run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
+        }
+        w
+    }
+}
+
+impl Drop for HostOutside {
+    fn drop(&mut self) {
+        for ns in [&self.host, &self.outside] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
