@@ -398,6 +398,23 @@ impl Controller {
         Ok(h)
     }
 
+    /// Rootless: ends the process that keeps this controller's user namespace,
+    /// and with it every sandbox still there. For a controller that must leave
+    /// nothing behind (`plexus demo`); a daemon keeps it, so its sandboxes
+    /// survive a restart. Nothing to do rootful or without a holder.
+    pub fn stop_rootless_holder(&self) -> Result<()> {
+        let mut core = self.lock();
+        core.holder = None;
+        match Holder::read(&self.holder_file()) {
+            Some(h) => {
+                h.stop()?;
+                let _ = std::fs::remove_file(self.holder_file());
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn holder_file(&self) -> PathBuf {
         self.inner.config.state_dir.join("userns.pid")
     }

@@ -28,6 +28,7 @@
 
 pub mod config;
 mod controller;
+pub mod diag;
 pub mod error;
 pub mod ipam;
 pub mod mode;

@@ -3,7 +3,8 @@
 //! Role: create and delete named network namespaces (visible to `ip netns list`),
 //! create veth pairs and TAP devices, move interfaces between namespaces and
 //! configure them (name, MAC, MTU, addresses, routes, up/down) through netlink,
-//! write a sandbox's `hosts` and `resolv.conf`, and run commands inside a sandbox.
+//! write a sandbox's `hosts` and `resolv.conf`, run commands inside a sandbox, and
+//! open sockets inside one from outside ([`sock`]).
 //!
 //! Decisions (netavark's habits):
 //! - Never `setns` on a long-lived thread. Entering a namespace happens on a
@@ -23,6 +24,7 @@ pub mod exec;
 pub mod files;
 pub mod netlink;
 pub mod netns;
+pub mod sock;
 pub mod tap;
 pub mod userns;
 

@@ -136,13 +136,7 @@ pub fn open_tap(userns: &Path, netns: &Path, name: &str) -> Result<(OwnedFd, Own
     }
     let flags = libc::c_short::try_from(libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR)
         .map_err(|_| err("flags", netns, io::Error::from(io::ErrorKind::InvalidInput)))?;
-    let (parent, child) = nix::sys::socket::socketpair(
-        nix::sys::socket::AddressFamily::Unix,
-        nix::sys::socket::SockType::Datagram,
-        None,
-        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| err("socketpair", netns, e.into()))?;
+    let (parent, child) = socketpair(netns)?;
     let offloads = crate::tap::TUN_F_CSUM | crate::tap::TUN_F_TSO4 | crate::tap::TUN_F_TSO6 | crate::tap::TUN_F_TSO_ECN;
     let made = in_child(move || {
         // SAFETY: setns on an open namespace fd; no pointers.
@@ -181,16 +175,20 @@ pub fn open_tap(userns: &Path, netns: &Path, name: &str) -> Result<(OwnedFd, Own
         send_fds(child.as_raw_fd(), [tap, nl])
     });
     made.map_err(|e| err("create tap", netns, e))?;
-    recv_fds(&parent).map_err(|e| err("receive the tap", netns, e))
+    let [tap, nl] = recv_fds(&parent).map_err(|e| err("receive the tap", netns, e))?;
+    Ok((tap, nl))
 }
 
-/// Sends two fds over the Unix socket `sock` (fork-safe: a stack buffer).
-fn send_fds(sock: libc::c_int, fds: [libc::c_int; 2]) -> io::Result<()> {
+/// Sends `N` (1 or 2) fds over the Unix socket `sock` (fork-safe: a stack
+/// buffer).
+fn send_fds<const N: usize>(sock: libc::c_int, fds: [libc::c_int; N]) -> io::Result<()> {
+    const { assert!(N == 1 || N == 2, "one SCM_RIGHTS message of one or two fds") };
     let mut byte = [0u8; 1];
     let mut iov = libc::iovec {
         iov_base: byte.as_mut_ptr().cast(),
         iov_len: 1,
     };
+    let data_len = u32::try_from(N * std::mem::size_of::<libc::c_int>()).unwrap_or(8);
     // Room for one SCM_RIGHTS message of two ints (CMSG_SPACE(8) = 24 on 64-bit).
     let mut control = [0u64; 4];
     // SAFETY: an all-zero msghdr is valid; its pointers are set below.
@@ -199,15 +197,15 @@ fn send_fds(sock: libc::c_int, fds: [libc::c_int; 2]) -> io::Result<()> {
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE is a pure size computation.
-    msg.msg_controllen = unsafe { libc::CMSG_SPACE(8) } as usize;
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as usize;
     // SAFETY: `msg` has a control buffer of at least CMSG_SPACE(8) bytes, so
-    // the first header and its data fit in it.
+    // the first header and its data (at most 8 bytes) fit in it.
     unsafe {
         let cmsg = libc::CMSG_FIRSTHDR(&raw const msg);
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(8) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), 8);
+        (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), data_len as usize);
     }
     // SAFETY: `msg` and every buffer it points to are live locals.
     let n = unsafe { libc::sendmsg(sock, &raw const msg, 0) };
@@ -217,8 +215,8 @@ fn send_fds(sock: libc::c_int, fds: [libc::c_int; 2]) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives the two fds [`send_fds`] sent.
-fn recv_fds(sock: &OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
+/// Receives the `N` fds [`send_fds`] sent.
+fn recv_fds<const N: usize>(sock: &OwnedFd) -> io::Result<[OwnedFd; N]> {
     let mut byte = [0u8; 1];
     let mut iov = [io::IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
@@ -229,16 +227,60 @@ fn recv_fds(sock: &OwnedFd) -> io::Result<(OwnedFd, OwnedFd)> {
         nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     for c in msg.cmsgs()? {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c
-            && let [a, b] = fds[..]
-        {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
             use std::os::fd::FromRawFd;
             // SAFETY: the kernel just installed these fds in this process for
             // us; nothing else owns them.
-            return Ok(unsafe { (OwnedFd::from_raw_fd(a), OwnedFd::from_raw_fd(b)) });
+            let owned: Vec<OwnedFd> = fds.iter().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+            if let Ok(all) = <[OwnedFd; N]>::try_from(owned) {
+                return Ok(all);
+            }
         }
     }
     Err(io::Error::other("the helper sent no fds"))
+}
+
+/// Opens a socket (`domain`, `ty`, `protocol` as for socket(2); close-on-exec
+/// is added) inside the network namespace `netns` owned by the user namespace
+/// `userns`, as root of that user namespace: a forked helper joins both,
+/// makes the socket and passes it back. The socket stays in that namespace
+/// wherever it is used, so the caller (the namespace's owner) binds, connects
+/// and sends through it without entering anything — with root's rights
+/// inside, such as a raw ICMP socket.
+pub fn open_socket(
+    userns: &Path,
+    netns: &Path,
+    domain: libc::c_int,
+    ty: libc::c_int,
+    protocol: libc::c_int,
+) -> Result<OwnedFd, SandboxError> {
+    let open = |p: &Path| std::fs::File::open(p).map(OwnedFd::from).map_err(|e| err("open", p, e));
+    let (user, net) = (open(userns)?, open(netns)?);
+    let (parent, child) = socketpair(netns)?;
+    let made = in_child(move || {
+        // SAFETY: setns on an open namespace fd; no pointers.
+        check(unsafe { libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER) })?;
+        // SAFETY: as above.
+        check(unsafe { libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) })?;
+        // SAFETY: socket takes no pointers.
+        let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+        check(fd)?;
+        send_fds(child.as_raw_fd(), [fd])
+    });
+    made.map_err(|e| err("open a socket", netns, e))?;
+    let [fd] = recv_fds(&parent).map_err(|e| err("receive the socket", netns, e))?;
+    Ok(fd)
+}
+
+/// A datagram socket pair for passing fds from a helper.
+fn socketpair(what: &Path) -> Result<(OwnedFd, OwnedFd), SandboxError> {
+    nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Datagram,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| err("socketpair", what, e.into()))
 }
 
 /// Joins the holder's user namespace (becoming root there) and its mount
@@ -435,6 +477,32 @@ impl Holder {
     /// The holder's pid.
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Ends the holder (SIGKILL) and waits a bounded moment for it to go:
+    /// every namespace it keeps goes with it. For a controller that leaves
+    /// nothing behind (the demo); a daemon keeps its holder across restarts.
+    pub fn stop(&self) -> Result<(), SandboxError> {
+        let what = Path::new("holder");
+        let pid = nix::unistd::Pid::from_raw(
+            i32::try_from(self.pid).map_err(|_| err("kill", what, io::Error::from(io::ErrorKind::InvalidInput)))?,
+        );
+        match nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(err("kill", what, e.into())),
+        }
+        // Reaped here if this process started it; else by its parent.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while Holder::alive(self) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// True while the process still holds the user namespace.
+    fn alive(&self) -> bool {
+        std::fs::metadata(format!("/proc/{}/ns/user", self.pid)).is_ok_and(|m| m.ino() == self.userns_ino)
     }
 
     /// `path` as the host sees it through the holder's mount namespace.

@@ -4,20 +4,25 @@
 //! shows the MAC table, the per-port counters and the rate, and removes
 //! everything — also when a step fails.
 //!
-//! The TCP transfer uses plain sockets opened inside the sandboxes (a socket stays
-//! in the namespace it was created in, so a short-lived thread that entered the
-//! namespace opens it and any thread uses it): no iperf3 needed.
+//! It needs nothing but this binary: the ping and the transfer use sockets
+//! opened inside the sandboxes ([`plexus_sandbox::sock`]; a socket stays in the
+//! namespace it was created in, whoever uses it), so neither `ping` nor
+//! `iperf3` has to be installed. Run by an ordinary user it runs rootless (the
+//! sandboxes live in a user namespace of its own, their endpoints are TAP
+//! devices), after checking what the host must allow — the checks of `plexus
+//! info` — and saying in one line what is missing.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use plexus::{Config, Controller, EndpointKind, EndpointOptions, JoinOptions, NetworkOptions};
-use plexus_sandbox::exec::{self, ExecSpec};
-use plexus_sandbox::netns;
+use plexus::diag::{self, PingOptions};
+use plexus::mode::{Mode, rootless_checks};
+use plexus::{Config, Controller, EndpointKind, EndpointOptions, JoinOptions, NetworkOptions, SandboxInfo};
+use plexus_sandbox::sock::{self, NsKey};
 
 /// Arguments of `plexus demo`.
 #[derive(Debug, Args)]
@@ -60,6 +65,9 @@ impl Drop for Scene {
                     eprintln!("plexus demo: cleanup: {e}");
                 }
             }
+            if let Err(e) = c.stop_rootless_holder() {
+                eprintln!("plexus demo: cleanup: {e}");
+            }
         }
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
@@ -67,9 +75,6 @@ impl Drop for Scene {
 
 /// Runs the demo.
 pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!("the demo creates network namespaces and interfaces: run it as root");
-    }
     let tag = format!("pxd{:02x}", rand_byte());
     let state_dir = std::env::temp_dir().join(format!("plexus-demo-{tag}-{}", std::process::id()));
     let config = Config {
@@ -78,6 +83,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         ifname_prefix: tag.clone(),
         ..Config::default()
     };
+    if config.mode == Mode::Rootless {
+        preflight()?;
+    }
+    println!("mode: {} ({})", config.mode.as_str(), config.mode_reason);
+    let mode = config.mode;
     let mut scene = Scene {
         controller: None,
         state_dir,
@@ -85,10 +95,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let c = Controller::new(config).context("starting the controller")?;
     scene.controller = Some(c.clone());
 
-    let (ka, kb) = match args.kind {
-        Kind::Veth => (EndpointKind::Veth, EndpointKind::Veth),
-        Kind::Tap => (EndpointKind::Tap, EndpointKind::Tap),
-        Kind::Mixed => (EndpointKind::Veth, EndpointKind::Tap),
+    let (ka, kb) = match (mode, args.kind) {
+        // Rootless endpoints are TAP devices made inside the sandbox.
+        (Mode::Rootless, _) | (_, Kind::Tap) => (EndpointKind::Tap, EndpointKind::Tap),
+        (_, Kind::Veth) => (EndpointKind::Veth, EndpointKind::Veth),
+        (_, Kind::Mixed) => (EndpointKind::Veth, EndpointKind::Tap),
     };
     let net = c.new_network("bridge", "demo", NetworkOptions::default())?;
     let info = net.info()?;
@@ -97,42 +108,43 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         show(info.subnet),
         show(info.gateway)
     );
-    let mut hosts = Vec::new();
+    let mut hosts: Vec<(Ipv4Addr, SandboxInfo)> = Vec::new();
     for (name, kind) in [("alpha", ka), ("beta", kb)] {
         let ep = net.create_endpoint(name, EndpointOptions::default().kind(kind).remove_with_sandbox(true))?;
-        let key = ep.join(name, JoinOptions::default())?;
+        ep.join(name, JoinOptions::default())?;
         let i = ep.info()?;
         let addr = i.address.context("endpoint without address")?.addr();
+        let sb = c.sandbox(name)?.info()?;
         println!(
             "sandbox {name:<5}  {} eth0 {addr}  mac {}  namespace {}",
             kind,
             show(i.mac),
-            key.display()
+            sb.key.as_ref().map_or_else(|| "-".into(), |k| k.display().to_string())
         );
-        hosts.push((name, addr, key));
+        hosts.push((addr, sb));
     }
     let (alpha, beta) = (&hosts[0], &hosts[1]);
 
-    println!("\n$ ping -c 3 {} (from alpha)", beta.1);
-    let ping = exec::command(
-        &ExecSpec {
-            netns: Some(alpha.2.clone()),
-            ..ExecSpec::default()
-        },
-        &ping_argv(beta.1),
-    )?
-    .output()
-    .context("running ping (apt-get install iputils-ping)")?;
-    print!("{}", String::from_utf8_lossy(&ping.stdout));
-    if !ping.status.success() {
+    let opts = PingOptions::default();
+    println!("\n$ ping -c {} {} (from alpha)", opts.count, beta.0);
+    println!(
+        "PING {0} ({0}) {1}({2}) bytes of data.",
+        beta.0,
+        opts.payload,
+        opts.payload + 28
+    );
+    let socket = diag::icmp_socket(key(&alpha.1)?).context("opening an ICMP socket in alpha")?;
+    let summary = diag::ping(&socket, beta.0, opts, |r| println!("{r}")).context("pinging from alpha")?;
+    println!("\n{summary}");
+    if !summary.all_answered() {
         bail!(
-            "ping from alpha to beta failed: {}",
-            String::from_utf8_lossy(&ping.stderr).trim()
+            "ping from alpha to beta lost {}% of its requests",
+            summary.loss_percent()
         );
     }
 
     println!("\nTCP alpha -> beta for {} s ...", args.seconds);
-    let (bytes, elapsed) = tcp_transfer(&alpha.2, &beta.2, beta.1, Duration::from_secs(args.seconds))?;
+    let (bytes, elapsed) = tcp_transfer(&alpha.1, &beta.1, beta.0, Duration::from_secs(args.seconds))?;
     #[allow(clippy::cast_precision_loss)] // a rate for display
     let gbits = bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e9;
     println!(
@@ -140,7 +152,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         bytes as f64 / 1e6,
         elapsed.as_secs_f64()
     );
-
     println!("\nMAC table of network demo (plexus fdb demo):");
     println!("  {:<19} {:<8} {:>8}", "MAC", "ENDPOINT", "AGE (s)");
     for r in c.fdb("demo")? {
@@ -181,14 +192,6 @@ fn show<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn ping_argv(to: Ipv4Addr) -> Vec<String> {
-    ["ping", "-n", "-c", "3", "-i", "0.2", "-W", "2"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .chain([to.to_string()])
-        .collect()
-}
-
 fn rand_byte() -> u8 {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -196,11 +199,24 @@ fn rand_byte() -> u8 {
     (t.subsec_nanos() ^ std::process::id()).to_le_bytes()[0]
 }
 
+/// Where to open a socket of sandbox `sb`.
+fn key(sb: &SandboxInfo) -> anyhow::Result<NsKey<'_>> {
+    Ok(NsKey {
+        netns: sb.key.as_deref().context("the sandbox has no namespace")?,
+        userns: sb.userns.as_deref(),
+    })
+}
+
 /// Streams data from a socket made in `from` to a listener made in `to` for
 /// `duration`; returns the bytes the receiver counted and the time it took.
-fn tcp_transfer(from: &Path, to: &Path, addr: Ipv4Addr, duration: Duration) -> anyhow::Result<(u64, Duration)> {
-    let sa = SocketAddr::from((addr, 5201));
-    let listener = netns::run_in(to, || TcpListener::bind(sa))?.context("listening in beta")?;
+fn tcp_transfer(
+    from: &SandboxInfo,
+    to: &SandboxInfo,
+    addr: Ipv4Addr,
+    duration: Duration,
+) -> anyhow::Result<(u64, Duration)> {
+    let sa = SocketAddrV4::new(addr, 5201);
+    let listener = sock::tcp_listener(key(to)?, sa).context("listening in beta")?;
     let receiver = std::thread::spawn(move || -> std::io::Result<u64> {
         let (mut s, _) = listener.accept()?;
         let mut buf = vec![0u8; 1 << 18];
@@ -212,8 +228,8 @@ fn tcp_transfer(from: &Path, to: &Path, addr: Ipv4Addr, duration: Duration) -> a
             }
         }
     });
-    let mut stream = netns::run_in(from, || TcpStream::connect_timeout(&sa, Duration::from_secs(3)))?
-        .context("connecting from alpha")?;
+    let mut stream =
+        sock::tcp_connect(key(from)?, sa, None, Duration::from_secs(3)).context("connecting from alpha")?;
     let chunk = vec![0x5au8; 1 << 18];
     let start = Instant::now();
     while start.elapsed() < duration {
@@ -225,4 +241,27 @@ fn tcp_transfer(from: &Path, to: &Path, addr: Ipv4Addr, duration: Duration) -> a
         .map_err(|_| anyhow::anyhow!("receiver panicked"))?
         .context("receiving")?;
     Ok((bytes, start.elapsed()))
+}
+
+/// Rootless: what the host must allow for the demo (the checks of `plexus
+/// info`); one line naming what is missing and what to do.
+fn preflight() -> anyhow::Result<()> {
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name);
+    let missing: Vec<String> = rootless_checks(&user, uid.as_raw(), gid.as_raw())
+        .into_iter()
+        .filter(|c| !c.ok && matches!(c.name.as_str(), "user_namespaces" | "tun"))
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "rootless demo (uid {uid}) cannot run on this host: {} — or run it as root",
+            missing.join("; ")
+        );
+    }
+    Ok(())
 }
