@@ -1,26 +1,24 @@
 //! End-to-end tests of the `plexus` command line against a real `plexus daemon`:
 //! the foundation's walk-through (with a daemon restart), its error reporting,
-//! and the switch as the CLI shows it. They need root and skip otherwise, and
-//! need `target/debug/plexus` (`cargo build -p plexus-tools`).
+//! and the switch as the CLI shows it. They need root (ignored otherwise), and
+//! need `target/debug/plexus` (`cargo test --workspace` builds it).
 //!
 //! Each test runs its own daemon on its own state directory, socket, namespace
 //! and interface prefixes ([`TestEnv`]), so they run in parallel.
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, TestEnv, expect_failure, injector, plexus_bin, random_frame, run_ok, send_all};
+use common::{Daemon, TestEnv, expect_failure, injector, net, ns_path, peers, plexus_bin, random_frame, send_all};
 use rand::Rng;
 use serde_json::Value;
 
-/// `ip netns list` names.
+/// The names `ip netns list` would show.
 fn netns_list() -> Vec<String> {
-    run_ok(Command::new("ip").args(["netns", "list"]))
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
+    plexus_sandbox::netns::list().unwrap()
 }
 
 /// The `NAME` column of an `ls` table (its second column).
@@ -32,25 +30,16 @@ fn names(table: &str) -> Vec<String> {
         .collect()
 }
 
-/// `plexus exec SANDBOX -- ping -c N -W 2 IP` succeeds.
-fn ping(d: &Daemon, from: &str, to: &str, count: u32) -> bool {
-    d.plexus(&[
-        "exec",
-        from,
-        "--",
-        "ping",
-        "-n",
-        "-q",
-        "-c",
-        &count.to_string(),
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        to,
-    ])
-    .status
-    .success()
+/// Pings from sandbox `from` (its namespace, as the daemon named it): true
+/// if every one of `count` requests was answered.
+fn ping(env: &TestEnv, from: &str, to: &str, count: u16) -> bool {
+    peers::ping(&ns_path(&env.netns(from)), to.parse::<Ipv4Addr>().unwrap(), count)
+}
+
+/// What `plexus exec SANDBOX -- cat FILE` printed: `exec` enters the
+/// sandbox, where `/proc/net` and `/sys` describe its own network.
+fn cat_in(d: &Daemon, sandbox: &str, file: &str) -> String {
+    d.ok(&["exec", sandbox, "--", "cat", file])
 }
 
 /// The address (without prefix) and MAC of an endpoint, from `endpoint inspect --format json`.
@@ -93,8 +82,8 @@ fn assert_nothing_left(env: &TestEnv) {
 /// The foundation's check: create, run, exec; restart the daemon; everything is
 /// still there and works; remove it all and nothing is left.
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn walkthrough_survives_a_daemon_restart() {
-    require_root!();
     let env = TestEnv::new();
     let mut d = Daemon::start(&env);
 
@@ -106,9 +95,12 @@ fn walkthrough_survives_a_daemon_restart() {
     let sb_id = d.ok(&["run", "--network", "n1", "c1"]);
     assert_eq!(sb_id.trim().len(), 32, "{sb_id:?}");
     d.ok(&["run", "--network", "n1", "--type", "tap", "c2"]);
-    let eth0 = d.ok(&["exec", "c1", "--", "ip", "-4", "addr", "show", "eth0"]);
-    assert!(eth0.contains("inet 10.99.0.2/24"), "{eth0}");
-    assert!(ping(&d, "c1", "10.99.0.3", 1));
+    // `exec` runs inside: the sandbox's own address and MAC.
+    let local = cat_in(&d, "c1", "/proc/net/fib_trie");
+    assert!(local.contains("10.99.0.2"), "{local}");
+    let (_, c1_mac) = addr_and_mac(&d, "c1");
+    assert_eq!(cat_in(&d, "c1", "/sys/class/net/eth0/address").trim(), c1_mac);
+    assert!(ping(&env, "c1", "10.99.0.3", 1));
     assert!(netns_list().contains(&env.netns("c1")));
 
     let pid = d.pid();
@@ -124,11 +116,10 @@ fn walkthrough_survives_a_daemon_restart() {
     assert_eq!(ep["ifname"], "eth0", "{ep}");
     assert_eq!(ep["kind"], "veth", "{ep}");
     assert_eq!(d.json(&["endpoint", "inspect", "c2"])["kind"], "tap");
-    let eth0 = d.ok(&["exec", "c1", "--", "ip", "-4", "addr", "show", "eth0"]);
-    assert!(eth0.contains("inet 10.99.0.2/24"), "{eth0}");
+    assert!(cat_in(&d, "c1", "/proc/net/fib_trie").contains("10.99.0.2"));
     // The restored switch forwards, veth to TAP.
-    assert!(ping(&d, "c1", "10.99.0.3", 2));
-    assert!(ping(&d, "c2", "10.99.0.2", 2));
+    assert!(ping(&env, "c1", "10.99.0.3", 2));
+    assert!(ping(&env, "c2", "10.99.0.2", 2));
 
     assert_eq!(d.ok(&["sandbox", "rm", "c1"]), "c1\n");
     assert_eq!(d.ok(&["sandbox", "rm", "c2"]), "c2\n");
@@ -143,8 +134,8 @@ fn walkthrough_survives_a_daemon_restart() {
 /// Every refusal is one line on stderr and exit 1 (125 without a daemon), and
 /// leaves nothing half-done; `--format json` prints parseable JSON.
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn errors_are_one_line_and_nonzero() {
-    require_root!();
     let env = TestEnv::new();
     let d = Daemon::start(&env);
 
@@ -235,8 +226,8 @@ fn errors_are_one_line_and_nonzero() {
 /// show it; a short MAC ageing empties the table; the switching options show in
 /// `network inspect`.
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn switch_tables_through_the_cli() {
-    require_root!();
     let env = TestEnv::new();
     let d = Daemon::start(&env);
 
@@ -246,10 +237,14 @@ fn switch_tables_through_the_cli() {
     let (a_ip, a_mac) = addr_and_mac(&d, "a");
     let (b_ip, b_mac) = addr_and_mac(&d, "b");
     assert_eq!(d.json(&["endpoint", "inspect", "b"])["kind"], "tap");
-    let link = d.ok(&["exec", "b", "--", "ip", "-d", "link", "show", "eth0"]);
-    assert!(link.contains("tun type tap"), "{link}");
-    assert!(ping(&d, "a", &b_ip, 2), "a -> b");
-    assert!(ping(&d, "b", &a_ip, 2), "b -> a");
+    let link = net::link(&ns_path(&env.netns("b")), "eth0");
+    assert_eq!(link.kind.as_deref(), Some("tun"), "{link:?}");
+    // TUN/TAP devices say what they are in sysfs: tun_flags has IFF_TAP (2).
+    let flags = cat_in(&d, "b", "/sys/class/net/eth0/tun_flags");
+    let flags = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 0x3, 0x2, "not a TAP: tun_flags {flags:#x}");
+    assert!(ping(&env, "a", &b_ip, 2), "a -> b");
+    assert!(ping(&env, "b", &a_ip, 2), "b -> a");
 
     let fdb = d.json(&["fdb", "sw"]);
     let rows: Vec<(&str, &str)> = fdb
@@ -326,7 +321,7 @@ fn switch_tables_through_the_cli() {
     d.ok(&["run", "--network", "age", "--type", "tap", "y"]);
     let (_, x_mac) = addr_and_mac(&d, "x");
     let (y_ip, y_mac) = addr_and_mac(&d, "y");
-    assert!(ping(&d, "x", &y_ip, 1));
+    assert!(ping(&env, "x", &y_ip, 1));
     let fdb = d.json(&["fdb", "age"]);
     let mut rows: Vec<(&str, &str)> = fdb
         .as_array()
@@ -374,8 +369,8 @@ fn switch_tables_through_the_cli() {
 /// A few thousand random frames into a port: the daemon drops and counts them,
 /// keeps answering and keeps forwarding.
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn daemon_survives_junk_frames() {
-    require_root!();
     let env = TestEnv::new();
     let d = Daemon::start(&env);
 
@@ -384,7 +379,7 @@ fn daemon_survives_junk_frames() {
     d.ok(&["run", "--network", "junk", "--type", "tap", "b"]);
     let (a_ip, _) = addr_and_mac(&d, "a");
     let (b_ip, b_mac) = addr_and_mac(&d, "b");
-    assert!(ping(&d, "a", &b_ip, 1));
+    assert!(ping(&env, "a", &b_ip, 1));
     let b_mac: Vec<u8> = b_mac.split(':').map(|h| u8::from_str_radix(h, 16).unwrap()).collect();
     let b_mac: [u8; 6] = b_mac.try_into().unwrap();
 
@@ -443,8 +438,8 @@ fn daemon_survives_junk_frames() {
 
     // Still answering, still the same process, still forwarding.
     assert_eq!(d.json(&["info"])["pid"], d.pid());
-    assert!(ping(&d, "a", &b_ip, 2));
-    assert!(ping(&d, "b", &a_ip, 2));
+    assert!(ping(&env, "a", &b_ip, 2));
+    assert!(ping(&env, "b", &a_ip, 2));
 
     d.ok(&["sandbox", "rm", "a"]);
     d.ok(&["sandbox", "rm", "b"]);

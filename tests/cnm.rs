@@ -1,13 +1,13 @@
 //! End-to-end tests of the CNM library on real network namespaces: the model's
 //! rules, its typed errors, IPAM through the controller, and state restore.
-//! They need root and skip otherwise.
+//! They need root (ignored otherwise).
 
 mod common;
 
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use common::{TestEnv, ip_in, run_ok, target_dir};
+use common::{TestEnv, net, ns_path, run_ok, target_dir};
 use plexus::ipam::{IpamError, parse_cidr};
 use plexus::store::StoreError;
 use plexus::{Controller, DriverOptions, EndpointOptions, Error, JoinOptions, NetworkOptions, SandboxOptions};
@@ -17,8 +17,8 @@ fn net_opts(cidr: &str) -> NetworkOptions {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn join_configures_the_container_interface() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let net = c.new_network("bridge", "n1", net_opts("10.99.0.0/24")).unwrap();
@@ -35,26 +35,24 @@ fn join_configures_the_container_interface() {
     assert_eq!(info.sandbox.as_deref(), Some("c1"));
     assert_eq!(info.ifname.as_deref(), Some("eth0"));
 
-    let ns = env.netns("c1");
-    let listed = run_ok(Command::new("ip").args(["netns", "list"]));
-    assert!(
-        listed.lines().any(|l| l.split_whitespace().next() == Some(ns.as_str())),
-        "{listed}"
+    let ns = ns_path(&env.netns("c1"));
+    let listed = plexus_sandbox::netns::list().unwrap();
+    assert!(listed.contains(&env.netns("c1")), "{listed:?}");
+    assert_eq!(net::addrs(&ns, "eth0"), ["10.99.0.2/24".parse().unwrap()]);
+    let link = net::link(&ns, "eth0");
+    assert_eq!(link.mac, Some([0x02, 0x42, 0x0a, 0x63, 0x00, 0x02]), "{link:?}");
+    assert_eq!(link.mtu, 1500, "{link:?}");
+    assert!(link.up, "{link:?}");
+    assert!(net::link(&ns, "lo").up);
+    assert_eq!(
+        net::default_routes(&ns),
+        [(Some(Ipv4Addr::new(10, 99, 0, 1)), "eth0".to_owned())]
     );
-    let addr = ip_in(&ns, &["-4", "addr", "show", "eth0"]);
-    assert!(addr.contains("inet 10.99.0.2/24"), "{addr}");
-    let link = ip_in(&ns, &["link", "show", "eth0"]);
-    assert!(
-        link.contains("02:42:0a:63:00:02") && link.contains("mtu 1500"),
-        "{link}"
-    );
-    let lo = ip_in(&ns, &["link", "show", "lo"]);
-    assert!(lo.contains("UP"), "{lo}");
-    let route = ip_in(&ns, &["-4", "route", "show", "default"]);
-    assert!(route.contains("default via 10.99.0.1 dev eth0"), "{route}");
     // The host end stays in the daemon's namespace, up, unattached to any bridge.
-    let host = run_ok(Command::new("ip").args(["-d", "link", "show", &info.host_ifname]));
-    assert!(host.contains("veth") && !host.contains("master"), "{host}");
+    let host = net::link(std::path::Path::new("/proc/self/ns/net"), &info.host_ifname);
+    assert_eq!(host.kind.as_deref(), Some("veth"), "{host:?}");
+    assert_eq!(host.master, None, "{host:?}");
+    assert!(host.up, "{host:?}");
 
     let sb = c.sandbox("c1").unwrap().info().unwrap();
     let hosts = std::fs::read_to_string(&sb.hosts_path).unwrap();
@@ -69,10 +67,10 @@ fn join_configures_the_container_interface() {
 
     // Leave keeps the address; a rejoin gets it back on a fresh eth0.
     ep.leave().unwrap();
-    assert!(!ip_in(&ns, &["link"]).contains("eth0"));
+    assert!(!net::links(&ns).iter().any(|l| l.name == "eth0"));
     assert_eq!(ep.info().unwrap().address.unwrap().to_string(), "10.99.0.2/24");
     ep.join("c1", JoinOptions::default()).unwrap();
-    assert!(ip_in(&ns, &["-4", "addr", "show", "eth0"]).contains("inet 10.99.0.2/24"));
+    assert_eq!(net::addrs(&ns, "eth0"), ["10.99.0.2/24".parse().unwrap()]);
 
     // Teardown removes every kernel object.
     ep.delete(true).unwrap();
@@ -84,8 +82,8 @@ fn join_configures_the_container_interface() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn two_endpoints_in_one_sandbox_get_eth0_and_eth1() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let a = c.new_network("bridge", "a", net_opts("10.98.1.0/24")).unwrap();
@@ -101,15 +99,14 @@ fn two_endpoints_in_one_sandbox_get_eth0_and_eth1() {
         .unwrap()
         .join_sandbox(&sb)
         .unwrap();
-    let ns = env.netns("box");
-    assert!(ip_in(&ns, &["-4", "addr", "show", "eth0"]).contains("10.98.1.2/24"));
-    let eth1 = ip_in(&ns, &["-4", "addr", "show", "eth1"]);
-    assert!(eth1.contains("10.98.2.2/24") && eth1.contains("mtu 1400"), "{eth1}");
+    let ns = ns_path(&env.netns("box"));
+    assert_eq!(net::addrs(&ns, "eth0"), ["10.98.1.2/24".parse().unwrap()]);
+    assert_eq!(net::addrs(&ns, "eth1"), ["10.98.2.2/24".parse().unwrap()]);
+    assert_eq!(net::link(&ns, "eth1").mtu, 1400);
     // The internal network's endpoint never carries the default route.
-    let routes = ip_in(&ns, &["-4", "route", "show", "default"]);
-    assert!(
-        routes.contains("via 10.98.1.1 dev eth0") && !routes.contains("eth1"),
-        "{routes}"
+    assert_eq!(
+        net::default_routes(&ns),
+        [(Some(Ipv4Addr::new(10, 98, 1, 1)), "eth0".to_owned())]
     );
     // Endpoint names repeat across networks; the controller asks which one.
     assert!(matches!(c.endpoint("e"), Err(Error::InvalidOption(_))));
@@ -123,8 +120,8 @@ fn two_endpoints_in_one_sandbox_get_eth0_and_eth1() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn model_rules_are_typed_errors() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
 
@@ -204,8 +201,8 @@ fn model_rules_are_typed_errors() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn ipam_rules_through_the_controller() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
 
@@ -294,8 +291,8 @@ fn ipam_rules_through_the_controller() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn state_survives_a_new_controller_and_the_store_is_exclusive() {
-    require_root!();
     let env = TestEnv::new();
     let (ep_addr, ep_mac) = {
         let c = Controller::new(env.config()).unwrap();
@@ -321,7 +318,10 @@ fn state_survives_a_new_controller_and_the_store_is_exclusive() {
     assert_eq!(ep.sandbox.as_deref(), Some("c1"));
     let sb = c.sandbox("c1").unwrap().info().unwrap();
     assert_eq!(sb.hostname, "h1");
-    assert!(ip_in(&env.netns("c1"), &["-4", "addr", "show", "eth0"]).contains("10.93.0.2/24"));
+    assert_eq!(
+        net::addrs(&ns_path(&env.netns("c1")), "eth0"),
+        ["10.93.0.2/24".parse().unwrap()]
+    );
     // Restored IPAM never hands out an address twice.
     let next = net.create_endpoint("next", EndpointOptions::default()).unwrap();
     assert_eq!(
@@ -335,17 +335,17 @@ fn state_survives_a_new_controller_and_the_store_is_exclusive() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn null_and_host_drivers() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let none = c.new_network("null", "none", NetworkOptions::default()).unwrap();
     let ep = none.create_endpoint("n", EndpointOptions::default()).unwrap();
     assert!(ep.info().unwrap().address.is_none());
     ep.join("lonely", JoinOptions::default()).unwrap();
-    let links = ip_in(&env.netns("lonely"), &["-o", "link"]);
-    assert_eq!(links.lines().count(), 1, "only lo: {links}");
-    assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+    let links = net::links(&ns_path(&env.netns("lonely")));
+    assert_eq!(links.len(), 1, "only lo: {links:?}");
+    assert!(links[0].name == "lo" && links[0].up, "{links:?}");
     assert!(matches!(
         none.create_endpoint("x", EndpointOptions::default().ip(Ipv4Addr::new(10, 0, 0, 1))),
         Err(Error::InvalidOption(_))
@@ -371,8 +371,8 @@ fn null_and_host_drivers() {
 /// The seed usage as an example program: prints an address of the first free
 /// default pool and the sandbox key, and cleans up so that it runs twice.
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn seed_example_runs_twice() {
-    require_root!();
     let env = TestEnv::new();
     let seed = target_dir().join("examples/seed");
     assert!(

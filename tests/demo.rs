@@ -3,20 +3,23 @@
 
 mod common;
 
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, plexus_bin, run_ok};
+use common::net::{TestNs, netlink, veth_between};
+use common::{TestEnv, peers, plexus_bin};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use plexus_sandbox::netns;
 
 fn plexus() -> Command {
     Command::new(plexus_bin())
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn demo_pings_transfers_shows_tables_and_cleans_up() {
-    require_root!();
     for kind in ["veth", "mixed"] {
         let out = plexus()
             .args(["demo", "--seconds", "1", "--type", kind])
@@ -28,7 +31,16 @@ fn demo_pings_transfers_shows_tables_and_cleans_up() {
             "{kind}: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(text.contains("3 packets transmitted, 3 received"), "{text}");
+        assert!(
+            text.contains("3 packets transmitted, 3 received, 0% packet loss"),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("64 bytes from ")).count(),
+            3,
+            "{text}"
+        );
+        assert!(text.contains("rtt min/avg/max/mdev = "), "{text}");
         let rate = text
             .lines()
             .find_map(|l| l.strip_prefix("moved "))
@@ -46,68 +58,42 @@ fn demo_pings_transfers_shows_tables_and_cleans_up() {
         );
         assert!(text.contains("removed the sandboxes"), "{text}");
     }
-    let left = run_ok(Command::new("ip").args(["netns", "list"]));
+    let left = netns::list().unwrap();
     assert!(
-        !left.lines().any(|l| l.starts_with("pxd")),
-        "the demo left namespaces: {left}"
+        !left.iter().any(|n| n.starts_with("pxd")),
+        "the demo left namespaces: {left:?}"
     );
-    let links = run_ok(Command::new("ip").args(["-o", "link"]));
-    assert!(!links.contains(": pxd"), "the demo left links: {links}");
+    let links = common::net::links(std::path::Path::new("/proc/self/ns/net"));
+    assert!(
+        !links.iter().any(|l| l.name.starts_with("pxd")),
+        "the demo left links: {links:?}"
+    );
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn bare_switch_forwards_between_existing_interfaces_and_stops_on_sigterm() {
-    require_root!();
     let env = TestEnv::new();
     let ns = |s: &str| format!("{}-{s}", env.tag);
     let host = |s: &str| format!("{}h{s}", env.tag);
+    let here = std::path::Path::new("/proc/self/ns/net");
+    let mut spaces = Vec::new();
     for (s, ip) in [("a", "10.79.0.1/24"), ("b", "10.79.0.2/24")] {
-        run_ok(Command::new("ip").args(["netns", "add", &ns(s)]));
-        run_ok(Command::new("ip").args([
-            "link",
-            "add",
-            &host(s),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &ns(s),
-        ]));
-        run_ok(Command::new("ip").args(["link", "set", &host(s), "up"]));
-        run_ok(Command::new("ip").args(["-n", &ns(s), "addr", "add", ip, "dev", "eth0"]));
-        run_ok(Command::new("ip").args(["-n", &ns(s), "link", "set", "eth0", "up"]));
+        let space = TestNs::new(&ns(s));
+        veth_between(here, &host(s), None, &space.path(), "eth0", Some(ip.parse().unwrap()));
+        spaces.push(space);
     }
     let sw = plexus()
         .args(["switch", &host("a"), &host("b")])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let ping = |n: &str| {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns("a"),
-                "ping",
-                "-c",
-                n,
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                "10.79.0.2",
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
+    let ping = |n: u16| peers::ping(&spaces[0].path(), Ipv4Addr::new(10, 79, 0, 2), n);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !ping("1") {
+    while !ping(1) {
         assert!(Instant::now() < deadline, "no connectivity through plexus switch");
     }
-    assert!(ping("3"));
+    assert!(ping(3));
     kill(Pid::from_raw(i32::try_from(sw.id()).unwrap()), Signal::SIGTERM).unwrap();
     let out = sw.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
@@ -127,8 +113,10 @@ fn bare_switch_forwards_between_existing_interfaces_and_stops_on_sigterm() {
         err.starts_with("plexus: ") && err.contains("nonexistent0") && err.lines().count() == 1,
         "{err}"
     );
+    let mut nl = netlink(here);
     for s in ["a", "b"] {
-        let _ = Command::new("ip").args(["link", "del", &host(s)]).output();
-        let _ = Command::new("ip").args(["netns", "del", &ns(s)]).output();
+        if let Ok(l) = nl.link(&host(s)) {
+            let _ = nl.delete_link(l.index);
+        }
     }
 }

@@ -8,18 +8,27 @@
 //! of TCP, again after a daemon restart), and creates nothing in the host's
 //! network namespace.
 //!
-//! The test runs as root and drops to the user `$PLEXUS_TEST_USER` (`.ci/run`
-//! creates one; default `nobody`) with util-linux's
-//! `setpriv`, which clears every capability.
+//! The test runs as root and starts the user's commands as `$PLEXUS_TEST_USER`
+//! (`.ci/run` creates one; default `nobody`), with no groups and no
+//! capability left ([`common::net::as_user`]). It talks from inside the
+//! user's sandboxes through sockets it opens there as root
+//! ([`common::peers`]), so the sandboxes need no programs of their own.
+//! The build script probes unprivileged user namespaces, the user and
+//! `/dev/net/tun`: what the host lacks shows as ignored tests.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, plexus_bin};
+use common::net::{HostOutside, as_user, in_netns};
+use common::peers::{self, Cmd};
+use common::{TestEnv, ns_path, plexus_bin};
+use plexus_sandbox::sock::{self, NsKey};
 use serde_json::Value;
 
 /// The unprivileged user the tests run as: `$PLEXUS_TEST_USER`, else
@@ -54,22 +63,24 @@ impl User {
 
     /// `plexus ARGS` as the user, with only its own environment.
     fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
+        self.command_in(None, args)
+    }
+
+    /// `plexus ARGS` as the user, started in network namespace `netns` if
+    /// given (entered as root before dropping to the user).
+    fn command_in(&self, netns: Option<&str>, args: &[&str]) -> Command {
+        let mut c = Command::new(plexus_bin());
+        if let Some(ns) = netns {
+            in_netns(&mut c, &ns_path(ns));
+        }
         let (uid, gid) = test_user();
-        c.args([
-            "--reuid",
-            &uid.to_string(),
-            "--regid",
-            &gid.to_string(),
-            "--clear-groups",
-        ])
-        .arg(plexus_bin())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &self.home)
-        .env("XDG_RUNTIME_DIR", self.home.join("run"))
-        .env("XDG_DATA_HOME", self.home.join("data"));
+        as_user(&mut c, uid, gid);
+        c.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", self.home.join("run"))
+            .env("XDG_DATA_HOME", self.home.join("data"));
         c
     }
 
@@ -85,22 +96,11 @@ impl User {
         self.start_daemon_in(None);
     }
 
-    /// Starts the daemon, in network namespace `netns` if given (entered as
-    /// root with nsenter before dropping to the user).
+    /// Starts the daemon, in network namespace `netns` if given.
     fn start_daemon_in(&mut self, netns: Option<&str>) {
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
-        let mut cmd = self.command(&["daemon"]);
-        if let Some(ns) = netns {
-            let inner = cmd;
-            cmd = Command::new("nsenter");
-            cmd.arg(format!("--net=/run/netns/{ns}"))
-                .arg("--")
-                .arg(inner.get_program())
-                .args(inner.get_args())
-                .env_clear()
-                .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))));
-        }
-        let child = cmd
+        let child = self
+            .command_in(netns, &["daemon"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -116,7 +116,6 @@ impl User {
 
     fn stop_daemon(&mut self) {
         if let Some(mut d) = self.daemon.take() {
-            // setpriv execs the daemon: this pid is the daemon's.
             if let Ok(pid) = i32::try_from(d.id()) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
             }
@@ -134,6 +133,20 @@ impl User {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The sandbox key of `sandbox` (its namespace as the host sees it,
+    /// through the holder): root opens sockets there directly.
+    fn key(&self, sandbox: &str) -> PathBuf {
+        let out = self.plexus(&["sandbox", "inspect", sandbox, "--format", "json"]);
+        assert!(out.status.success(), "{out:?}\n{}", self.log());
+        let sb: Value = serde_json::from_slice(&out.stdout).unwrap();
+        PathBuf::from(sb["key"].as_str().unwrap_or_else(|| panic!("no key: {sb}")))
+    }
+
+    /// Pings from `sandbox`: true if every one of `count` requests was answered.
+    fn ping(&self, sandbox: &str, to: &str, count: u16) -> bool {
+        peers::ping(&self.key(sandbox), to.parse().unwrap(), count)
     }
 }
 
@@ -161,7 +174,8 @@ fn new_host_links(before: &[String]) -> Vec<String> {
 }
 
 /// The host's firewall ruleset (`nft -s list ruleset`: no counters), if nft
-/// runs here.
+/// runs here. Plexus never touches it; where nft is missing there is nothing
+/// to compare.
 fn host_firewall() -> Option<String> {
     let out = Command::new("nft").args(["-s", "list", "ruleset"]).output().ok()?;
     out.status
@@ -169,32 +183,26 @@ fn host_firewall() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Routes of the host's namespace (every table) that were not there `before`.
+/// Routes of the host's namespace that were not there `before`.
 fn new_host_routes(before: &[String]) -> Vec<String> {
     host_routes().into_iter().filter(|r| !before.contains(r)).collect()
 }
 
+fn here() -> &'static Path {
+    Path::new("/proc/self/ns/net")
+}
+
 fn host_routes() -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["route", "show", "table", "all"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
+    common::net::netlink(here())
+        .routes()
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("{r:?}"))
         .collect()
 }
 
 fn host_links() -> Vec<String> {
-    let out = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            l.split(':')
-                .nth(1)
-                .map(|n| n.trim().split('@').next().unwrap_or("").to_owned())
-        })
-        .collect();
+    let mut names: Vec<String> = common::net::links(here()).into_iter().map(|l| l.name).collect();
     names.sort();
     names
 }
@@ -204,8 +212,8 @@ fn owner(p: &Path) -> u32 {
 }
 
 #[test]
+#[cfg_attr(not(px_userns), ignore = "needs root, a test user and unprivileged user namespaces")]
 fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
-    require_root!();
     let env = TestEnv::new();
     let links_before = host_links();
     let mut user = User::new(&env);
@@ -254,13 +262,23 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     // by `exec` as root there, with its hostname and only `lo`, up.
     let out = user.plexus(&["sandbox", "create", "s1"]);
     assert!(out.status.success(), "{out:?}\n{}", user.log());
-    let inside = user.exec("s1", "id -u; hostname; ip -o link; readlink /proc/self/ns/net");
+    let inside = user.exec("s1", "id -u; cat /proc/sys/kernel/hostname; readlink /proc/self/ns/net");
     let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines.len(), 3, "{inside}");
     assert_eq!(lines[0], "0", "{inside}");
     assert_eq!(lines[1], "s1", "{inside}");
-    assert_eq!(lines.len(), 4, "only lo: {inside}");
-    assert!(lines[2].starts_with("1: lo: <LOOPBACK,UP"), "{inside}");
-    let netns = lines[3].to_owned();
+    let netns = lines[2].to_owned();
+    // The same namespace through its key: only `lo`, up.
+    let key = user.key("s1");
+    let links = common::net::links(&key);
+    assert_eq!(links.len(), 1, "only lo: {links:?}");
+    assert!(links[0].name == "lo" && links[0].up, "{links:?}");
+    let ino = std::fs::metadata(&key).unwrap().ino();
+    assert_eq!(
+        netns,
+        format!("net:[{ino}]"),
+        "exec entered another namespace than the key's"
+    );
     // With newuidmap and a range in /etc/subuid (as .ci/run sets up), the
     // subordinate ids map to 1.. inside; else only the user, to root.
     let subids = info["rootless_checks"][2]["ok"] == true;
@@ -300,15 +318,12 @@ fn an_ordinary_user_gets_a_rootless_daemon_that_says_so() {
     assert_eq!(new_host_links(&links_before), Vec::<String>::new());
 }
 
-const TCP_SINK: &str = "import socket,hashlib\ns=socket.socket();s.bind(('0.0.0.0',9000));s.listen(1)\n\
-c,a=s.accept();h=hashlib.sha256()\nwhile True:\n b=c.recv(1<<20)\n if not b: break\n h.update(b)\n\
-print(a[0],h.hexdigest())";
-const TCP_SOURCE: &str = "import socket,hashlib,random\nd=random.Random(3).randbytes(10000000)\n\
-c=socket.create_connection(('10.86.1.3',9000));c.sendall(d);c.close()\nprint(hashlib.sha256(d).hexdigest())";
-
 #[test]
+#[cfg_attr(
+    not(px_user_tun),
+    ignore = "needs root, a test user, user namespaces and /dev/net/tun usable by that user"
+)]
 fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
-    require_root!();
     let env = TestEnv::new();
     let links_before = host_links();
     let routes_before = host_routes();
@@ -323,15 +338,8 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         .find(|c| c["name"] == "tun")
         .unwrap()
         .clone();
-    if tun["ok"] != true {
-        // .ci/run makes /dev/net/tun usable for every user, as rootless
-        // container hosts do.
-        eprintln!(
-            "skipped: /dev/net/tun is not usable by the test user: {}",
-            tun["detail"]
-        );
-        return;
-    }
+    // The build script found /dev/net/tun usable by the user; so must the daemon.
+    assert_eq!(tun["ok"], true, "{tun}: touch build.rs if /dev/net/tun changed");
     let ok = |user: &User, args: &[&str]| {
         let out = user.plexus(args);
         assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
@@ -340,29 +348,21 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     ok(&user, &["run", "--network", "rl", "c1"]);
     ok(&user, &["run", "--network", "rl", "c2"]);
     // Each sandbox has a TAP eth0 made inside it, with its address.
-    let inside = user.exec("c1", "ip -o -4 addr show eth0; ip -o link show eth0");
-    assert!(inside.contains("10.86.1.2/24"), "{inside}");
-    assert!(inside.contains("tun") || inside.contains("link/ether"), "{inside}");
-    assert!(
-        user.exec("c1", "ping -c 2 -W 2 10.86.1.3 >/dev/null && echo ok")
-            .contains("ok"),
-        "c1 cannot ping c2"
+    let (c1, c2) = (user.key("c1"), user.key("c2"));
+    assert_eq!(common::net::addrs(&c1, "eth0"), ["10.86.1.2/24".parse().unwrap()]);
+    assert_eq!(common::net::link(&c1, "eth0").kind.as_deref(), Some("tun"));
+    assert!(user.ping("c1", "10.86.1.3", 2), "c1 cannot ping c2");
+    // 10 MB over TCP through the switch, checked byte for byte.
+    let sink = peers::tcp_server(&c2, Ipv4Addr::UNSPECIFIED, &[9000]);
+    let put = peers::tcp_client(
+        &c1,
+        SocketAddrV4::new(Ipv4Addr::new(10, 86, 1, 3), 9000),
+        Cmd::Put(10_000_000),
+        None,
     );
-    // 10 MB over TCP through the switch; the hash matches.
-    let sink = user
-        .command(&["exec", "c2", "--", "python3", "-c", TCP_SINK])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let sent = user.exec("c1", &format!("python3 -c \"{TCP_SOURCE}\""));
-    let got = sink.wait_with_output().unwrap();
-    let got = String::from_utf8_lossy(&got.stdout).into_owned();
-    assert_eq!(
-        got.trim(),
-        format!("10.86.1.2 {}", sent.trim()),
-        "TCP through the switch"
-    );
+    assert!(put.first.starts_with("from=10.86.1.2:"), "{put:?}");
+    assert!(put.intact, "TCP through the switch: {put:?}");
+    drop(sink);
 
     // The gateway's address reaches a server on the host's loopback (on by
     // default rootless; the container talks to 10.86.1.1).
@@ -372,13 +372,11 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         let (mut c, _) = host_server.accept().unwrap();
         std::io::Write::write_all(&mut c, b"hello from the host").unwrap();
     });
-    let fetched = user.exec(
-        "c1",
-        &format!(
-            "python3 -c \"import socket;c=socket.create_connection(('10.86.1.1',{port}));print(c.recv(100).decode())\""
-        ),
-    );
-    assert_eq!(fetched.trim(), "hello from the host");
+    let gateway = SocketAddrV4::new(Ipv4Addr::new(10, 86, 1, 1), port);
+    let mut fetched = String::new();
+    let c = sock::tcp_connect(NsKey::netns(&c1), gateway, None, Duration::from_secs(5)).unwrap();
+    std::io::Read::read_to_string(&mut &c, &mut fetched).unwrap();
+    assert_eq!(fetched, "hello from the host");
     serve.join().unwrap();
     // ...and can be switched off per network.
     ok(
@@ -393,33 +391,25 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         ],
     );
     ok(&user, &["run", "--network", "closed", "c3"]);
-    let refused = user.exec(
-        "c3",
-        &format!(
-            "python3 -c \"import socket\ntry:\n socket.create_connection(('10.86.2.1',{port}),timeout=3);print('open')\nexcept OSError as e:\n print('refused')\""
-        ),
+    let closed = SocketAddrV4::new(Ipv4Addr::new(10, 86, 2, 1), port);
+    let refused = sock::tcp_connect(NsKey::netns(&user.key("c3")), closed, None, Duration::from_secs(3));
+    assert!(
+        refused.is_err(),
+        "host loopback reached from a --no-host-loopback network"
     );
-    assert_eq!(refused.trim(), "refused");
     ok(&user, &["sandbox", "rm", "c3"]);
 
     // A published port answers from the host (its loopback: the container
     // sees the gateway); one below the unprivileged start is refused clearly.
     ok(&user, &["run", "--network", "rl", "-p", "127.0.0.1:18086:9001", "web"]);
-    let server = user
-        .command(&["exec", "web", "--", "python3", "-c"])
-        .arg(
-            "import socket\ns=socket.socket();s.bind(('0.0.0.0',9001));s.listen(1)\n\
-             c,a=s.accept();c.sendall(('from=%s'%a[0]).encode());c.close()",
-        )
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut reply = String::new();
-    let mut conn = std::net::TcpStream::connect("127.0.0.1:18086").unwrap();
+    let server = peers::tcp_server(&user.key("web"), Ipv4Addr::UNSPECIFIED, &[9001]);
+    let conn = TcpStream::connect("127.0.0.1:18086").unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    std::io::Read::read_to_string(&mut conn, &mut reply).unwrap();
-    assert_eq!(reply, "from=10.86.1.1");
-    let _ = server.wait_with_output();
+    let mut reply = String::new();
+    BufReader::new(&conn).read_line(&mut reply).unwrap();
+    assert!(reply.starts_with("from=10.86.1.1:"), "{reply}");
+    drop(conn);
+    drop(server);
     let out = user.plexus(&["run", "--network", "rl", "-p", "80:80", "low"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -430,8 +420,7 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     user.stop_daemon();
     user.start_daemon();
     assert!(
-        user.exec("c2", "ping -c 2 -W 2 10.86.1.2 >/dev/null && echo ok")
-            .contains("ok"),
+        user.ping("c2", "10.86.1.2", 2),
         "no traffic after the restart:\n{}",
         user.log()
     );
@@ -452,38 +441,20 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     assert_eq!(host_firewall(), firewall_before, "the host's firewall changed");
 }
 
-/// A one-shot server in namespace `ns`: answers one TCP connection (or UDP
-/// datagram) with the address it came from.
-fn answer_once(ns: &str, udp: bool) -> Child {
-    let code = if udp {
-        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('198.18.46.2',7))\n\
-         d,a=s.recvfrom(100);s.sendto(('from=%s'%a[0]).encode(),a)"
-    } else {
-        "import socket\ns=socket.socket();s.bind(('198.18.46.2',8080));s.listen(1)\n\
-         c,a=s.accept();c.sendall(('from=%s'%a[0]).encode());c.close()"
-    };
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", code])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    child
-}
-
 #[test]
+#[cfg_attr(
+    not(px_user_tun),
+    ignore = "needs root, a test user, user namespaces and /dev/net/tun usable by that user"
+)]
 fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
-    require_root!();
     let env = TestEnv::new();
     // "host" (the rootless daemon's namespace) and "outside", on 198.18.46.x.
-    let world = common::HostOutside::new(&env, 46, true);
+    let world = HostOutside::new(&env, 46, true);
     let mut user = User::new(&env);
     user.start_daemon_in(Some(&world.host));
     let info: Value = serde_json::from_slice(&user.plexus(&["info", "--format", "json"]).stdout).unwrap();
     assert_eq!(info["mode"], "rootless", "{info}");
-    if info["rootless_checks"][1]["ok"] != true {
-        eprintln!("skipped: /dev/net/tun is not usable by the test user");
-        return;
-    }
+    assert_eq!(info["rootless_checks"][1]["ok"], true, "{info}");
     for args in [
         &["network", "create", "--subnet", "10.86.3.0/24", "out"][..],
         &[
@@ -500,29 +471,22 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
         let out = user.plexus(args);
         assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
     }
+    let c1 = user.key("c1");
+    let outside_ip = Ipv4Addr::new(198, 18, 46, 2);
     // TCP: the outside sees the host's address (the daemon's own socket).
-    let mut server = answer_once(&world.outside, false);
-    let got = user.exec(
-        "c1",
-        "python3 -c \"import socket;c=socket.create_connection(('198.18.46.2',8080),timeout=5);print(c.recv(100).decode())\"",
-    );
-    let _ = server.kill();
-    let _ = server.wait();
-    assert_eq!(got.trim(), "from=198.18.46.1");
+    let server = peers::tcp_server(&world.outside_path(), outside_ip, &[8080]);
+    let got = peers::tcp_client(&c1, SocketAddrV4::new(outside_ip, 8080), Cmd::Get(100_000), None);
+    drop(server);
+    assert!(got.first.starts_with("from=198.18.46.1:"), "{got:?}");
+    assert!(got.intact, "{got:?}");
     // UDP likewise.
-    let mut server = answer_once(&world.outside, true);
-    let got = user.exec(
-        "c1",
-        "python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(5);\
-         s.sendto(b'x',('198.18.46.2',7));print(s.recv(100).decode())\"",
-    );
-    let _ = server.kill();
-    let _ = server.wait();
-    assert_eq!(got.trim(), "from=198.18.46.1");
+    let echo = peers::udp_echo(&world.outside_path(), outside_ip, 7);
+    let got = peers::udp_ask(&c1, SocketAddrV4::new(outside_ip, 7), 0, "x");
+    drop(echo);
+    assert!(got.starts_with("198.18.46.1:") && got.ends_with(" x"), "{got:?}");
     // Ping, through the daemon's unprivileged ping socket.
     assert!(
-        user.exec("c1", "ping -c 1 -W 3 198.18.46.2 >/dev/null && echo ok")
-            .contains("ok"),
+        user.ping("c1", "198.18.46.2", 1),
         "rootless ping to the outside failed:\n{}",
         user.log()
     );
@@ -532,33 +496,67 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
 
     // Published TCP and UDP ports answer a client outside, and the container
     // sees that client's own address.
-    let server = user
-        .command(&["exec", "c1", "--", "python3", "-c"])
-        .arg(
-            "import socket\nt=socket.socket();t.bind(('0.0.0.0',9100));t.listen(1)\n\
-             u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);u.bind(('0.0.0.0',9101))\n\
-             c,a=t.accept();c.sendall(('from=%s'%a[0]).encode());c.close()\n\
-             d,a=u.recvfrom(100);u.sendto(('from=%s'%a[0]).encode(),a)",
-        )
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let ask = |code: &str| {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &world.outside, "python3", "-c", code])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
-    let tcp =
-        ask("import socket;c=socket.create_connection(('198.18.46.1',9100),timeout=5);print(c.recv(100).decode())");
-    let udp = ask(
-        "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(5);\
-         s.sendto(b'x',('198.18.46.1',9101));print(s.recv(100).decode())",
-    );
-    let _ = server.wait_with_output();
-    assert_eq!(tcp, "from=198.18.46.2", "published TCP");
-    assert_eq!(udp, "from=198.18.46.2", "published UDP");
+    let tcp_server = peers::tcp_server(&c1, Ipv4Addr::UNSPECIFIED, &[9100]);
+    let udp_server = peers::udp_tagged(&c1, &[9101]);
+    let host = Ipv4Addr::new(198, 18, 46, 1);
+    let tcp = peers::tcp_client(&world.outside_path(), SocketAddrV4::new(host, 9100), Cmd::Get(1), None);
+    let udp = peers::udp_ask(&world.outside_path(), SocketAddrV4::new(host, 9101), 0, "x");
+    drop((tcp_server, udp_server));
+    assert!(tcp.first.starts_with("from=198.18.46.2:"), "published TCP: {tcp:?}");
+    assert!(udp.starts_with("port=9101 from=198.18.46.2:"), "published UDP: {udp:?}");
     let out = user.plexus(&["sandbox", "rm", "c1"]);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// `plexus demo` run by an ordinary user runs rootless, needs nothing but
+/// the binary, and leaves no process, namespace file or directory behind.
+#[test]
+#[cfg_attr(
+    not(px_user_tun),
+    ignore = "needs root, a test user, user namespaces and /dev/net/tun usable by that user"
+)]
+fn the_demo_runs_rootless_for_an_ordinary_user() {
+    let env = TestEnv::new();
+    let user = User::new(&env);
+    let mark = format!("PLEXUS_TEST_DEMO={}", env.tag);
+    let out = user
+        .command(&["demo", "--seconds", "1"])
+        .env("TMPDIR", &user.home)
+        .env("PLEXUS_TEST_DEMO", &env.tag)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("mode: rootless (uid "), "{text}");
+    assert!(
+        text.contains("3 packets transmitted, 3 received, 0% packet loss"),
+        "{text}"
+    );
+    assert!(text.contains("moved "), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.trim_start().starts_with("02:42:")).count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains("removed the sandboxes"), "{text}");
+    // Its state directory is gone, and so is the holder of its user namespace
+    // (which would carry the demo's environment).
+    let left: Vec<_> = std::fs::read_dir(&user.home)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("plexus-demo-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let (uid, _) = test_user();
+    let holders: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(holders.is_empty(), "processes of the demo are left: {holders:?}");
 }

@@ -1,14 +1,16 @@
 //! End-to-end tests of the userspace switch through the CNM library: sandboxes
 //! on one network reach each other through Plexus and nothing else. Real
-//! namespaces, veth pairs, TAP devices, ping and iperf3. They need root.
+//! namespaces, veth pairs, TAP devices, pings from raw ICMP sockets in the
+//! sandboxes, and iperf3. They need root.
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{TestEnv, injector, ip_in, random_frame, run_ok, send_all};
+use common::{TestEnv, injector, net, ns_path, peers, random_frame, send_all};
+use plexus::Ipv4Net;
 use plexus::ipam::parse_cidr;
 use plexus::{Controller, EndpointKind, EndpointOptions, JoinOptions, NetworkOptions};
 use rand::Rng;
@@ -17,25 +19,9 @@ fn net_opts(cidr: &str) -> NetworkOptions {
     NetworkOptions::default().subnet(parse_cidr(cidr).unwrap())
 }
 
-/// `ping -c N` from a sandbox's namespace; true if every reply came back.
-fn ping(env: &TestEnv, from: &str, to: Ipv4Addr, count: u32) -> bool {
-    Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &env.netns(from),
-            "ping",
-            "-n",
-            "-q",
-            "-c",
-            &count.to_string(),
-            "-i",
-            "0.2",
-        ])
-        .args(["-W", "2", &to.to_string()])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+/// Pings from a sandbox's namespace; true if every reply came back.
+fn ping(env: &TestEnv, from: &str, to: Ipv4Addr, count: u16) -> bool {
+    peers::ping(&ns_path(&env.netns(from)), to, count)
 }
 
 /// Creates an endpoint of `kind` and joins it to a new sandbox `name`;
@@ -51,25 +37,22 @@ fn container(net: &plexus::Network, name: &str, kind: EndpointKind) -> Ipv4Addr 
 /// No bridge device anywhere (host namespace or sandboxes), and no host end
 /// has a master.
 fn assert_no_kernel_bridge(env: &TestEnv, sandboxes: &[&str]) {
-    let host = run_ok(Command::new("ip").args(["-d", "-o", "link", "show"]));
-    for l in host.lines().filter(|l| l.contains(&format!(": {}", env.tag))) {
-        assert!(!l.contains(" master "), "host end has a master: {l}");
-        assert!(!l.contains("bridge"), "{l}");
+    let host = net::links(std::path::Path::new("/proc/self/ns/net"));
+    for l in host.iter().filter(|l| l.name.starts_with(&env.tag)) {
+        assert_eq!(l.master, None, "host end has a master: {l:?}");
+        assert_ne!(l.kind.as_deref(), Some("bridge"), "{l:?}");
     }
-    assert!(
-        !host.lines().any(|l| l.contains(" bridge ") && l.contains(&env.tag)),
-        "{host}"
-    );
     for sb in sandboxes {
-        let links = ip_in(&env.netns(sb), &["-d", "-o", "link", "show"]);
-        assert!(!links.contains(" bridge "), "{links}");
-        assert!(!links.contains(" master "), "{links}");
+        for l in net::links(&ns_path(&env.netns(sb))) {
+            assert_eq!(l.master, None, "{sb}: {l:?}");
+            assert_ne!(l.kind.as_deref(), Some("bridge"), "{sb}: {l:?}");
+        }
     }
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn ping_across_for_every_kind_pair() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let pairs = [
@@ -86,10 +69,10 @@ fn ping_across_for_every_kind_pair() {
         let ib = container(&net, &b, kb);
         assert!(ping(&env, &a, ib, 3), "{tag}: {a} -> {b}");
         assert!(ping(&env, &b, ia, 3), "{tag}: {b} -> {a}");
-        let eth0 = ip_in(&env.netns(&a), &["-d", "link", "show", "eth0"]);
+        let eth0 = net::link(&ns_path(&env.netns(&a)), "eth0");
         match ka {
-            EndpointKind::Tap => assert!(eth0.contains("tun type tap"), "{eth0}"),
-            EndpointKind::Veth => assert!(eth0.contains("veth"), "{eth0}"),
+            EndpointKind::Tap => assert_eq!(eth0.kind.as_deref(), Some("tun"), "{eth0:?}"),
+            EndpointKind::Veth => assert_eq!(eth0.kind.as_deref(), Some("veth"), "{eth0:?}"),
         }
         assert_no_kernel_bridge(&env, &[&a, &b]);
     }
@@ -102,8 +85,8 @@ fn ping_across_for_every_kind_pair() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn networks_are_isolated_at_l2() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let n1 = c.new_network("bridge", "one", net_opts("10.91.1.0/24")).unwrap();
@@ -113,8 +96,8 @@ fn networks_are_isolated_at_l2() {
     let peer = container(&n1, "peer", EndpointKind::Tap);
     // Make b's address look on-link for a, so a ARPs for it on its own segment:
     // only a switch that leaks between domains would carry that broadcast to b.
-    ip_in(&env.netns("a"), &["route", "add", &format!("{b}/32"), "dev", "eth0"]);
-    ip_in(&env.netns("b"), &["route", "add", &format!("{a}/32"), "dev", "eth0"]);
+    net::add_route(&ns_path(&env.netns("a")), Ipv4Net::from(b), None, "eth0");
+    net::add_route(&ns_path(&env.netns("b")), Ipv4Net::from(a), None, "eth0");
     assert!(!ping(&env, "a", b, 2));
     assert!(!ping(&env, "b", a, 2));
     // The same sandboxes do reach their own network.
@@ -124,39 +107,26 @@ fn networks_are_isolated_at_l2() {
 }
 
 #[test]
+#[cfg_attr(not(all(px_root, px_iperf3)), ignore = "needs root, /dev/net/tun and iperf3")]
 fn iperf3_tcp_moves_data() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let net = c.new_network("bridge", "perf", net_opts("10.92.0.0/24")).unwrap();
     let _client = container(&net, "cli", EndpointKind::Veth);
     let server = container(&net, "srv", EndpointKind::Tap);
-    let mut srv = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &env.netns("srv"),
-            "iperf3",
-            "-s",
-            "-1",
-            "-B",
-            &server.to_string(),
-        ])
+    let iperf3 = |ns: &str| {
+        let mut cmd = Command::new("iperf3");
+        net::in_netns(&mut cmd, &ns_path(&env.netns(ns)));
+        cmd
+    };
+    let mut srv = iperf3("srv")
+        .args(["-s", "-1", "-B", &server.to_string()])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("iperf3 is installed (apt-get install iperf3)");
     std::thread::sleep(Duration::from_millis(300));
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &env.netns("cli"),
-            "timeout",
-            "20",
-            "iperf3",
-            "-c",
-            &server.to_string(),
-        ])
+    let out = iperf3("cli")
+        .args(["-c", &server.to_string()])
         .args(["-t", "2", "-J", "--connect-timeout", "3000"])
         .output()
         .unwrap();
@@ -174,8 +144,8 @@ fn iperf3_tcp_moves_data() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn fdb_shows_endpoints_and_entries_age_out() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let net = c
@@ -207,8 +177,8 @@ fn fdb_shows_endpoints_and_entries_age_out() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn late_join_is_reachable_and_leave_rm_leave_nothing() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let net = c.new_network("bridge", "late", net_opts("10.88.0.0/24")).unwrap();
@@ -241,8 +211,8 @@ fn late_join_is_reachable_and_leave_rm_leave_nothing() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn malformed_and_random_frames_are_dropped_and_counted() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let net = c.new_network("bridge", "junk", net_opts("10.87.0.0/24")).unwrap();
@@ -251,8 +221,8 @@ fn malformed_and_random_frames_are_dropped_and_counted() {
     let b_mac = net.endpoint("b").unwrap().info().unwrap().mac.unwrap().octets();
     // Let the oversize frames through the kernel's own veth checks to our port.
     let host_a = net.endpoint("a").unwrap().info().unwrap().host_ifname;
-    run_ok(Command::new("ip").args(["link", "set", &host_a, "mtu", "9000"]));
-    ip_in(&env.netns("a"), &["link", "set", "eth0", "mtu", "9000"]);
+    net::set_mtu(std::path::Path::new("/proc/self/ns/net"), &host_a, 9000);
+    net::set_mtu(&ns_path(&env.netns("a")), "eth0", 9000);
 
     let mut rng = rand::rng();
     let mut frames: Vec<Vec<u8>> = Vec::new();
@@ -316,8 +286,8 @@ fn mac_flood(env: &TestEnv, from: &str, dst: [u8; 6], count: usize) -> usize {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn mac_flood_is_bounded_without_anti_spoofing_and_dropped_with_it() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     const BOUND: usize = 1024;
@@ -382,8 +352,8 @@ fn mac_flood_is_bounded_without_anti_spoofing_and_dropped_with_it() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn gateway_answers_arp_and_ping_and_routing_between_networks_is_dropped() {
-    require_root!();
     let env = TestEnv::new();
     let c = Controller::new(env.config()).unwrap();
     let n1 = c.new_network("bridge", "gw1", net_opts("10.85.1.0/24")).unwrap();
@@ -397,8 +367,11 @@ fn gateway_answers_arp_and_ping_and_routing_between_networks_is_dropped() {
 
     // The gateway address belongs to the switch: it answers ARP and ping.
     assert!(ping(&env, "a", Ipv4Addr::new(10, 85, 1, 1), 2));
-    let neigh = ip_in(&env.netns("a"), &["neigh", "show", "10.85.1.1"]);
-    assert!(neigh.contains("02:42:0a:55:01:01"), "{neigh}");
+    let neigh = net::arp_table(&ns_path(&env.netns("a")));
+    assert!(
+        neigh.contains(&("10.85.1.1".to_owned(), "02:42:0a:55:01:01".to_owned())),
+        "{neigh:?}"
+    );
     assert!(
         ping(&env, "i", Ipv4Addr::new(10, 85, 3, 1), 1),
         "an internal network still has its gateway"
@@ -413,24 +386,21 @@ fn gateway_answers_arp_and_ping_and_routing_between_networks_is_dropped() {
     // network.)
     // An internal network has no default route; one added by hand gets nowhere:
     // dropped at the gateway, never handed to NAT.
-    ip_in(&env.netns("i"), &["route", "add", "default", "via", "10.85.3.1"]);
+    net::add_route(
+        &ns_path(&env.netns("i")),
+        Ipv4Net::default(),
+        Some(Ipv4Addr::new(10, 85, 3, 1)),
+        "eth0",
+    );
     assert!(!ping(&env, "i", Ipv4Addr::new(198, 18, 0, 9), 1));
     assert!(drops("i")["internal"] >= 1, "{:?}", drops("i"));
     // TCP to the gateway's own address is served by no one: the switch's
     // TCP stack refuses it at once with a reset.
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &env.netns("a"),
-            "timeout",
-            "2",
-            "bash",
-            "-c",
-            "echo > /dev/tcp/10.85.1.1/80",
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Connection refused"), "{out:?}");
+    let to_gateway = peers::tcp_client(
+        &ns_path(&env.netns("a")),
+        SocketAddrV4::new(Ipv4Addr::new(10, 85, 1, 1), 80),
+        peers::Cmd::Get(1),
+        None,
+    );
+    assert_eq!(to_gateway.first, "refused", "{to_gateway:?}");
 }

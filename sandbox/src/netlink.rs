@@ -293,17 +293,41 @@ impl Netlink {
 
     /// Adds the default route via `gateway` (reachable through `index`).
     pub fn add_default_route(&mut self, gateway: Ipv4Addr, index: u32) -> Result<(), SandboxError> {
+        self.add_route(Ipv4Net::default(), Some(gateway), index)
+    }
+
+    /// Adds a route to `dst` through link `index`, via `gateway` if given
+    /// (else on-link), to the main table; an existing one is `EEXIST`.
+    pub fn add_route(&mut self, dst: Ipv4Net, gateway: Option<Ipv4Addr>, index: u32) -> Result<(), SandboxError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 0;
+        msg.header.destination_prefix_length = dst.prefix_len();
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
+        msg.header.scope = if gateway.is_some() {
+            RouteScope::Universe
+        } else {
+            RouteScope::Link
+        };
         msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        if dst.prefix_len() > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::Inet(dst.network())));
+        }
+        if let Some(gateway) = gateway {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        }
         msg.attributes.push(RouteAttribute::Oif(index));
-        let object = format!("default via {gateway} dev {}", ifindex(index));
+        let shown = if dst.prefix_len() == 0 {
+            "default".to_owned()
+        } else {
+            dst.to_string()
+        };
+        let object = match gateway {
+            Some(g) => format!("{shown} via {g} dev {}", ifindex(index)),
+            None => format!("{shown} dev {}", ifindex(index)),
+        };
         self.request(
             "RTM_NEWROUTE",
             &object,

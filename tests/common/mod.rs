@@ -1,27 +1,26 @@
-//! Shared helpers of the end-to-end tests: root check, unique names, cleanup.
+//! Shared helpers of the end-to-end tests: unique names, cleanup, the daemon,
+//! and ([`net`], [`peers`]) namespaces and the clients and servers that talk
+//! through them — in-process, so no `ping`, `python3` or `ip` is needed.
 //!
 //! Every test gets a [`TestEnv`]: a random tag that prefixes its namespaces
 //! (`{tag}-NAME`) and interfaces (`{tag}h…`, `{tag}c…`), and a private state
 //! directory. Dropping the env deletes whatever carries its tag, even after a
 //! failed assertion, so tests run in parallel and leave nothing behind.
+//!
+//! Tests that need root say so with
+//! `#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]`: the
+//! build script (`build.rs`) probes the machine, so a test that cannot run
+//! here is counted as ignored, never as passed.
 #![allow(dead_code)]
+
+pub mod net;
+pub mod peers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use plexus::Config;
 use plexus_sandbox::{netlink::Netlink, netns};
-
-/// Skips the calling test (with a note) unless running as root.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: this test needs root (it creates network namespaces)");
-            return;
-        }
-    };
-}
 
 /// One test's names and state directory.
 #[derive(Debug)]
@@ -35,6 +34,11 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh tag and an empty state directory.
     pub fn new() -> TestEnv {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root, and the build that probed the machine ran as root: run the tests as root, \
+             or `touch build.rs` to probe again"
+        );
         let tag = format!("t{:04x}", rand::random::<u16>());
         let state_dir = std::env::temp_dir().join(format!("plexus-test-{tag}-{}", rand::random::<u32>()));
         std::fs::create_dir_all(&state_dir).expect("create state dir");
@@ -131,9 +135,9 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `ip -n NS ARGS...` output.
-pub fn ip_in(ns: &str, args: &[&str]) -> String {
-    run_ok(Command::new("ip").arg("-n").arg(ns).args(args))
+/// The path of the named network namespace `name`.
+pub fn ns_path(name: &str) -> PathBuf {
+    Path::new(netns::NETNS_DIR).join(name)
 }
 
 // ---------------------------------------------------------------------------
@@ -255,8 +259,8 @@ impl Daemon {
         Daemon::start_in(env, None, &[])
     }
 
-    /// Starts a daemon inside the named network namespace `netns` (through
-    /// `nsenter --net`, so it shares our mount namespace and its sandboxes stay
+    /// Starts a daemon inside the named network namespace `netns` (only the
+    /// network namespace: it shares our mount namespace, so its sandboxes stay
     /// visible), with `extra` daemon arguments.
     pub fn start_in(env: &TestEnv, netns: Option<&str>, extra: &[&str]) -> Daemon {
         let run_dir = std::env::temp_dir().join(format!("plexus-run-{}-{}", env.tag, rand::random::<u32>()));
@@ -290,14 +294,10 @@ impl Daemon {
             .append(true)
             .open(self.run_dir.join("daemon.log"))
             .expect("daemon log");
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(plexus_bin());
-                c
-            }
-            None => Command::new(plexus_bin()),
-        };
+        let mut cmd = Command::new(plexus_bin());
+        if let Some(ns) = &self.netns {
+            net::in_netns(&mut cmd, &ns_path(ns));
+        }
         let child = cmd
             .arg("daemon")
             .args(&self.extra)
@@ -418,67 +418,5 @@ impl Drop for Daemon {
             eprintln!("--- plexus daemon log ({status:?}) ---\n{}", self.log());
         }
         let _ = std::fs::remove_dir_all(&self.run_dir);
-    }
-}
-
-/// A "host" namespace and an "outside" one joined by a veth on the test range
-/// 198.18.THIRD.0/24 (host .1, outside .2), for NAT and published-port tests
-/// that must not touch the real network; removed on drop.
-#[derive(Debug)]
-pub struct HostOutside {
-    /// The "host" namespace's name.
-    pub host: String,
-    /// The "outside" namespace's name.
-    pub outside: String,
-    /// The host's address on the shared link.
-    pub host_ip: String,
-    /// The outside's address on the shared link.
-    pub outside_ip: String,
-}
-
-impl HostOutside {
-    /// `ping_sockets`: allow unprivileged ping sockets for every group in
-    /// "host" (a new namespace starts with them off).
-    pub fn new(env: &TestEnv, third: u8, ping_sockets: bool) -> HostOutside {
-        let w = HostOutside {
-            host: format!("{}-H", env.tag),
-            outside: format!("{}-O", env.tag),
-            host_ip: format!("198.18.{third}.1"),
-            outside_ip: format!("198.18.{third}.2"),
-        };
-        let ip = |args: &[&str]| run_ok(Command::new("ip").args(args));
-        ip(&["netns", "add", &w.host]);
-        ip(&["netns", "add", &w.outside]);
-        let (h, o) = (format!("{}ho", env.tag), format!("{}oh", env.tag));
-        ip(&[
-            "-n", &w.host, "link", "add", &h, "type", "veth", "peer", "name", &o, "netns", &w.outside,
-        ]);
-        ip(&["-n", &w.host, "addr", "add", &format!("{}/24", w.host_ip), "dev", &h]);
-        ip(&[
-            "-n",
-            &w.outside,
-            "addr",
-            "add",
-            &format!("{}/24", w.outside_ip),
-            "dev",
-            &o,
-        ]);
-        for (ns, dev) in [(&w.host, &h), (&w.outside, &o)] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
-            ip(&["-n", ns, "link", "set", "lo", "up"]);
-        }
-        if ping_sockets {
-            let range = "net.ipv4.ping_group_range=0 2147483647";
-            run_ok(Command::new("ip").args(["netns", "exec", &w.host, "sysctl", "-qw", range]));
-        }
-        w
-    }
-}
-
-impl Drop for HostOutside {
-    fn drop(&mut self) {
-        for ns in [&self.host, &self.outside] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
     }
 }

@@ -103,9 +103,15 @@ Examples:
     /// Run the main job: two sandboxes talking through the switch, with its tables shown.
     #[command(
         long_about = "\
-Build a network with two sandboxes in this process (no daemon needed; needs root), ping \
-across through the Plexus switch, run a short TCP transfer, print the MAC table, the \
-per-port counters and the rate seen, then remove everything.
+Build a network with two sandboxes in this process (no daemon needed), ping across \
+through the Plexus switch, run a short TCP transfer, print the MAC table, the per-port \
+counters and the rate seen, then remove everything.
+
+Needs nothing but this binary: the ping and the transfer are sockets opened inside the \
+sandboxes, not `ping` or `iperf3`. As root it runs rootful; run by an ordinary user it \
+runs rootless (sandboxes in a user namespace of its own, TAP endpoints, whatever --type \
+says), or says in one line what the host lacks (user namespaces, /dev/net/tun) and how \
+to fix it — the checks of `plexus info`.
 
 Everything is named with a random `pxd` tag and kept in a temporary state directory, so \
 the demo runs beside a daemon without touching it.",

@@ -1,55 +1,40 @@
 //! The dataplane on real veth pairs: two namespaces reach each other only
-//! through the switch. Needs root; skips otherwise. Topology is made with `ip`
-//! (this crate knows no namespaces) under a random tag and removed on drop.
+//! through the switch. Needs root (ignored otherwise). The topology is made
+//! under a random tag and removed on drop.
 
-use std::process::Command;
+mod common;
+
+use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::Duration;
 
+use common::net::{TestNs, netlink, veth_between};
+use common::peers;
 use plexus_switch::port::PacketPort;
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, DropReason, MacAddr, PortConfig};
 
+/// Namespaces `{tag}a`/`{tag}b` with eth0 10.201.X.1/.2 on veth pairs whose
+/// host ends `{tag}ha`/`{tag}hb` are up and unattached; removed on drop.
 struct Topo {
     tag: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    spaces: Vec<TestNs>,
 }
 
 impl Topo {
-    /// Namespaces `{tag}a`/`{tag}b` with eth0 10.201.X.1/.2 on veth pairs whose
-    /// host ends `{tag}ha`/`{tag}hb` are up and unattached.
     fn new(subnet: u8) -> Topo {
-        let tag = format!("s{:04x}", rand_tag());
-        let t = Topo { tag: tag.clone() };
+        let tag = format!("s{:04x}", rand::random::<u16>());
+        let mut spaces = Vec::new();
         for (side, host) in [("a", 1), ("b", 2)] {
-            let ns = format!("{tag}{side}");
-            let h = format!("{tag}h{side}");
-            ip(&["netns", "add", &ns]);
-            ip(&["link", "add", &h, "type", "veth", "peer", "name", "eth0", "netns", &ns]);
-            ip(&["link", "set", &h, "up"]);
-            ip(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("10.201.{subnet}.{host}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            let ns = TestNs::new(&format!("{tag}{side}"));
+            let addr = format!("10.201.{subnet}.{host}/24").parse().unwrap();
+            veth_between(here(), &format!("{tag}h{side}"), None, &ns.path(), "eth0", Some(addr));
+            spaces.push(ns);
         }
-        t
+        Topo { tag, spaces }
     }
 
-    fn ns(&self, side: &str) -> String {
-        format!("{}{side}", self.tag)
+    fn ns(&self, side: &str) -> std::path::PathBuf {
+        self.spaces[usize::from(side == "b")].path()
     }
 
     fn host(&self, side: &str) -> String {
@@ -57,70 +42,40 @@ impl Topo {
     }
 
     fn mac(&self, side: &str) -> MacAddr {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns(side), "-br", "link", "show", "eth0"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.split_whitespace().nth(2).unwrap().parse().unwrap()
+        MacAddr(common::net::link(&self.ns(side), "eth0").mac.unwrap())
     }
 
     fn ping(&self, from: &str, to: &str) -> bool {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns(from),
-                "ping",
-                "-c",
-                "2",
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                to,
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
+        peers::ping(&self.ns(from), to.parse::<Ipv4Addr>().unwrap(), 2)
     }
 }
 
 impl Drop for Topo {
     fn drop(&mut self) {
+        let mut nl = netlink(here());
         for side in ["a", "b"] {
-            let _ = Command::new("ip").args(["link", "del", &self.host(side)]).output();
-            let _ = Command::new("ip").args(["netns", "del", &self.ns(side)]).output();
+            if let Ok(l) = nl.link(&self.host(side)) {
+                let _ = nl.delete_link(l.index);
+            }
         }
     }
 }
 
-fn rand_tag() -> u16 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    ((t.subsec_nanos() ^ std::process::id()) & 0xffff)
-        .try_into()
-        .unwrap_or(0)
-}
-
-fn root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: needs root");
-    }
-    root
+fn here() -> &'static Path {
+    Path::new("/proc/self/ns/net")
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn two_namespaces_ping_through_the_switch() {
-    if !root() {
-        return;
-    }
     let topo = Topo::new(1);
     assert!(!topo.ping("a", "10.201.1.2"), "reachable before the switch runs");
-    // Forget the failed ARP resolution, or its pending probes swallow the next pings.
-    ip(&["-n", &topo.ns("a"), "neigh", "flush", "all"]);
+    // Forget the failed ARP resolution, or its pending probes swallow the next
+    // pings: taking the link down and up flushes its neighbour entries.
+    let mut nl = netlink(&topo.ns("a"));
+    let eth0 = nl.link("eth0").unwrap();
+    nl.set_up(eth0.index, false).unwrap();
+    nl.set_up(eth0.index, true).unwrap();
     let dp = Dataplane::start(DataplaneConfig::default()).unwrap();
     let d = dp.add_domain(DomainConfig::default()).unwrap();
     let mut ids = Vec::new();
@@ -159,10 +114,8 @@ fn two_namespaces_ping_through_the_switch() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn spoofed_sources_are_dropped_and_counted() {
-    if !root() {
-        return;
-    }
     let topo = Topo::new(2);
     let dp = Dataplane::start(DataplaneConfig {
         busy_poll: Duration::ZERO,

@@ -1,5 +1,6 @@
 //! Real-kernel tests of the sandbox crate: namespaces, veth, TAP, addresses,
-//! routes, exec. They need root and skip themselves otherwise.
+//! routes, exec. They need root (ignored otherwise); one checks our netlink
+//! against iproute2's `ip` as an independent witness (ignored without it).
 //!
 //! Hygiene: every test names its namespaces and links with a fresh random prefix
 //! (`t` + 4 hex digits), works inside namespaces it created (never the host's
@@ -18,22 +19,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
+use plexus::diag::{self, PingOptions};
 use plexus_sandbox::SandboxError;
 use plexus_sandbox::exec::{self, ExecSpec};
 use plexus_sandbox::files::{self, HostsEntry};
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::netns::{self, Netns};
+use plexus_sandbox::sock::NsKey;
 use plexus_sandbox::tap::{self, TapOptions};
 use serde_json::Value;
-
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root");
-        false
-    }
-}
 
 /// A fresh prefix `t` + 4 hex digits, unique in this process and not the prefix
 /// of any existing namespace.
@@ -126,10 +120,6 @@ fn exec_output(spec: &ExecSpec, words: &[&str]) -> String {
     run(&mut exec::command(spec, &argv(words)).unwrap())
 }
 
-fn has_program(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()))
-}
-
 /// Two namespaces joined by a veth pair: `a` holds `{p}a` with 10.99.0.1/24,
 /// `b` holds `{p}b` with 10.99.0.2/24, both up.
 fn connected_pair(p: &str) -> (NsGuard, NsGuard) {
@@ -152,15 +142,12 @@ fn connected_pair(p: &str) -> (NsGuard, NsGuard) {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn netns_create_list_delete() {
-    if !is_root() {
-        return;
-    }
     let name = format!("{}-ns", prefix());
     let guard = NsGuard::new(&name);
     assert_eq!(guard.path(), Path::new("/run/netns").join(&name));
     assert!(netns::exists(&name));
-    assert!(ip_netns_list().contains(&name), "{:?}", ip_netns_list());
     assert!(netns::list().unwrap().contains(&name));
     assert_eq!(Netns::open_named(&name).unwrap(), guard.0);
     guard.0.open_fd().unwrap();
@@ -169,7 +156,6 @@ fn netns_create_list_delete() {
 
     netns::delete(&name).unwrap();
     assert!(!netns::exists(&name));
-    assert!(!ip_netns_list().contains(&name));
     assert!(!Path::new("/run/netns").join(&name).exists());
     assert!(matches!(netns::delete(&name), Err(SandboxError::NoSuchNetns(n)) if n == name));
     assert!(matches!(Netns::open_named(&name), Err(SandboxError::NoSuchNetns(_))));
@@ -179,10 +165,8 @@ fn netns_create_list_delete() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn netns_is_fresh_and_run_in_leaves_the_caller_alone() {
-    if !is_root() {
-        return;
-    }
     let ns = NsGuard::new(&format!("{}-ns", prefix()));
     let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     let inside = netns::run_in(ns.path(), || std::fs::read_link("/proc/thread-self/ns/net").unwrap()).unwrap();
@@ -198,20 +182,16 @@ fn netns_is_fresh_and_run_in_leaves_the_caller_alone() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn host_links_can_be_read() {
-    if !is_root() {
-        return;
-    }
     // Read-only: the host's link list parses and has `lo`.
     let links = Netlink::open().unwrap().links().unwrap();
     assert!(links.iter().any(|l| l.name == "lo"), "{links:?}");
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn veth_into_netns_configured() {
-    if !is_root() {
-        return;
-    }
     let p = prefix();
     let host = NsGuard::new(&format!("{p}-host"));
     let ctr = NsGuard::new(&format!("{p}-ctr"));
@@ -266,30 +246,6 @@ fn veth_into_netns_configured() {
     let err = nl.add_default_route(gw, c.index).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EEXIST), "{err}");
 
-    // What `ip` sees.
-    let shown = ip_json(&["-n", ctr.name(), "addr", "show", "eth0"]);
-    let link = &shown[0];
-    assert_eq!(link["ifname"], "eth0");
-    assert_eq!(link["mtu"], 1450);
-    assert_eq!(link["address"], "02:42:ac:1e:00:02");
-    assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{link}");
-    let inet: Vec<_> = link["addr_info"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["family"] == "inet")
-        .collect();
-    assert_eq!(inet.len(), 1, "{link}");
-    assert_eq!(
-        (&inet[0]["local"], &inet[0]["prefixlen"]),
-        (&Value::from("172.30.0.2"), &Value::from(24))
-    );
-    let route = ip_json(&["-n", ctr.name(), "route", "show", "default"]);
-    assert_eq!(route[0]["gateway"], "172.30.0.1", "{route}");
-    assert_eq!(route[0]["dev"], "eth0", "{route}");
-    let peer = ip_json(&["-n", host.name(), "-d", "link", "show", &host_end]);
-    assert_eq!(peer[0]["linkinfo"]["info_kind"], "veth", "{peer}");
-
     // Deleting one end deletes both.
     nl_host.delete_link(h.index).unwrap();
     assert!(matches!(nl_host.link(&host_end), Err(SandboxError::NoSuchLink(_))));
@@ -299,30 +255,17 @@ fn veth_into_netns_configured() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn connected_namespaces_ping_each_other() {
-    if !is_root() {
-        return;
-    }
     let (a, b) = connected_pair(&prefix());
-    if has_program("ping") {
-        for (from, to) in [(&a, "10.99.0.2"), (&b, "10.99.0.1")] {
-            let out = exec::command(&in_ns(from), &argv(&["ping", "-c1", "-W1", to]))
-                .unwrap()
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "ping {to} from {}: {}",
-                from.name(),
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-    } else {
-        eprintln!("ping not installed: ping part skipped");
+    for (from, to) in [(&a, "10.99.0.2"), (&b, "10.99.0.1")] {
+        let socket = diag::icmp_socket(NsKey::netns(from.path())).unwrap();
+        let seen = diag::ping(&socket, to.parse().unwrap(), PingOptions::default(), |_| {}).unwrap();
+        assert!(seen.all_answered(), "ping {to} from {}: {seen}", from.name());
     }
 
-    // The same path without ping: a TCP connection from a command run in `a` to a
-    // listener opened in `b`.
+    // The same path through a command run in `a` (`exec`): a TCP connection
+    // to a listener opened in `b`.
     let listener = netns::run_in(b.path(), || TcpListener::bind("10.99.0.2:0"))
         .unwrap()
         .unwrap();
@@ -352,10 +295,8 @@ fn connected_namespaces_ping_each_other() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn tap_in_netns() {
-    if !is_root() {
-        return;
-    }
     let features = tap::probe_features().unwrap();
     let ns = NsGuard::new(&format!("{}-ns", prefix()));
     let name = format!("{}tap", &ns.name()[..5]);
@@ -375,9 +316,6 @@ fn tap_in_netns() {
     let link = nl.link(&name).unwrap();
     assert_eq!(link.kind.as_deref(), Some("tun"));
     assert!(link.mac.is_some());
-    let shown = ip_json(&["-n", ns.name(), "-d", "link", "show", &name]);
-    assert_eq!(shown[0]["linkinfo"]["info_kind"], "tun", "{shown}");
-    assert_eq!(shown[0]["linkinfo"]["info_data"]["type"], "tap", "{shown}");
     // The fd works from this (other) namespace: non-blocking read of a down TAP.
     let mut buf = [0u8; 64];
     let err = nix::unistd::read(&q0, &mut buf).unwrap_err();
@@ -404,10 +342,8 @@ fn tap_in_netns() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn exec_with_hostname_and_files() {
-    if !is_root() {
-        return;
-    }
     let p = prefix();
     let ns = NsGuard::new(&format!("{p}-ns"));
     let dir = DirGuard::new(&p);
@@ -469,10 +405,8 @@ fn exec_with_hostname_and_files() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn exec_errors() {
-    if !is_root() {
-        return;
-    }
     let ns = NsGuard::new(&format!("{}-ns", prefix()));
     let path = ns.path().to_owned();
     netns::delete(ns.name()).unwrap();
@@ -487,10 +421,8 @@ fn exec_errors() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn link_errors() {
-    if !is_root() {
-        return;
-    }
     let p = prefix();
     let ns = NsGuard::new(&format!("{p}-ns"));
     let mut nl = ns.netlink();
@@ -527,10 +459,8 @@ fn link_errors() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn many_links_dump_across_datagrams() {
-    if !is_root() {
-        return;
-    }
     let p = prefix();
     let ns = NsGuard::new(&format!("{p}-ns"));
     let mut nl = ns.netlink();
@@ -546,10 +476,8 @@ fn many_links_dump_across_datagrams() {
 }
 
 #[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn run_in_proc_path_and_panics_propagate() {
-    if !is_root() {
-        return;
-    }
     // Any namespace file works, e.g. our own through /proc.
     let own = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     let seen = netns::run_in(Path::new("/proc/self/ns/net"), || {
@@ -562,4 +490,66 @@ fn run_in_proc_path_and_panics_propagate() {
     // A file that is not a namespace fails setns.
     let err = netns::run_in(Path::new("/etc/hosts"), || ()).unwrap_err();
     assert!(matches!(err, SandboxError::Netns { op: "setns", .. }), "{err}");
+}
+
+/// What our netlink configured, as iproute2 shows it: the namespace, a veth
+/// with its MAC, MTU, address and default route, a TAP.
+#[test]
+#[cfg_attr(not(all(px_root, px_ip)), ignore = "needs root, /dev/net/tun and iproute2's ip")]
+fn ip_sees_what_netlink_configured() {
+    let p = prefix();
+    let host = NsGuard::new(&format!("{p}-host"));
+    let ctr = NsGuard::new(&format!("{p}-ctr"));
+    assert!(
+        ip_netns_list().contains(&ctr.name().to_owned()),
+        "{:?}",
+        ip_netns_list()
+    );
+    let (host_end, peer_end) = (format!("{p}h"), format!("{p}c"));
+    let mut nl_host = host.netlink();
+    nl_host.create_veth(&host_end, &peer_end, None).unwrap();
+    let c = nl_host.link(&peer_end).unwrap();
+    nl_host.set_netns(c.index, ctr.0.open_fd().unwrap().as_fd()).unwrap();
+    let mut nl = ctr.netlink();
+    let c = nl.link(&peer_end).unwrap();
+    nl.set_name(c.index, "eth0").unwrap();
+    nl.set_mac(c.index, [0x02, 0x42, 0xac, 0x1e, 0x00, 0x02]).unwrap();
+    nl.set_mtu(c.index, 1450).unwrap();
+    nl.add_address(c.index, "172.30.0.2/24".parse().unwrap()).unwrap();
+    nl.set_up(c.index, true).unwrap();
+    nl.add_default_route(Ipv4Addr::new(172, 30, 0, 1), c.index).unwrap();
+
+    let shown = ip_json(&["-n", ctr.name(), "addr", "show", "eth0"]);
+    let link = &shown[0];
+    assert_eq!(link["ifname"], "eth0");
+    assert_eq!(link["mtu"], 1450);
+    assert_eq!(link["address"], "02:42:ac:1e:00:02");
+    assert!(link["flags"].as_array().unwrap().iter().any(|f| f == "UP"), "{link}");
+    let inet: Vec<_> = link["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["family"] == "inet")
+        .collect();
+    assert_eq!(inet.len(), 1, "{link}");
+    assert_eq!(
+        (&inet[0]["local"], &inet[0]["prefixlen"]),
+        (&Value::from("172.30.0.2"), &Value::from(24))
+    );
+    let route = ip_json(&["-n", ctr.name(), "route", "show", "default"]);
+    assert_eq!(route[0]["gateway"], "172.30.0.1", "{route}");
+    assert_eq!(route[0]["dev"], "eth0", "{route}");
+    let peer = ip_json(&["-n", host.name(), "-d", "link", "show", &host_end]);
+    assert_eq!(peer[0]["linkinfo"]["info_kind"], "veth", "{peer}");
+
+    let features = tap::probe_features().unwrap();
+    let opts = TapOptions {
+        vnet_hdr: features.vnet_hdr,
+        multi_queue: false,
+    };
+    let name = format!("{p}tap");
+    let _tap = netns::run_in(ctr.path(), || tap::create(&name, opts)).unwrap().unwrap();
+    let shown = ip_json(&["-n", ctr.name(), "-d", "link", "show", &name]);
+    assert_eq!(shown[0]["linkinfo"]["info_kind"], "tun", "{shown}");
+    assert_eq!(shown[0]["linkinfo"]["info_data"]["type"], "tap", "{shown}");
 }

@@ -1,0 +1,103 @@
+//! Probes what the end-to-end tests (`tests/`) need from this machine, so that
+//! a test that cannot run here is reported as `ignored` in cargo's own summary,
+//! with its reason, instead of passing without doing anything.
+//!
+//! Each probe sets a `cfg` the tests read with
+//! `#[cfg_attr(not(px_root), ignore = "needs root")]`:
+//!
+//! | cfg | true when |
+//! |---|---|
+//! | `px_root` | the build runs as root and `/dev/net/tun` exists (tests create namespaces, veth pairs and TAP devices) |
+//! | `px_ip` | iproute2's `ip` is on `PATH` (a test that uses it as an independent witness) |
+//! | `px_iperf3` | `iperf3` is on `PATH` (the test whose client is iperf3) |
+//! | `px_userns` | as root, with unprivileged user namespaces allowed and a test user (`$PLEXUS_TEST_USER`, else `nobody`) |
+//! | `px_user_tun` | `px_userns`, and `/dev/net/tun` opens for that user |
+//!
+//! The probes run when the crate is built, so cargo re-runs them when `PATH`,
+//! `PLEXUS_TEST_USER` or a `PATH` directory changes (a package installed);
+//! after a `chmod` of `/dev/net/tun`, `touch build.rs`.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    for cfg in ["px_root", "px_ip", "px_iperf3", "px_userns", "px_user_tun"] {
+        println!("cargo::rustc-check-cfg=cfg({cfg})");
+    }
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=PATH");
+    println!("cargo::rerun-if-env-changed=PLEXUS_TEST_USER");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).filter(|d| d.is_dir()).collect();
+    for d in &dirs {
+        println!("cargo::rerun-if-changed={}", d.display());
+    }
+
+    let root = effective_uid() == Some(0) && is_char_device("/dev/net/tun");
+    let has = |program: &str| dirs.iter().any(|d| executable(&d.join(program)));
+    let user = test_user();
+    let userns = root && user.is_some() && user_namespaces_allowed();
+    let user_tun = userns && user.is_some_and(|(uid, gid)| tun_usable_by(uid, gid));
+    for (cfg, on) in [
+        ("px_root", root),
+        ("px_ip", has("ip")),
+        ("px_iperf3", has("iperf3")),
+        ("px_userns", userns),
+        ("px_user_tun", user_tun),
+    ] {
+        if on {
+            println!("cargo::rustc-cfg={cfg}");
+        }
+    }
+}
+
+/// The effective uid of this process (`/proc/self/status`, `Uid:` second field).
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn is_char_device(p: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(p).is_ok_and(|m| m.file_type().is_char_device())
+}
+
+fn executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
+/// (uid, gid) of the rootless tests' user: `$PLEXUS_TEST_USER`, else `nobody`.
+fn test_user() -> Option<(u32, u32)> {
+    let name = std::env::var("PLEXUS_TEST_USER").unwrap_or_else(|_| "nobody".to_owned());
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// Unprivileged user namespaces are allowed (the sysctls `plexus info` checks).
+fn user_namespaces_allowed() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_owned()).ok();
+    read("/proc/sys/user/max_user_namespaces").is_none_or(|v| v != "0")
+        && read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v != "0")
+        && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_none_or(|v| v != "1")
+}
+
+/// `/dev/net/tun` is readable and writable by `uid`/`gid` (its mode bits;
+/// the test user has no supplementary groups).
+fn tun_usable_by(uid: u32, gid: u32) -> bool {
+    let Ok(m) = std::fs::metadata("/dev/net/tun") else {
+        return false;
+    };
+    let mode = m.mode();
+    let rw = |shift: u32| (mode >> shift) & 0o6 == 0o6;
+    if m.uid() == uid {
+        rw(6)
+    } else if m.gid() == gid {
+        rw(3)
+    } else {
+        rw(0)
+    }
+}
