@@ -227,7 +227,7 @@ impl Controller {
             gateway: None,
             user_subnet: opts.subnet.is_some(),
             internal: opts.internal,
-            host_loopback: opts.host_loopback.unwrap_or(self.inner.config.mode == Mode::Rootless),
+            host_loopback: opts.host_loopback.unwrap_or(false),
             mtu,
             switching,
         };
@@ -683,6 +683,7 @@ fn network_spec(n: &NetworkRecord) -> NetworkSpec {
 
 fn endpoint_spec(e: &EndpointRecord) -> EndpointSpec {
     EndpointSpec {
+        allowed: e.allowed.clone(),
         id: e.id.clone(),
         name: e.name.clone(),
         addr: e.addr,
@@ -883,6 +884,7 @@ impl Core {
                 .map(|s| s.name.clone()),
             ifname: e.ifname.clone(),
             ports: e.bindings.clone(),
+            allowed_addresses: e.allowed.clone(),
         }
     }
 
@@ -983,6 +985,7 @@ impl Network {
                 opts.kind
             },
             bindings,
+            allowed: opts.allowed.clone(),
         };
         let release = |core: &mut Core| {
             if let (Some(a), Some(s)) = (addr, net.subnet) {

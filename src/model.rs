@@ -74,6 +74,9 @@ pub struct EndpointRecord {
     /// Published ports held for it.
     #[serde(default)]
     pub bindings: Vec<Binding>,
+    /// Addresses it may send from besides its own (anti-spoofing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<Ipv4Net>,
 }
 
 /// A sandbox as stored.
@@ -155,6 +158,9 @@ pub struct EndpointInfo {
     /// Published ports (`HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`).
     #[serde(default)]
     pub ports: Vec<Binding>,
+    /// Addresses it may send from besides its own (`--allowed-address`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_addresses: Vec<Ipv4Net>,
 }
 
 /// What a sandbox looks like from outside.

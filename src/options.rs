@@ -37,8 +37,8 @@ pub struct NetworkOptions {
     /// `--internal`.
     pub internal: bool,
     /// `--host-loopback` / `--no-host-loopback`: whether the gateway's address
-    /// reaches the host's loopback. `None`: on for a rootless daemon, off for
-    /// a rootful one.
+    /// reaches the host's loopback. `None`: off (a container reaching the
+    /// host's 127.0.0.1 services is opt-in, rootful and rootless).
     pub host_loopback: Option<bool>,
     /// `--mtu`.
     pub mtu: Option<u32>,
@@ -112,9 +112,17 @@ pub struct EndpointOptions {
     pub kind: EndpointKind,
     /// `--publish`: host ports (TCP and UDP) delivered into the container.
     pub publish: Vec<PortMapping>,
+    /// `--allowed-address`: addresses the container may send from besides its
+    /// own (anti-spoofing; for a router or a VM inside).
+    pub allowed: Vec<Ipv4Net>,
 }
 
 impl EndpointOptions {
+    /// Lets the container also send from `net` (`--allowed-address`).
+    pub fn allowed_address(mut self, net: Ipv4Net) -> Self {
+        self.allowed.push(net);
+        self
+    }
     /// A static address.
     pub fn ip(mut self, ip: Ipv4Addr) -> Self {
         self.ip = Some(ip);

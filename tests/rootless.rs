@@ -344,7 +344,10 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
         let out = user.plexus(args);
         assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
     };
-    ok(&user, &["network", "create", "--subnet", "10.86.1.0/24", "rl"]);
+    ok(
+        &user,
+        &["network", "create", "--subnet", "10.86.1.0/24", "--host-loopback", "rl"],
+    );
     ok(&user, &["run", "--network", "rl", "c1"]);
     ok(&user, &["run", "--network", "rl", "c2"]);
     // Each sandbox has a TAP eth0 made inside it, with its address.
@@ -364,8 +367,8 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     assert!(put.intact, "TCP through the switch: {put:?}");
     drop(sink);
 
-    // The gateway's address reaches a server on the host's loopback (on by
-    // default rootless; the container talks to 10.86.1.1).
+    // The gateway's address reaches a server on the host's loopback (asked
+    // for with --host-loopback; the container talks to 10.86.1.1).
     let host_server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = host_server.local_addr().unwrap().port();
     let serve = std::thread::spawn(move || {
@@ -378,24 +381,14 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     std::io::Read::read_to_string(&mut &c, &mut fetched).unwrap();
     assert_eq!(fetched, "hello from the host");
     serve.join().unwrap();
-    // ...and can be switched off per network.
-    ok(
-        &user,
-        &[
-            "network",
-            "create",
-            "--subnet",
-            "10.86.2.0/24",
-            "--no-host-loopback",
-            "closed",
-        ],
-    );
+    // ...and is off by default.
+    ok(&user, &["network", "create", "--subnet", "10.86.2.0/24", "closed"]);
     ok(&user, &["run", "--network", "closed", "c3"]);
     let closed = SocketAddrV4::new(Ipv4Addr::new(10, 86, 2, 1), port);
     let refused = sock::tcp_connect(NsKey::netns(&user.key("c3")), closed, None, Duration::from_secs(3));
     assert!(
         refused.is_err(),
-        "host loopback reached from a --no-host-loopback network"
+        "host loopback reached from a network without --host-loopback"
     );
     ok(&user, &["sandbox", "rm", "c3"]);
 

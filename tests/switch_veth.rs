@@ -87,6 +87,7 @@ fn two_namespaces_ping_through_the_switch() {
             name: side.into(),
             mtu: 1500,
             mac: Some(topo.mac(side)),
+            ips: Vec::new(),
             offload: true,
         };
         ids.push(dp.add_port(Box::new(port), cfg).unwrap());
@@ -133,7 +134,8 @@ fn spoofed_sources_are_dropped_and_counted() {
                 name: "a".into(),
                 mtu: 1500,
                 mac: Some(wrong),
-                offload: true,
+                ips: Vec::new(),
+            offload: true,
             },
         )
         .unwrap();
@@ -144,6 +146,7 @@ fn spoofed_sources_are_dropped_and_counted() {
             name: "b".into(),
             mtu: 1500,
             mac: Some(topo.mac("b")),
+            ips: Vec::new(),
             offload: true,
         },
     )

@@ -32,6 +32,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
 use plexus_switch::port::{PacketPort, TapPort};
@@ -190,6 +191,12 @@ impl BridgeDriver {
             name: ep.name.clone(),
             mtu: net.mtu,
             mac: ep.mac,
+            ips: ep
+                .addr
+                .map(|a| Ipv4Net::from(a.addr()))
+                .into_iter()
+                .chain(ep.allowed.iter().copied())
+                .collect(),
             offload,
         })
     }

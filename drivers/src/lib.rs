@@ -157,6 +157,9 @@ pub struct EndpointSpec {
     pub kind: EndpointKind,
     /// Published ports (TCP and UDP) to deliver into the container.
     pub publish: Vec<plexus_switch::PublishSpec>,
+    /// Addresses the container may send from besides its own (anti-spoofing;
+    /// for a router or a VM inside).
+    pub allowed: Vec<Ipv4Net>,
 }
 
 /// What a driver knows of the sandbox an endpoint joins.

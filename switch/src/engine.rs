@@ -10,6 +10,10 @@
 //! 2. longer than P's MTU allows (not a GSO super-frame) → drop `oversize`;
 //! 3. source MAC multicast or zero → drop `bad_src`;
 //! 4. anti-spoofing on in D and source MAC ≠ P's endpoint MAC → drop `spoofed`;
+//!    then, if P has addresses: an ARP packet whose sender MAC is not P's or
+//!    whose sender address is not one of P's (0.0.0.0, an ARP probe, passes)
+//!    → drop `arp_spoofed`; an IPv4 packet whose source is not one of P's
+//!    addresses → drop `ip_spoofed` (before the gateway, so before NAT);
 //! 5. learn the source MAC on P (a full table counts `learn_table_full`);
 //! 6. for D's gateway (its MAC, or a broadcast ARP for its address) → handed to
 //!    the gateway ([`crate::gateway`]), which replies or counts a drop;
@@ -21,10 +25,14 @@
 
 use std::time::{Duration, Instant};
 
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
 use crate::MacAddr;
 use crate::fdb::{self, Fdb, FdbEntry, Learned};
 use crate::gateway::{self, GatewayConfig};
-use crate::wire::{ETHERNET_HEADER_LEN, EthernetFrame, vnet};
+use crate::wire::{ArpPacket, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, Ipv4Packet, vnet};
 
 /// A port's handle inside the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -68,6 +76,10 @@ drop_reasons! {
     BadSrc => "bad_src",
     /// Source MAC is not the endpoint's own (anti-spoofing).
     Spoofed => "spoofed",
+    /// ARP whose sender MAC or address is not the endpoint's own (anti-spoofing).
+    ArpSpoofed => "arp_spoofed",
+    /// IPv4 whose source address is not one the endpoint may use (anti-spoofing).
+    IpSpoofed => "ip_spoofed",
     /// The destination lives on the ingress port.
     SamePort => "same_port",
     /// A GSO frame or partial checksum towards a port without offloads.
@@ -81,10 +93,15 @@ drop_reasons! {
     RxOverrun => "rx_overrun",
     /// Receiving from the port failed (its device is gone or broken).
     RxError => "rx_error",
-    /// An ARP or IPv4 packet for the gateway that does not parse.
+    /// An ARP or IPv4 packet that does not parse (checked on ports with
+    /// anti-spoofing, and for the gateway).
     Malformed => "malformed",
     /// A packet for the gateway that it does not serve.
     GatewayUnhandled => "gateway_unhandled",
+    /// Routed to an address that never leaves through NAT: loopback
+    /// (127.0.0.0/8), "this network" (0.0.0.0/8), link-local (169.254.0.0/16),
+    /// multicast, reserved or broadcast (224.0.0.0/3).
+    Martian => "martian",
     /// Routed to another network's subnet: networks never reach each other.
     Isolated => "isolated",
     /// Routed out of an internal network.
@@ -95,6 +112,9 @@ drop_reasons! {
     NatFull => "nat_full",
     /// Outbound NAT could not open or use the flow's host socket.
     NatError => "nat_error",
+    /// A new flow refused: the daemon's file descriptors set aside for flows
+    /// are used up (or the kernel refused one: EMFILE, ENFILE).
+    FdBudget => "fd_budget",
 }
 
 /// Number of drop reasons.
@@ -166,6 +186,9 @@ pub struct PortConfig {
     pub mtu: u32,
     /// The endpoint's MAC, for anti-spoofing; `None` accepts any source.
     pub mac: Option<MacAddr>,
+    /// The addresses the endpoint may send from (its own as a /32, and any it
+    /// is allowed besides), for anti-spoofing at L3; empty: not checked.
+    pub ips: Vec<Ipv4Net>,
     /// The port carries virtio-net headers (GSO frames and partial checksums
     /// may cross it).
     pub offload: bool,
@@ -375,8 +398,13 @@ impl Engine {
         let Some(domain) = self.domains.get_mut(idx(domain_id.0)).and_then(Option::as_mut) else {
             return drop(c, DropReason::Runt);
         };
-        if domain.config.anti_spoofing && port.config.mac.is_some_and(|m| m != src) {
-            return drop(c, DropReason::Spoofed);
+        if domain.config.anti_spoofing {
+            if port.config.mac.is_some_and(|m| m != src) {
+                return drop(c, DropReason::Spoofed);
+            }
+            if let Some(r) = l3_spoofed(&eth, &port.config.ips) {
+                return drop(c, r);
+            }
         }
         if domain.fdb.learn(now, src, ingress) == Learned::TableFull {
             c.learn_table_full += 1;
@@ -481,6 +509,32 @@ impl Engine {
     }
 }
 
+/// The L3 anti-spoofing check of a frame whose source MAC is its port's own
+/// (`src`): `None` if it may pass. `ips` empty: nothing to check. Reads fixed
+/// fields after a length check; allocates nothing.
+fn l3_spoofed(eth: &EthernetFrame<&[u8]>, ips: &[Ipv4Net]) -> Option<DropReason> {
+    if ips.is_empty() {
+        return None;
+    }
+    let allowed = |a: Ipv4Addr| ips.iter().any(|n| n.contains(&a));
+    match EtherType::from(eth.ethertype()) {
+        EtherType::Arp => {
+            let Ok(arp) = ArpPacket::new_checked(eth.payload()) else {
+                return Some(DropReason::Malformed);
+            };
+            let sender = arp.sender_protocol_addr();
+            let own = arp.sender_hardware_addr() == eth.src() && (sender.is_unspecified() || allowed(sender));
+            (!own).then_some(DropReason::ArpSpoofed)
+        }
+        EtherType::Ipv4 => match Ipv4Packet::new_checked(eth.payload()) {
+            Ok(ip) if allowed(ip.src_addr()) => None,
+            Ok(_) => Some(DropReason::IpSpoofed),
+            Err(_) => Some(DropReason::Malformed),
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,6 +557,7 @@ mod tests {
             name: mac.to_string(),
             mtu: 1500,
             mac: Some(mac),
+            ips: Vec::new(),
             offload: true,
         })
         .unwrap()
@@ -572,6 +627,76 @@ mod tests {
         assert_eq!(e.counters(pa).unwrap().dropped_total(), 6);
     }
 
+    fn arp(sender_mac: MacAddr, sender_ip: [u8; 4]) -> Vec<u8> {
+        let mut f = frame(MacAddr::BROADCAST, A, 42);
+        f[12..14].copy_from_slice(&[0x08, 0x06]);
+        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+        f[22..28].copy_from_slice(&sender_mac.0);
+        f[28..32].copy_from_slice(&sender_ip);
+        f
+    }
+
+    fn ipv4(src: [u8; 4], dst: MacAddr) -> Vec<u8> {
+        let mut f = frame(dst, A, 34);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&20u16.to_be_bytes());
+        f[26..30].copy_from_slice(&src);
+        f
+    }
+
+    #[test]
+    fn anti_spoofing_checks_arp_and_ipv4_sources() {
+        let now = Instant::now();
+        let mut e = Engine::new();
+        let d = e.add_domain(DomainConfig::default());
+        let pa = e
+            .add_port(PortConfig {
+                domain: d,
+                name: "a".into(),
+                mtu: 1500,
+                mac: Some(A),
+                ips: vec!["10.0.0.2/32".parse().unwrap(), "192.168.7.0/24".parse().unwrap()],
+                offload: false,
+            })
+            .unwrap();
+        let _pb = port(&mut e, d, B);
+        let cases = [
+            (arp(A, [10, 0, 0, 2]), None),
+            (arp(A, [0, 0, 0, 0]), None), // an ARP probe
+            (arp(A, [192, 168, 7, 9]), None),
+            (arp(A, [10, 0, 0, 1]), Some(DropReason::ArpSpoofed)), // claims the gateway
+            (arp(C, [10, 0, 0, 2]), Some(DropReason::ArpSpoofed)),
+            (ipv4([10, 0, 0, 2], B), None),
+            (ipv4([192, 168, 7, 200], B), None),
+            (ipv4([10, 0, 0, 3], B), Some(DropReason::IpSpoofed)),
+            (ipv4([0, 0, 0, 0], B), Some(DropReason::IpSpoofed)),
+        ];
+        for (f, want) in cases {
+            let v = e.classify(now, pa, None, &f);
+            match want {
+                Some(r) => assert_eq!(v, Verdict::Drop(r), "{f:02x?}"),
+                None => assert!(!matches!(v, Verdict::Drop(_)), "{v:?}: {f:02x?}"),
+            }
+        }
+        // A truncated ARP or IPv4 packet cannot be checked: malformed.
+        let mut short = arp(A, [10, 0, 0, 2]);
+        short.truncate(30);
+        assert_eq!(e.classify(now, pa, None, &short), Verdict::Drop(DropReason::Malformed));
+        let c = e.counters(pa).unwrap();
+        assert_eq!((c.dropped(DropReason::ArpSpoofed), c.dropped(DropReason::IpSpoofed)), (2, 2));
+        // Anti-spoofing off: nothing is checked.
+        e.configure_domain(
+            d,
+            DomainConfig {
+                anti_spoofing: false,
+                ..DomainConfig::default()
+            },
+        )
+        .unwrap();
+        assert!(!matches!(e.classify(now, pa, None, &arp(C, [10, 0, 0, 1])), Verdict::Drop(_)));
+        assert!(!matches!(e.classify(now, pa, None, &ipv4([1, 2, 3, 4], B)), Verdict::Drop(_)));
+    }
+
     #[test]
     fn anti_spoofing_off_learns_any_source_within_the_bound() {
         let now = Instant::now();
@@ -615,6 +740,7 @@ mod tests {
                 name: "x".into(),
                 mtu: 1500,
                 mac: None,
+                ips: Vec::new(),
                 offload: false
             })
             .is_err()

@@ -9,11 +9,16 @@
 //!
 //! Everything else that reaches the gateway is a routed packet, and its fate is
 //! decided here in this order, each with its own drop counter:
-//! 1. to another Plexus network's subnet → `isolated` (networks never reach each
+//! 1. to a martian destination — loopback, 0.0.0.0/8, link-local, multicast,
+//!    reserved, broadcast ([`is_martian`]) → `martian`: NAT would carry it to
+//!    the *host's* loopback or link, which a container must never reach (the
+//!    host-loopback mapping, `GATEWAY:PORT` → `127.0.0.1:PORT`, is the one
+//!    way, and only where the network allows it);
+//! 2. to another Plexus network's subnet → `isolated` (networks never reach each
 //!    other at L3 either);
-//! 2. from an `--internal` network → `internal` (no way out);
-//! 3. UDP and ICMP echo → [`Action::Routed`]: outbound NAT ([`crate::nat`])
-//!    carries them over host sockets; TCP (next) and other ICMP → `no_route`.
+//! 3. from an `--internal` network → `internal` (no way out);
+//! 4. UDP, TCP and ICMP echo → [`Action::Routed`]: outbound NAT ([`crate::nat`])
+//!    carries them over host sockets; other protocols and ICMP → `no_route`.
 //!    UDP to the gateway's own address is routed too: it is how a container
 //!    answers a published port's loopback client, which it sees as the gateway.
 //!
@@ -163,6 +168,9 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
         // A neighbour's address sent to the gateway's MAC: not the gateway's to route.
         return Action::Drop(DropReason::GatewayUnhandled);
     }
+    if is_martian(dst) {
+        return Action::Drop(DropReason::Martian);
+    }
     if isolated(dst) {
         return Action::Drop(DropReason::Isolated);
     }
@@ -217,6 +225,15 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
         },
         _ => Action::Drop(DropReason::NoRoute),
     }
+}
+
+/// True for destinations outbound NAT never carries, whatever route or frame
+/// brought them: "this network" 0.0.0.0/8, loopback 127.0.0.0/8, link-local
+/// 169.254.0.0/16, and 224.0.0.0/3 (multicast, reserved, the broadcast
+/// address). A host socket towards them would reach the host itself.
+pub fn is_martian(dst: Ipv4Addr) -> bool {
+    let [a, b, ..] = dst.octets();
+    a == 0 || a == 127 || (a == 169 && b == 254) || a >= 224
 }
 
 /// Builds the ICMP "destination unreachable" that tells the container its flow
@@ -530,6 +547,44 @@ mod tests {
         assert_eq!(
             handle(&gw(true), isolated, &to(other_net), &mut out),
             Action::Drop(DropReason::Isolated)
+        );
+    }
+
+    #[test]
+    fn martian_destinations_never_reach_nat() {
+        let req = Icmpv4Repr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"x",
+        };
+        let g = gw(false);
+        let mut out = [0u8; 1514];
+        for dst in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "0.1.2.3",
+            "169.254.169.254",
+            "224.0.0.1",
+            "239.255.255.250",
+            "240.0.0.1",
+            "255.255.255.255",
+        ] {
+            let dst: Ipv4Addr = dst.parse().unwrap();
+            assert!(is_martian(dst), "{dst}");
+            assert_eq!(
+                handle(&g, |_| false, &ip_frame(g.mac, dst, &req), &mut out),
+                Action::Drop(DropReason::Martian),
+                "{dst}"
+            );
+        }
+        for ok in ["198.18.0.2", "8.8.8.8", "169.253.0.1", "223.255.255.255", "126.255.255.255"] {
+            assert!(!is_martian(ok.parse().unwrap()), "{ok}");
+        }
+        // Martian before isolation and internal: the same answer everywhere.
+        assert_eq!(
+            handle(&gw(true), |_| true, &ip_frame(g.mac, Ipv4Addr::LOCALHOST, &req), &mut out),
+            Action::Drop(DropReason::Martian)
         );
     }
 

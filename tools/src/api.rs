@@ -143,6 +143,10 @@ pub enum Request {
         /// daemon ([`plexus::publish::PortMapping`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
         publish: Vec<String>,
+        /// CIDRs the container may send from besides its own address
+        /// (anti-spoofing; `"192.168.50.0/24"`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        allowed_addresses: Vec<String>,
     },
     /// List endpoints, of all networks or of one.
     #[serde(rename = "endpoint.ls")]
@@ -214,6 +218,9 @@ pub enum Request {
         /// Published ports, as `endpoint.create`.
         #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
         publish: Vec<String>,
+        /// Allowed source addresses, as `endpoint.create`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        allowed_addresses: Vec<String>,
         /// Hostname; default: the name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hostname: Option<String>,

@@ -117,6 +117,7 @@ pub fn run(args: &SwitchArgs) -> anyhow::Result<u8> {
             name: iface.clone(),
             mtu: args.mtu,
             mac: None,
+            ips: Vec::new(),
             offload,
         };
         dp.add_port(port, config)?;

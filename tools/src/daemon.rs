@@ -367,8 +367,9 @@ impl Server {
                 mac,
                 kind,
                 publish,
+                allowed_addresses,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish)?;
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?;
                 json(ctrl.network(network)?.create_endpoint(name, opts)?.info()?)
             }
             Request::EndpointLs { network } => {
@@ -401,10 +402,12 @@ impl Server {
                 mac,
                 kind,
                 publish,
+                allowed_addresses,
                 hostname,
                 domainname,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish)?.remove_with_sandbox(true);
+                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?
+                    .remove_with_sandbox(true);
                 json(self.run(ctrl, name, network, opts, sandbox_options(hostname, domainname))?)
             }
 
@@ -519,6 +522,14 @@ fn cidr(s: &str) -> Result<ipnet::Ipv4Net, Error> {
     plexus::ipam::parse_cidr(s).map_err(Error::from)
 }
 
+/// A CIDR whose address need not be the network's own (`10.0.0.5/24` is
+/// `10.0.0.0/24`).
+fn cidr_any(s: &str) -> Result<ipnet::Ipv4Net, Error> {
+    s.parse::<ipnet::Ipv4Net>()
+        .map(|n| n.trunc())
+        .map_err(|_| Error::InvalidOption(format!("invalid address or CIDR {s:?} for --allowed-address")))
+}
+
 fn ipv4(s: &str, what: &str) -> Result<Ipv4Addr, Error> {
     s.parse()
         .map_err(|_| Error::InvalidOption(format!("invalid IPv4 address {s:?} for {what}")))
@@ -543,10 +554,20 @@ fn endpoint_options(
     mac: Option<&str>,
     kind: EndpointKind,
     publish: &[String],
+    allowed: &[String],
 ) -> Result<EndpointOptions, Error> {
     let mut o = EndpointOptions::default().kind(kind);
     for spec in publish {
         o = o.publish(PortMapping::from_str(spec)?);
+    }
+    for net in allowed {
+        // An address alone is its /32.
+        let with_len = if net.contains('/') {
+            net.clone()
+        } else {
+            format!("{net}/32")
+        };
+        o = o.allowed_address(cidr_any(&with_len)?);
     }
     if let Some(ip) = ip {
         o = o.ip(ipv4(ip, "ip")?);
@@ -571,16 +592,20 @@ mod tests {
         assert_eq!(cidr("10.0.0.0/24").unwrap().to_string(), "10.0.0.0/24");
         assert_eq!(ipv4("10.0.0.300", "gateway").unwrap_err().kind(), "InvalidOption");
         assert_eq!(
-            endpoint_options(None, Some("zz:00:00:00:00:00"), EndpointKind::Veth, &[])
+            endpoint_options(None, Some("zz:00:00:00:00:00"), EndpointKind::Veth, &[], &[])
                 .unwrap_err()
                 .kind(),
             "InvalidOption"
         );
-        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap, &[]).unwrap();
+        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap, &[], &["192.168.50.0/24".to_owned(), "10.1.2.3".to_owned()]).unwrap();
         assert_eq!(o.ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(o.kind, EndpointKind::Tap);
         assert_eq!(o.mac.unwrap().to_string(), "02:42:0a:00:00:05");
         assert!(o.publish.is_empty());
+        let allowed: Vec<String> = o.allowed.iter().map(ToString::to_string).collect();
+        assert_eq!(allowed, ["192.168.50.0/24", "10.1.2.3/32"]);
+        let e = endpoint_options(None, None, EndpointKind::Veth, &[], &["10.0.0.300/8".to_owned()]).unwrap_err();
+        assert_eq!(e.kind(), "InvalidOption", "{e}");
     }
 
     #[test]
@@ -588,7 +613,7 @@ mod tests {
         let specs: Vec<String> = ["8053:53/udp", "127.0.0.1::53/udp", "9000-9002:7000-7002/udp"]
             .map(String::from)
             .to_vec();
-        let o = endpoint_options(None, None, EndpointKind::Veth, &specs).unwrap();
+        let o = endpoint_options(None, None, EndpointKind::Veth, &specs, &[]).unwrap();
         let shown: Vec<String> = o.publish.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["8053:53/udp", "127.0.0.1::53/udp", "9000-9002:7000-7002/udp"]);
         for bad in [
@@ -599,12 +624,12 @@ mod tests {
             "9000-9001:7000-7002/udp",
             "[::1]:80:80/udp",
         ] {
-            let e = endpoint_options(None, None, EndpointKind::Veth, &[bad.to_owned()]).unwrap_err();
+            let e = endpoint_options(None, None, EndpointKind::Veth, &[bad.to_owned()], &[]).unwrap_err();
             assert_eq!(e.kind(), "InvalidPort", "{bad:?}: {e}");
             assert!(e.to_string().contains("invalid port specification"), "{bad:?}: {e}");
         }
         // The default protocol is TCP; refusing it (for now) is the library's job.
-        let o = endpoint_options(None, None, EndpointKind::Veth, &["8080:80".to_owned()]).unwrap();
+        let o = endpoint_options(None, None, EndpointKind::Veth, &["8080:80".to_owned()], &[]).unwrap();
         assert_eq!(o.publish[0].to_string(), "8080:80/tcp");
     }
 

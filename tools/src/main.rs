@@ -202,14 +202,19 @@ learned because the MAC table was full, and the frames dropped, by reason:
   bad_vnet_hdr  a TAP frame whose virtio-net header does not parse
   bad_src       source MAC multicast or zero
   spoofed       source MAC not the endpoint's own (anti-spoofing)
+  arp_spoofed   ARP whose sender MAC or address is not the endpoint's (anti-spoofing)
+  ip_spoofed    IPv4 from an address the endpoint may not use (anti-spoofing;
+                see --allowed-address)
   same_port     destination on the port it came from
   no_offload    a GSO frame or partial checksum towards a port without offloads
   tx_full       the egress port's queue was full
   tx_error      the egress port's send failed
   rx_overrun    the kernel dropped it before the switch read it (receive ring full)
   rx_error      receiving from the port failed (its device is gone or broken)
-  malformed     an ARP or IPv4 packet for the gateway that does not parse
+  malformed     an ARP or IPv4 packet that does not parse
   gateway_unhandled  for the gateway, but nothing it serves (e.g. TCP to its address)
+  martian       routed to loopback, 0.0.0.0/8, link-local, multicast or broadcast:
+                never carried out (it would reach the host itself)
   isolated      routed to another network's subnet (networks never reach each other)
   internal      routed out of an --internal network
   no_route      routed out of the network in a protocol outbound NAT does not carry
@@ -217,6 +222,8 @@ learned because the MAC table was full, and the frames dropped, by reason:
   nat_full      a new outbound flow refused: the NAT table, or the endpoint's share
                 of it, is full (see plexus nat --help)
   nat_error     outbound NAT could not open or use the flow's host socket
+  fd_budget     a new flow refused: the file descriptors the daemon sets aside for
+                flows are used up (plexus info shows the budget)
 
 The table shows only the nonzero drops; --format json lists every reason.",
         after_help = "\
@@ -385,6 +392,17 @@ fn default_busy_poll_us() -> u64 {
     u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Short help of `--allowed-address`.
+const ALLOWED_HELP: &str = "Let the container also send from this address or CIDR (repeatable)";
+
+/// Long help of `--allowed-address` (`endpoint create`, `run`).
+const ALLOWED_LONG_HELP: &str = "\
+Let the container also send from this address or CIDR (repeatable), e.g. a router or a \
+VM inside it. By default (anti-spoofing) the switch drops an IPv4 packet whose source is \
+not the endpoint's own address (counted ip_spoofed) and an ARP packet whose sender is \
+not the endpoint's address and MAC (arp_spoofed). A network created with \
+--no-anti-spoofing checks nothing.";
+
 /// Short help of `--publish`.
 const PUBLISH_HELP: &str = "Publish a container port on the host: \
 [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable; the container sees the client's address)";
@@ -487,10 +505,11 @@ Examples:
         internal: bool,
         /// TCP and UDP to the network's gateway address reach services on the
         /// host's loopback (127.0.0.1, same port), like slirp4netns's 10.0.2.2.
-        /// Default: on for a rootless daemon, off for a rootful one.
+        /// Off by default (as Podman does): any service listening on the host's
+        /// 127.0.0.1 becomes reachable from the containers. Never for --internal.
         #[arg(long, conflicts_with = "no_host_loopback")]
         host_loopback: bool,
-        /// The gateway address does not reach the host's loopback.
+        /// The gateway address does not reach the host's loopback (the default).
         #[arg(long)]
         no_host_loopback: bool,
         /// MTU of the network's endpoints (68-65535). Default: 1500.
@@ -601,6 +620,8 @@ Examples:
         kind: EndpointType,
         #[arg(long, short = 'p', value_name = "SPEC", help = PUBLISH_HELP, long_help = PUBLISH_LONG_HELP)]
         publish: Vec<String>,
+        #[arg(long = "allowed-address", value_name = "CIDR", help = ALLOWED_HELP, long_help = ALLOWED_LONG_HELP)]
+        allowed_addresses: Vec<String>,
         /// Endpoint name, unique within its network.
         name: String,
     },
@@ -671,6 +692,8 @@ struct RunArgs {
     kind: EndpointType,
     #[arg(long, short = 'p', value_name = "SPEC", help = PUBLISH_HELP, long_help = PUBLISH_LONG_HELP)]
     publish: Vec<String>,
+    #[arg(long = "allowed-address", value_name = "CIDR", help = ALLOWED_HELP, long_help = ALLOWED_LONG_HELP)]
+    allowed_addresses: Vec<String>,
     /// Hostname inside the sandbox. Default: NAME.
     #[arg(long, value_name = "H")]
     hostname: Option<String>,

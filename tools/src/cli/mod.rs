@@ -80,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 mac: a.mac,
                 kind: a.kind.into(),
                 publish: a.publish,
+                allowed_addresses: a.allowed_addresses,
                 hostname: a.hostname,
                 domainname: a.domainname,
             };
@@ -238,6 +239,7 @@ fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
             mac,
             kind,
             publish,
+            allowed_addresses,
             name,
         } => {
             let e: EndpointInfo = c.call_as(&Request::EndpointCreate {
@@ -247,6 +249,7 @@ fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
                 mac,
                 kind: kind.into(),
                 publish,
+                allowed_addresses,
             })?;
             print_id(&e.id)
         }
