@@ -25,6 +25,10 @@ pub struct Config {
     pub mode: Mode,
     /// Why this mode.
     pub mode_reason: String,
+    /// How long to wait for another controller to release the state
+    /// directory before giving up (a daemon restarted while the killed one
+    /// is still exiting); zero refuses at once.
+    pub lock_wait: std::time::Duration,
 }
 
 /// The default state directory (rootful).
@@ -64,6 +68,7 @@ impl Default for Config {
             nat: plexus_switch::NatConfig::default(),
             mode,
             mode_reason,
+            lock_wait: std::time::Duration::ZERO,
         }
     }
 }

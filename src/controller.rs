@@ -8,6 +8,16 @@
 //!
 //! Handles ([`Network`], [`Endpoint`], [`Sandbox`]) are a controller plus an id;
 //! they stay cheap to clone and re-check existence on every call.
+//!
+//! Crashes: a change of several steps whose process may die half-way —
+//! creating an endpoint (kernel objects, then the record), `run` (endpoint,
+//! sandbox, join) and a join that creates its sandbox — is recorded as an
+//! [`Intent`] in the store before its first step and removed with its last.
+//! A controller that finds intents at start finishes the ones whose last
+//! step happened and undoes the others with the ordinary delete operations,
+//! so a retry works and nothing holds an address or a host port. The state
+//! is checked when loaded ([`State::check`]): one that cannot be true is
+//! refused, naming the record, and left as it is.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
@@ -27,8 +37,8 @@ use crate::error::{Error, Result};
 use crate::ipam::{Ipam, PoolInfo, PoolRequest};
 use crate::mode::Mode;
 use crate::model::{
-    EndpointInfo, EndpointRecord, FdbInfo, NatInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo, SandboxRecord,
-    State,
+    EndpointInfo, EndpointRecord, FdbInfo, Intent, NatInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo,
+    SandboxRecord, State,
 };
 use crate::options::{DriverOptions, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 use crate::publish::{Binding, PortAllocator, PortMapping, Protocol, PublishError, os_port_free};
@@ -43,6 +53,9 @@ pub struct Controller {
 #[derive(Debug)]
 struct Inner {
     config: Config,
+    /// The switch the bridge driver runs on (for what belongs to the whole
+    /// dataplane, such as its descriptor budget).
+    dataplane: Dataplane,
     drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
     core: Mutex<Core>,
 }
@@ -58,6 +71,8 @@ struct Core {
     /// Rootless: the process owning the sandboxes' user namespace (started at
     /// the first sandbox).
     holder: Option<Holder>,
+    /// What the start finished or undid of changes left half done.
+    recovered: Vec<String>,
 }
 
 /// A network handle.
@@ -115,15 +130,18 @@ impl Controller {
                 config.ifname_prefix
             )));
         }
-        let store = Store::open(&config.state_dir)?;
+        let mut store = Store::open_waiting(&config.state_dir, config.lock_wait)?;
         let state: State = store.load()?.unwrap_or_default();
+        if let Err(bad) = state.check() {
+            return Err(store.inconsistent(bad.record, bad.problem).into());
+        }
         let ipam = restore_ipam(&state)?;
         let dataplane = Dataplane::start(DataplaneConfig {
             busy_poll: config.busy_poll,
             nat: config.nat,
         })
         .map_err(|e| Error::Driver(e.into()))?;
-        let drivers = plexus_drivers::builtin(dataplane, config.mode == Mode::Rootless)
+        let drivers = plexus_drivers::builtin(dataplane.clone(), config.mode == Mode::Rootless)
             .into_iter()
             .map(|d| (d.name(), d))
             .collect();
@@ -138,16 +156,19 @@ impl Controller {
             store,
             driver_options: BTreeMap::new(),
             holder: None,
+            recovered: Vec::new(),
         };
         let ctrl = Controller {
             inner: Arc::new(Inner {
                 config,
+                dataplane,
                 drivers,
                 core: Mutex::new(core),
             }),
         };
         ctrl.reconcile();
         ctrl.restore_dataplane()?;
+        ctrl.recover();
         Ok(ctrl)
     }
 
@@ -596,6 +617,15 @@ impl Controller {
         Ok(self.switch_of(&drv, &net.name)?.fdb_len(&net.id)?)
     }
 
+    /// Where the switch's file descriptor budget stands: ports, published
+    /// listeners and NAT flows, and one endpoint's share of flows.
+    pub fn fd_use(&self) -> Result<plexus_switch::FdUse> {
+        self.inner
+            .dataplane
+            .fd_use()
+            .map_err(|e| Error::Driver(plexus_drivers::DriverError::from(e)))
+    }
+
     /// The outbound NAT flows, by endpoint.
     pub fn nat(&self) -> Result<Vec<NatInfo>> {
         let core = self.lock();
@@ -798,8 +828,24 @@ fn by_name_or_id<'a, T: Record>(items: &'a [T], key: &str) -> Option<&'a T> {
 }
 
 impl Core {
-    fn commit(&self) -> Result<()> {
+    fn commit(&mut self) -> Result<()> {
         self.store.commit(&self.state).map_err(Into::into)
+    }
+
+    /// Records `intent` (committed) before the change it names acts.
+    fn begin(&mut self, intent: Intent) -> Result<()> {
+        self.state.intents.push(intent);
+        if let Err(e) = self.commit() {
+            self.state.intents.pop();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Forgets `intent` (committed with whatever else changed).
+    fn end(&mut self, intent: &Intent) -> Result<()> {
+        self.state.intents.retain(|i| i != intent);
+        self.commit()
     }
 
     fn network(&self, key: &str) -> Result<&NetworkRecord> {
@@ -899,6 +945,263 @@ impl Core {
     }
 }
 
+impl Controller {
+    /// Creates endpoint `name` (id `id`) on network `network_id`; `owner` is
+    /// the sandbox a `run` makes it for.
+    fn create_endpoint(
+        &self,
+        core: &mut Core,
+        network_id: &str,
+        name: &str,
+        opts: &EndpointOptions,
+        id: String,
+        owner: Option<String>,
+    ) -> Result<String> {
+        validate_name("endpoint", name)?;
+        let net = core.network_by_id(network_id)?.clone();
+        if core
+            .state
+            .endpoints
+            .iter()
+            .any(|e| e.network == net.id && e.name == name)
+        {
+            return Err(Error::EndpointExists {
+                network: net.name,
+                endpoint: name.to_owned(),
+            });
+        }
+        if let Some(mac) = opts.mac
+            && !mac.is_unicast()
+        {
+            return Err(Error::InvalidOption(format!("MAC {mac} is not a unicast address")));
+        }
+        let drv = self.driver(&net.driver)?;
+        let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
+            (true, Some(subnet)) => {
+                let ip = core.ipam.request_address(subnet, opts.ip)?;
+                let addr = Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix length comes from a valid subnet");
+                (Some(addr), Some(opts.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip))))
+            }
+            _ if opts.ip.is_some() || opts.mac.is_some() => {
+                return Err(Error::InvalidOption(format!(
+                    "driver {} takes no --ip or --mac",
+                    net.driver
+                )));
+            }
+            _ => (None, None),
+        };
+        let bindings = match publish_bindings(core, self.inner.config.mode, addr.is_some(), &opts.publish) {
+            Ok(b) => b,
+            Err(e) => {
+                if let (Some(a), Some(s)) = (addr, net.subnet) {
+                    let _ = core.ipam.release_address(s, a.addr());
+                }
+                return Err(e);
+            }
+        };
+        let tag = core.new_iftag();
+        let prefix = &self.inner.config.ifname_prefix;
+        let rec = EndpointRecord {
+            id,
+            name: name.to_owned(),
+            network: net.id.clone(),
+            addr,
+            mac,
+            host_ifname: format!("{prefix}h{tag}"),
+            peer_ifname: format!("{prefix}c{tag}"),
+            sandbox: None,
+            ifname: None,
+            default_route: false,
+            remove_with_sandbox: opts.remove_with_sandbox,
+            // Rootless endpoints are TAP devices made inside the sandbox.
+            kind: if self.inner.config.mode == Mode::Rootless {
+                plexus_drivers::EndpointKind::Tap
+            } else {
+                opts.kind
+            },
+            bindings,
+            allowed: opts.allowed.clone(),
+            owner,
+        };
+        let release = |core: &mut Core| {
+            if let (Some(a), Some(s)) = (addr, net.subnet) {
+                let _ = core.ipam.release_address(s, a.addr());
+            }
+            core.ports.release(&rec.bindings);
+        };
+        let (nspec, espec) = (network_spec(&net), endpoint_spec(&rec));
+        // Recorded first: a crash before the record is committed leaves
+        // kernel objects that the next start removes.
+        let intent = Intent::CreateEndpoint {
+            endpoint: Box::new(rec.clone()),
+        };
+        if let Err(e) = core.begin(intent.clone()) {
+            release(core);
+            return Err(e);
+        }
+        if let Err(e) = drv.create_endpoint(&nspec, &espec) {
+            release(core);
+            let _ = core.end(&intent);
+            return Err(driver_error(e));
+        }
+        core.state.endpoints.push(rec.clone());
+        if let Err(e) = core.end(&intent) {
+            core.state.endpoints.pop();
+            let _ = drv.delete_endpoint(&nspec, &espec);
+            release(core);
+            return Err(e);
+        }
+        Ok(rec.id)
+    }
+}
+
+impl Controller {
+    /// Creates sandbox `name` for endpoint `endpoint_id` to join: host mode
+    /// if the endpoint's driver is (or `opts` says so).
+    fn sandbox_for(&self, core: &mut Core, endpoint_id: &str, name: &str, opts: JoinOptions) -> Result<String> {
+        let ep = core.endpoint_by_id(endpoint_id)?;
+        let net = core.network_by_id(&ep.network)?;
+        let host = self.driver(&net.driver)?.host_mode();
+        let opts = SandboxOptions {
+            host_mode: opts.host_mode || host,
+            ..opts
+        };
+        self.create_sandbox(core, name, &opts)
+    }
+
+    /// `plexus run`: an endpoint named `name` on `network`, a sandbox named
+    /// `name`, and the join, all or nothing — also across a crash (the change
+    /// is recorded first). The endpoint belongs to the sandbox: removing the
+    /// sandbox removes it, joined or not. Refused with
+    /// [`Error::SandboxExists`] if the sandbox exists.
+    pub fn run(
+        &self,
+        name: &str,
+        network: &str,
+        opts: EndpointOptions,
+        join: JoinOptions,
+    ) -> Result<(Sandbox, Endpoint)> {
+        validate_name("sandbox", name)?;
+        let mut core = self.lock();
+        if core.sandbox(name).is_ok() {
+            return Err(Error::SandboxExists(name.to_owned()));
+        }
+        let net_id = core.network(network)?.id.clone();
+        let ep_id = new_id();
+        let intent = Intent::Join {
+            sandbox: name.to_owned(),
+            endpoint: ep_id.clone(),
+            new_sandbox: true,
+            new_endpoint: true,
+        };
+        core.begin(intent.clone())?;
+        let opts = opts.remove_with_sandbox(true);
+        let made = self
+            .create_endpoint(&mut core, &net_id, name, &opts, ep_id.clone(), Some(name.to_owned()))
+            .and_then(|_| self.sandbox_for(&mut core, &ep_id, name, join));
+        let joined = made.and_then(|sb| {
+            let ep = Endpoint {
+                ctrl: self.clone(),
+                id: ep_id.clone(),
+            };
+            ep.join_locked(&mut core, &sb).map(|_| sb)
+        });
+        match joined {
+            Ok(sb) => {
+                core.end(&intent)?;
+                Ok((
+                    Sandbox {
+                        ctrl: self.clone(),
+                        id: sb,
+                    },
+                    Endpoint {
+                        ctrl: self.clone(),
+                        id: ep_id,
+                    },
+                ))
+            }
+            Err(e) => {
+                self.undo(&mut core, &intent);
+                Err(e)
+            }
+        }
+    }
+
+    /// Finishes or undoes the changes a process that died left half done
+    /// (see the module doc); what it did is in [`Controller::recovered`].
+    fn recover(&self) {
+        let mut core = self.lock();
+        for intent in core.state.intents.clone() {
+            let note = self.undo(&mut core, &intent);
+            core.recovered.push(note);
+        }
+    }
+
+    /// What the start of this controller finished or undid of changes a
+    /// dead process left half done, one line each.
+    pub fn recovered(&self) -> Vec<String> {
+        self.lock().recovered.clone()
+    }
+
+    /// Undoes what the change `intent` made, unless its last step happened;
+    /// forgets the intent; says what it did.
+    fn undo(&self, core: &mut Core, intent: &Intent) -> String {
+        let note = match intent {
+            Intent::CreateEndpoint { endpoint } => {
+                if core.state.endpoints.iter().any(|e| e.id == endpoint.id) {
+                    format!("endpoint {}: created", endpoint.name)
+                } else {
+                    let deleted = core.network_by_id(&endpoint.network).cloned().and_then(|net| {
+                        let drv = self.driver(&net.driver)?;
+                        Ok(drv.delete_endpoint(&network_spec(&net), &endpoint_spec(endpoint))?)
+                    });
+                    match deleted {
+                        Ok(()) => format!("endpoint {}: creation undone, its interfaces removed", endpoint.name),
+                        Err(e) => format!("endpoint {}: creation undone ({e})", endpoint.name),
+                    }
+                }
+            }
+            Intent::Join {
+                sandbox,
+                endpoint,
+                new_sandbox,
+                new_endpoint,
+            } => {
+                let sb_id = core.sandbox(sandbox).ok().map(|s| s.id.clone());
+                let done = sb_id.is_some()
+                    && core
+                        .endpoint_by_id(endpoint)
+                        .is_ok_and(|e| e.sandbox.is_some() && e.sandbox == sb_id);
+                if done {
+                    format!("sandbox {sandbox}: joined")
+                } else {
+                    let mut undone = Vec::new();
+                    if *new_sandbox {
+                        match &sb_id {
+                            Some(id) => {
+                                let _ = self.delete_sandbox(core, id);
+                            }
+                            None => {
+                                // Made but not recorded: only its namespace is left.
+                                let ns = format!("{}{}", self.inner.config.netns_prefix, sandbox);
+                                let _ = self.remove_netns(core, &ns);
+                            }
+                        }
+                        undone.push("sandbox removed");
+                    }
+                    if *new_endpoint && core.endpoint_by_id(endpoint).is_ok() {
+                        let _ = self.delete_endpoint(core, endpoint, true);
+                        undone.push("endpoint removed");
+                    }
+                    format!("sandbox {sandbox}: join undone ({})", undone.join(", "))
+                }
+            }
+        };
+        let _ = core.end(intent);
+        note
+    }
+}
+
 impl Network {
     /// The network's id.
     pub fn id(&self) -> &str {
@@ -920,94 +1223,13 @@ impl Network {
     /// Creates an endpoint: reserves its address and MAC and makes its interface
     /// (for `bridge`, a veth pair whose host end the switch will attach).
     pub fn create_endpoint(&self, name: &str, opts: EndpointOptions) -> Result<Endpoint> {
-        validate_name("endpoint", name)?;
-        let ctrl = &self.ctrl;
-        let mut core = ctrl.lock();
-        let net = core.network_by_id(&self.id)?.clone();
-        if core
-            .state
-            .endpoints
-            .iter()
-            .any(|e| e.network == net.id && e.name == name)
-        {
-            return Err(Error::EndpointExists {
-                network: net.name,
-                endpoint: name.to_owned(),
-            });
-        }
-        if let Some(mac) = opts.mac
-            && !mac.is_unicast()
-        {
-            return Err(Error::InvalidOption(format!("MAC {mac} is not a unicast address")));
-        }
-        let drv = ctrl.driver(&net.driver)?;
-        let (addr, mac) = match (drv.uses_ipam(), net.subnet) {
-            (true, Some(subnet)) => {
-                let ip = core.ipam.request_address(subnet, opts.ip)?;
-                let addr = Ipv4Net::new(ip, subnet.prefix_len()).expect("prefix length comes from a valid subnet");
-                (Some(addr), Some(opts.mac.unwrap_or_else(|| MacAddr::from_ipv4(ip))))
-            }
-            _ if opts.ip.is_some() || opts.mac.is_some() => {
-                return Err(Error::InvalidOption(format!(
-                    "driver {} takes no --ip or --mac",
-                    net.driver
-                )));
-            }
-            _ => (None, None),
-        };
-        let bindings = match publish_bindings(&mut core, ctrl.inner.config.mode, addr.is_some(), &opts.publish) {
-            Ok(b) => b,
-            Err(e) => {
-                if let (Some(a), Some(s)) = (addr, net.subnet) {
-                    let _ = core.ipam.release_address(s, a.addr());
-                }
-                return Err(e);
-            }
-        };
-        let tag = core.new_iftag();
-        let prefix = &ctrl.inner.config.ifname_prefix;
-        let rec = EndpointRecord {
-            id: new_id(),
-            name: name.to_owned(),
-            network: net.id.clone(),
-            addr,
-            mac,
-            host_ifname: format!("{prefix}h{tag}"),
-            peer_ifname: format!("{prefix}c{tag}"),
-            sandbox: None,
-            ifname: None,
-            default_route: false,
-            remove_with_sandbox: opts.remove_with_sandbox,
-            // Rootless endpoints are TAP devices made inside the sandbox.
-            kind: if ctrl.inner.config.mode == Mode::Rootless {
-                plexus_drivers::EndpointKind::Tap
-            } else {
-                opts.kind
-            },
-            bindings,
-            allowed: opts.allowed.clone(),
-        };
-        let release = |core: &mut Core| {
-            if let (Some(a), Some(s)) = (addr, net.subnet) {
-                let _ = core.ipam.release_address(s, a.addr());
-            }
-            core.ports.release(&rec.bindings);
-        };
-        let (nspec, espec) = (network_spec(&net), endpoint_spec(&rec));
-        if let Err(e) = drv.create_endpoint(&nspec, &espec) {
-            release(&mut core);
-            return Err(driver_error(e));
-        }
-        core.state.endpoints.push(rec.clone());
-        if let Err(e) = core.commit() {
-            core.state.endpoints.pop();
-            let _ = drv.delete_endpoint(&nspec, &espec);
-            release(&mut core);
-            return Err(e);
-        }
+        let mut core = self.ctrl.lock();
+        let id = self
+            .ctrl
+            .create_endpoint(&mut core, &self.id, name, &opts, new_id(), None)?;
         Ok(Endpoint {
-            ctrl: ctrl.clone(),
-            id: rec.id,
+            ctrl: self.ctrl.clone(),
+            id,
         })
     }
 
@@ -1090,24 +1312,34 @@ impl Endpoint {
     pub fn join(&self, container_id: &str, opts: JoinOptions) -> Result<PathBuf> {
         validate_name("sandbox", container_id)?;
         let mut core = self.ctrl.lock();
-        let created = match core.sandbox(container_id) {
-            Ok(sb) => (sb.id.clone(), false),
-            Err(_) => {
-                let ep = core.endpoint_by_id(&self.id)?;
-                let net = core.network_by_id(&ep.network)?;
-                let host = self.ctrl.driver(&net.driver)?.host_mode();
-                let opts = SandboxOptions {
-                    host_mode: opts.host_mode || host,
-                    ..opts
-                };
-                (self.ctrl.create_sandbox(&mut core, container_id, &opts)?, true)
-            }
-        };
-        let result = self.join_locked(&mut core, &created.0);
-        if result.is_err() && created.1 {
-            let _ = self.ctrl.delete_sandbox(&mut core, &created.0);
+        if let Ok(sb) = core.sandbox(container_id) {
+            let id = sb.id.clone();
+            return self.join_locked(&mut core, &id);
         }
-        result
+        core.endpoint_by_id(&self.id)?;
+        // A sandbox made for this join: recorded first, so a crash between
+        // the two steps leaves no orphan sandbox.
+        let intent = Intent::Join {
+            sandbox: container_id.to_owned(),
+            endpoint: self.id.clone(),
+            new_sandbox: true,
+            new_endpoint: false,
+        };
+        core.begin(intent.clone())?;
+        let joined = match self.ctrl.sandbox_for(&mut core, &self.id, container_id, opts) {
+            Ok(sb) => {
+                let r = self.join_locked(&mut core, &sb);
+                if r.is_err() {
+                    let _ = self.ctrl.delete_sandbox(&mut core, &sb);
+                }
+                r
+            }
+            Err(e) => Err(e),
+        };
+        let ended = core.end(&intent);
+        let key = joined?;
+        ended?;
+        Ok(key)
     }
 
     /// Joins the endpoint to an existing sandbox; returns the sandbox key.
@@ -1268,6 +1500,18 @@ impl Controller {
             } else {
                 note(self.leave_locked(core, &ep.id));
             }
+        }
+        // Endpoints `run` made for this sandbox go with it even when they are
+        // not joined (a join that failed, or a leave), with their ports.
+        let owned: Vec<String> = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.is_none() && e.owner.as_deref() == Some(sb.name.as_str()))
+            .map(|e| e.id.clone())
+            .collect();
+        for id in owned {
+            note(self.delete_endpoint(core, &id, false));
         }
         if let Some(ns) = &sb.netns {
             match self.remove_netns(core, ns) {

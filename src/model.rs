@@ -77,6 +77,10 @@ pub struct EndpointRecord {
     /// Addresses it may send from besides its own (anti-spoofing).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<Ipv4Net>,
+    /// The sandbox (name) a `run` made it for: removing that sandbox removes
+    /// it, joined or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A sandbox as stored.
@@ -94,6 +98,35 @@ pub struct SandboxRecord {
     pub domainname: Option<String>,
 }
 
+/// A change of several steps, recorded before its first step acts and
+/// removed with its last one. A controller that finds one at start (its
+/// process died half-way) finishes it if its last step happened, else undoes
+/// what it made — so a crash never leaves an orphan sandbox, an unjoined
+/// endpoint holding a port, or a link nobody owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Intent {
+    /// An endpoint whose kernel objects are being made; its record is
+    /// committed with them.
+    CreateEndpoint {
+        /// The record it will commit.
+        endpoint: Box<EndpointRecord>,
+    },
+    /// Endpoint `endpoint` (id) joins sandbox `sandbox` (name), made by this
+    /// change if `new_sandbox`; with `new_endpoint`, the endpoint is made by
+    /// it too (`run`). Done when the endpoint is joined to that sandbox.
+    Join {
+        /// The sandbox's name.
+        sandbox: String,
+        /// The endpoint's id.
+        endpoint: String,
+        /// This change creates the sandbox.
+        new_sandbox: bool,
+        /// This change creates the endpoint.
+        new_endpoint: bool,
+    },
+}
+
 /// Everything the store keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -103,6 +136,96 @@ pub struct State {
     pub endpoints: Vec<EndpointRecord>,
     /// Sandboxes in creation order.
     pub sandboxes: Vec<SandboxRecord>,
+    /// Changes under way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intents: Vec<Intent>,
+}
+
+/// What is wrong with a state that decodes but cannot be true.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inconsistency {
+    /// The record, as `network n1 (id …)` or `endpoint c1 of network n1`.
+    pub record: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl State {
+    /// Checks what the store must never hold: two records with one id or
+    /// name, two endpoints of a network with one address, MAC or host
+    /// interface, a reference to a record that is not there, an address
+    /// outside its network. The first problem found is returned.
+    pub fn check(&self) -> Result<(), Inconsistency> {
+        use std::collections::HashSet;
+        let bad = |record: String, problem: String| Err(Inconsistency { record, problem });
+        let mut ids = HashSet::new();
+        let mut names = HashSet::new();
+        for n in &self.networks {
+            let me = || format!("network {} (id {})", n.name, n.id);
+            if !ids.insert(n.id.as_str()) {
+                return bad(me(), "its id is used by another record".into());
+            }
+            if !names.insert(n.name.as_str()) {
+                return bad(me(), "another network has the same name".into());
+            }
+        }
+        let mut sandbox_names = HashSet::new();
+        for sb in &self.sandboxes {
+            let me = || format!("sandbox {} (id {})", sb.name, sb.id);
+            if !ids.insert(sb.id.as_str()) {
+                return bad(me(), "its id is used by another record".into());
+            }
+            if !sandbox_names.insert(sb.name.as_str()) {
+                return bad(me(), "another sandbox has the same name".into());
+            }
+        }
+        let mut per_net = HashSet::new();
+        let mut host_ifnames = HashSet::new();
+        for e in &self.endpoints {
+            let net = self.networks.iter().find(|n| n.id == e.network);
+            let me = || {
+                let shown = net.map_or(e.network.as_str(), |n| n.name.as_str());
+                format!("endpoint {} (id {}) of network {shown}", e.name, e.id)
+            };
+            let Some(net) = net else {
+                return bad(me(), format!("its network {} does not exist", e.network));
+            };
+            if !ids.insert(e.id.as_str()) {
+                return bad(me(), "its id is used by another record".into());
+            }
+            if !per_net.insert((e.network.as_str(), "name", e.name.clone())) {
+                return bad(me(), "another endpoint of the network has the same name".into());
+            }
+            if let Some(a) = e.addr {
+                if !per_net.insert((e.network.as_str(), "address", a.addr().to_string())) {
+                    return bad(
+                        me(),
+                        format!("another endpoint of the network has the address {}", a.addr()),
+                    );
+                }
+                if net.subnet.is_some_and(|s| !s.contains(&a.addr())) {
+                    return bad(me(), format!("its address {a} is outside the network's subnet"));
+                }
+            }
+            if let Some(m) = e.mac
+                && !per_net.insert((e.network.as_str(), "mac", m.to_string()))
+            {
+                return bad(me(), format!("another endpoint of the network has the MAC {m}"));
+            }
+            if !host_ifnames.insert(e.host_ifname.as_str()) {
+                return bad(
+                    me(),
+                    format!("another endpoint has the host interface {}", e.host_ifname),
+                );
+            }
+            if let Some(sb) = &e.sandbox
+                && !self.sandboxes.iter().any(|s| &s.id == sb)
+            {
+                return bad(me(), format!("its sandbox {sb} does not exist"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a network looks like from outside.
@@ -194,3 +317,126 @@ pub use plexus_drivers::FdbRow as FdbInfo;
 pub use plexus_drivers::NatRow as NatInfo;
 /// One switch port's counters; the controller names the endpoint and network.
 pub use plexus_drivers::PortRow as PortInfo;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(id: &str, name: &str, subnet: &str) -> NetworkRecord {
+        NetworkRecord {
+            id: id.into(),
+            name: name.into(),
+            driver: "bridge".into(),
+            subnet: Some(subnet.parse().unwrap()),
+            ip_range: None,
+            gateway: None,
+            user_subnet: true,
+            internal: false,
+            host_loopback: false,
+            mtu: 1500,
+            switching: Switching::default(),
+        }
+    }
+
+    fn ep(id: &str, name: &str, network: &str, addr: &str, ifname: &str) -> EndpointRecord {
+        let addr: Ipv4Net = addr.parse().unwrap();
+        EndpointRecord {
+            id: id.into(),
+            name: name.into(),
+            network: network.into(),
+            addr: Some(addr),
+            mac: Some(MacAddr::from_ipv4(addr.addr())),
+            host_ifname: ifname.into(),
+            peer_ifname: format!("{ifname}c"),
+            sandbox: None,
+            ifname: None,
+            default_route: false,
+            remove_with_sandbox: false,
+            kind: EndpointKind::Veth,
+            bindings: vec![],
+            allowed: vec![],
+            owner: None,
+        }
+    }
+
+    fn good() -> State {
+        State {
+            networks: vec![net("n1", "one", "10.0.0.0/24"), net("n2", "two", "10.0.1.0/24")],
+            endpoints: vec![
+                ep("e1", "a", "n1", "10.0.0.2/24", "pxh1"),
+                ep("e2", "b", "n1", "10.0.0.3/24", "pxh2"),
+                // The same name on another network is fine.
+                ep("e3", "a", "n2", "10.0.1.2/24", "pxh3"),
+            ],
+            sandboxes: vec![SandboxRecord {
+                id: "s1".into(),
+                name: "box".into(),
+                netns: Some("plexus-box".into()),
+                hostname: "box".into(),
+                domainname: None,
+            }],
+            intents: vec![],
+        }
+    }
+
+    /// Applies `f` to a good state and returns what `check` says of it.
+    fn broken(f: impl FnOnce(&mut State)) -> Inconsistency {
+        let mut s = good();
+        f(&mut s);
+        s.check().expect_err("should be refused")
+    }
+
+    #[test]
+    fn a_consistent_state_passes_and_every_contradiction_is_named() {
+        good().check().unwrap();
+        let i = broken(|s| s.endpoints[1].mac = s.endpoints[0].mac);
+        assert!(
+            i.record.contains("endpoint b") && i.problem.contains("MAC 02:42:0a:00:00:02"),
+            "{i:?}"
+        );
+        let i = broken(|s| s.endpoints[1].addr = s.endpoints[0].addr);
+        assert!(i.problem.contains("address 10.0.0.2"), "{i:?}");
+        let i = broken(|s| s.endpoints[1].name = "a".into());
+        assert!(i.problem.contains("same name"), "{i:?}");
+        let i = broken(|s| s.networks[1].name = "one".into());
+        assert!(i.record.contains("network one (id n2)"), "{i:?}");
+        let i = broken(|s| s.sandboxes.push(s.sandboxes[0].clone()));
+        assert!(i.record.contains("sandbox box"), "{i:?}");
+        let i = broken(|s| s.endpoints[0].sandbox = Some("gone".into()));
+        assert!(i.problem.contains("sandbox gone does not exist"), "{i:?}");
+        let i = broken(|s| s.endpoints[0].network = "gone".into());
+        assert!(i.problem.contains("network gone does not exist"), "{i:?}");
+        let i = broken(|s| s.endpoints[0].addr = Some("10.9.9.9/24".parse().unwrap()));
+        assert!(i.problem.contains("outside the network's subnet"), "{i:?}");
+        let i = broken(|s| s.endpoints[2].host_ifname = "pxh1".into());
+        assert!(i.problem.contains("host interface pxh1"), "{i:?}");
+        let i = broken(|s| s.endpoints[2].id = "n1".into());
+        assert!(i.problem.contains("id is used"), "{i:?}");
+    }
+
+    #[test]
+    fn intents_round_trip_through_the_store_format() {
+        let mut s = good();
+        s.intents = vec![
+            Intent::Join {
+                sandbox: "box".into(),
+                endpoint: "e1".into(),
+                new_sandbox: true,
+                new_endpoint: true,
+            },
+            Intent::CreateEndpoint {
+                endpoint: Box::new(s.endpoints[0].clone()),
+            },
+        ];
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            text.contains(r#""op":"join""#) && text.contains(r#""op":"create_endpoint""#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<State>(&text).unwrap(), s);
+        // A state without intents (older files) still loads.
+        let old = serde_json::to_string(&good()).unwrap();
+        assert!(!old.contains("intents"));
+        assert_eq!(serde_json::from_str::<State>(&old).unwrap(), good());
+    }
+}

@@ -135,7 +135,7 @@ fn spoofed_sources_are_dropped_and_counted() {
                 mtu: 1500,
                 mac: Some(wrong),
                 ips: Vec::new(),
-            offload: true,
+                offload: true,
             },
         )
         .unwrap();

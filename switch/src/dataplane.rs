@@ -35,7 +35,7 @@ use crate::engine::{
 use crate::fdb::FdbEntry;
 use crate::flowsock::FlowSocket;
 use crate::gateway::{self, GatewayConfig, Routed};
-use crate::nat::{Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, PublishSpec};
+use crate::nat::{FdUse, Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, PublishSpec};
 use crate::port::{BATCH, FrameBuf, MAX_FRAME_LEN, Port, RxBatch, SendResult};
 use crate::tcp::{FrameSink, StackConfig, Step, TcpRelay};
 use crate::wire::EthernetFrame;
@@ -115,6 +115,7 @@ enum Command {
     Stats(Sender<Vec<PortStats>>),
     Nat(Sender<Vec<NatFlow>>),
     Publish(PortId, Vec<PublishSpec>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
+    FdUse(Sender<FdUse>),
     Shutdown,
 }
 
@@ -237,6 +238,12 @@ impl Dataplane {
     /// The outbound NAT flows.
     pub fn nat(&self) -> Result<Vec<NatFlow>, DataplaneError> {
         self.call(Command::Nat)
+    }
+
+    /// Where the file descriptor budget stands (ports, listeners, flows, and
+    /// one endpoint's share of flows).
+    pub fn fd_use(&self) -> Result<FdUse, DataplaneError> {
+        self.call(Command::FdUse)
     }
 
     /// Publishes UDP ports of the container behind `port` (address
@@ -407,6 +414,7 @@ impl Worker {
                 self.published
                     .conversations
                     .retain(|_, c| now.saturating_duration_since(c.last_seen) < timeout);
+                self.published.again.append(&mut self.published.stalled);
                 self.last_expire = now;
             }
         }
@@ -553,7 +561,9 @@ impl Worker {
                 let _ = r.send(self.engine.remove_domain(id));
             }
             Command::AddPort(port, config, r) => {
-                let _ = r.send(self.add_port(port, config));
+                let added = self.add_port(port, config);
+                self.refresh_fixed();
+                let _ = r.send(added);
             }
             Command::RemovePort(id, r) => {
                 let (sockets, poll, closing) = (&mut self.nat_sockets, &self.poll, &mut self.closing);
@@ -570,6 +580,7 @@ impl Worker {
                         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
                     }
                 });
+                self.refresh_fixed();
                 let _ = r.send(res);
             }
             Command::Fdb(id, r) => {
@@ -604,7 +615,12 @@ impl Worker {
                 let _ = r.send(flows);
             }
             Command::Publish(port, specs, container, r) => {
-                let _ = r.send(self.published.add(&self.poll, port, &specs, container));
+                let added = self.published.add(&self.poll, port, &specs, container);
+                self.refresh_fixed();
+                let _ = r.send(added);
+            }
+            Command::FdUse(r) => {
+                let _ = r.send(self.nat.fd_use());
             }
             Command::Shutdown => self.stop = true,
         }
@@ -851,7 +867,17 @@ impl Worker {
             let (mut stream, from) = match ls.accept() {
                 Ok((s, SocketAddr::V4(from))) => (s, from),
                 Ok(_) => continue,
-                Err(_) => break,
+                Err(e) => {
+                    // Out of descriptors: the client waits in the backlog
+                    // until the next connection wakes the listener.
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.engine.count_drop(l.port, DropReason::FdBudget);
+                        // Try again at the next tick, not at once (that would
+                        // spin while nothing is freed).
+                        self.published.stalled.push(i);
+                    }
+                    break;
+                }
             };
             let (port, container) = (l.port, l.container);
             let Some((path, stack)) = self.endpoint_path(port) else {
@@ -866,8 +892,8 @@ impl Worker {
             };
             let id = match self.nat.outbound(now, key, path) {
                 Outbound::New(id) => id,
-                Outbound::Full => {
-                    self.engine.count_drop(port, DropReason::NatFull);
+                refused @ (Outbound::Full | Outbound::OverBudget) => {
+                    self.engine.count_drop(port, refusal(refused));
                     reset_on_close(&stream);
                     continue;
                 }
@@ -926,6 +952,14 @@ impl Worker {
                 self.engine.count_drops(id, DropReason::RxOverrun, n);
             }
         }
+    }
+
+    /// Tells NAT how many descriptors ports and listeners hold (they count
+    /// against the fd budget).
+    fn refresh_fixed(&mut self) {
+        let ports = self.slots.iter().flatten().count();
+        let listeners = self.published.listeners.iter().flatten().count();
+        self.nat.set_fixed(ports, listeners);
     }
 
     fn add_port(&mut self, port: Box<dyn Port>, config: PortConfig) -> Result<PortId, DataplaneError> {
@@ -1002,7 +1036,7 @@ fn nat_outbound(c: NatCtx<'_>) {
         gateway_mac: c.gateway.mac,
     };
     let id = match c.nat.outbound(c.now, c.routed.key, path) {
-        Outbound::Full => return c.engine.count_drop(c.ingress, DropReason::NatFull),
+        refused @ (Outbound::Full | Outbound::OverBudget) => return c.engine.count_drop(c.ingress, refusal(refused)),
         Outbound::Existing(id) => id,
         Outbound::New(id) => {
             // A raw ICMP fallback needs an identifier unique among live flows.
@@ -1024,9 +1058,9 @@ fn nat_outbound(c: NatCtx<'_>) {
                     }
                     c.sockets[i] = Some(sock);
                 }
-                Err(_) => {
+                Err(e) => {
                     c.nat.remove(id);
-                    return c.engine.count_drop(c.ingress, DropReason::NatError);
+                    return c.engine.count_drop(c.ingress, open_failure(&e));
                 }
             }
             id
@@ -1089,8 +1123,8 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
         gateway_mac: gw.mac,
     };
     match c.nat.outbound(now, key, path) {
-        Outbound::Full => {
-            sink.engine.count_drop(ingress, DropReason::NatFull);
+        refused @ (Outbound::Full | Outbound::OverBudget) => {
+            sink.engine.count_drop(ingress, refusal(refused));
             c.tcp.stray(now, ingress, packet, &mut sink);
         }
         Outbound::Existing(_) => {}
@@ -1099,12 +1133,30 @@ fn tcp_outbound(c: TcpCtx<'_>, ingress: PortId, frame: &[u8], routed: &Routed, g
                 put_stream(c.streams, id, stream);
                 c.tcp.hold_syn(id, ingress, packet);
             }
-            Err(_) => {
+            Err(e) => {
                 c.nat.remove(id);
-                sink.engine.count_drop(ingress, DropReason::NatError);
+                sink.engine.count_drop(ingress, open_failure(&e));
                 c.tcp.stray(now, ingress, packet, &mut sink);
             }
         },
+    }
+}
+
+/// The counter of a new flow NAT refused.
+fn refusal(o: Outbound) -> DropReason {
+    match o {
+        Outbound::OverBudget => DropReason::FdBudget,
+        _ => DropReason::NatFull,
+    }
+}
+
+/// The counter of a flow whose host socket could not be opened: out of
+/// descriptors (the process's or the system's) is `fd_budget`, anything else
+/// `nat_error`.
+fn open_failure(e: &io::Error) -> DropReason {
+    match e.raw_os_error() {
+        Some(libc::EMFILE | libc::ENFILE) => DropReason::FdBudget,
+        _ => DropReason::NatError,
     }
 }
 
@@ -1261,6 +1313,8 @@ struct Published {
     ready: Vec<usize>,
     /// Listeners whose burst ended before they ran dry.
     again: Vec<usize>,
+    /// TCP listeners whose accept ran out of descriptors: retried each tick.
+    stalled: Vec<usize>,
 }
 
 impl Published {

@@ -683,7 +683,10 @@ mod tests {
         short.truncate(30);
         assert_eq!(e.classify(now, pa, None, &short), Verdict::Drop(DropReason::Malformed));
         let c = e.counters(pa).unwrap();
-        assert_eq!((c.dropped(DropReason::ArpSpoofed), c.dropped(DropReason::IpSpoofed)), (2, 2));
+        assert_eq!(
+            (c.dropped(DropReason::ArpSpoofed), c.dropped(DropReason::IpSpoofed)),
+            (2, 2)
+        );
         // Anti-spoofing off: nothing is checked.
         e.configure_domain(
             d,
@@ -693,8 +696,14 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(!matches!(e.classify(now, pa, None, &arp(C, [10, 0, 0, 1])), Verdict::Drop(_)));
-        assert!(!matches!(e.classify(now, pa, None, &ipv4([1, 2, 3, 4], B)), Verdict::Drop(_)));
+        assert!(!matches!(
+            e.classify(now, pa, None, &arp(C, [10, 0, 0, 1])),
+            Verdict::Drop(_)
+        ));
+        assert!(!matches!(
+            e.classify(now, pa, None, &ipv4([1, 2, 3, 4], B)),
+            Verdict::Drop(_)
+        ));
     }
 
     #[test]

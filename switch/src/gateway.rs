@@ -578,12 +578,23 @@ mod tests {
                 "{dst}"
             );
         }
-        for ok in ["198.18.0.2", "8.8.8.8", "169.253.0.1", "223.255.255.255", "126.255.255.255"] {
+        for ok in [
+            "198.18.0.2",
+            "8.8.8.8",
+            "169.253.0.1",
+            "223.255.255.255",
+            "126.255.255.255",
+        ] {
             assert!(!is_martian(ok.parse().unwrap()), "{ok}");
         }
         // Martian before isolation and internal: the same answer everywhere.
         assert_eq!(
-            handle(&gw(true), |_| true, &ip_frame(g.mac, Ipv4Addr::LOCALHOST, &req), &mut out),
+            handle(
+                &gw(true),
+                |_| true,
+                &ip_frame(g.mac, Ipv4Addr::LOCALHOST, &req),
+                &mut out
+            ),
             Action::Drop(DropReason::Martian)
         );
     }

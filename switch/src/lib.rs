@@ -33,4 +33,4 @@ pub use engine::{
 };
 pub use gateway::GatewayConfig;
 pub use mac::{MacAddr, MacParseError};
-pub use nat::{NatConfig, NatProto, PublishSpec};
+pub use nat::{FdUse, NatConfig, NatProto, PublishSpec};

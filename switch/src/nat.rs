@@ -12,6 +12,16 @@
 //! Limits: a total and a per-endpoint bound. A full table refuses the new flow
 //! (counted as `nat_full`) and never evicts an existing one. Idle flows expire
 //! after their protocol's timeout; removing an endpoint's port removes its flows.
+//!
+//! File descriptors: every flow holds one (its socket or stream), and so does
+//! every port and published listener of the dataplane. With a budget
+//! ([`NatConfig::fd_budget`], which the daemon sizes from its fd limit), a new
+//! flow is refused — counted as `fd_budget`, the old ones untouched — once
+//! ports, listeners and flows would exceed it, so a container opening sockets
+//! without end never takes the descriptors the API, the published ports and the
+//! other containers need. Unless a fixed per-endpoint bound is given, one
+//! endpoint's share is the flows' part of the budget divided by the number of
+//! ports plus one (a reserve for newcomers), and never below [`MIN_SHARE`].
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -93,8 +103,9 @@ pub struct Flow {
 pub struct NatConfig {
     /// Flows in total.
     pub max_flows: usize,
-    /// Flows per endpoint (port).
-    pub max_flows_per_port: usize,
+    /// Flows per endpoint (port); `None`: a fair share of the budget (see the
+    /// module doc), or `max_flows` without a budget.
+    pub max_flows_per_port: Option<usize>,
     /// Idle timeout of UDP flows.
     pub udp_timeout: Duration,
     /// Idle timeout of ICMP echo flows.
@@ -103,19 +114,26 @@ pub struct NatConfig {
     pub tcp_timeout: Duration,
     /// Idle timeout of TCP connections in a handshake or closing.
     pub tcp_transitory_timeout: Duration,
+    /// File descriptors the dataplane may hold for ports, published listeners
+    /// and flows together; `None`: no budget (the process's own limit applies).
+    pub fd_budget: Option<usize>,
 }
 
+/// The smallest fair share of flows an endpoint gets (when the budget allows).
+pub const MIN_SHARE: usize = 64;
+
 impl Default for NatConfig {
-    /// 65536 flows, 4096 per endpoint, UDP 30 s, ICMP 10 s, TCP established
-    /// 2 h and in handshake or closing 120 s.
+    /// 65536 flows, a fair share per endpoint, UDP 30 s, ICMP 10 s, TCP
+    /// established 2 h and in handshake or closing 120 s, no fd budget.
     fn default() -> Self {
         NatConfig {
             max_flows: 65536,
-            max_flows_per_port: 4096,
+            max_flows_per_port: None,
             udp_timeout: Duration::from_secs(30),
             icmp_timeout: Duration::from_secs(10),
             tcp_timeout: Duration::from_secs(7200),
             tcp_transitory_timeout: Duration::from_secs(120),
+            fd_budget: None,
         }
     }
 }
@@ -142,6 +160,23 @@ pub enum Outbound {
     New(FlowId),
     /// The table (or the endpoint's share of it) is full.
     Full,
+    /// The file descriptors set aside for flows are used up.
+    OverBudget,
+}
+
+/// Where the file descriptor budget stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FdUse {
+    /// The budget, if any.
+    pub budget: Option<usize>,
+    /// Held by ports.
+    pub ports: usize,
+    /// Held by published listeners.
+    pub listeners: usize,
+    /// Held by flows.
+    pub flows: usize,
+    /// One endpoint's bound on flows now.
+    pub share: usize,
 }
 
 /// The connection table.
@@ -152,6 +187,9 @@ pub struct NatTable {
     flows: Vec<Option<Flow>>,
     free: Vec<u32>,
     per_port: HashMap<PortId, usize>,
+    /// Descriptors held besides flows, and the number of ports.
+    ports: usize,
+    listeners: usize,
 }
 
 impl NatTable {
@@ -166,6 +204,43 @@ impl NatTable {
     /// Changes the limits and timeouts (existing flows stay).
     pub fn configure(&mut self, config: NatConfig) {
         self.config = config;
+    }
+
+    /// Tells the table how many ports and published listeners hold a
+    /// descriptor now (they count against the budget).
+    pub fn set_fixed(&mut self, ports: usize, listeners: usize) {
+        self.ports = ports;
+        self.listeners = listeners;
+    }
+
+    /// Descriptors the budget leaves for flows (`max_flows` without a budget).
+    fn flow_room(&self) -> usize {
+        self.config.fd_budget.map_or(self.config.max_flows, |b| {
+            b.saturating_sub(self.ports + self.listeners).min(self.config.max_flows)
+        })
+    }
+
+    /// One endpoint's bound on flows: the fixed one, or a fair share.
+    pub fn share(&self) -> usize {
+        match self.config.max_flows_per_port {
+            Some(n) => n,
+            None if self.config.fd_budget.is_none() => self.config.max_flows,
+            None => {
+                let room = self.flow_room();
+                (room / (self.ports + 1)).max(MIN_SHARE.min(room))
+            }
+        }
+    }
+
+    /// Where the budget stands.
+    pub fn fd_use(&self) -> FdUse {
+        FdUse {
+            budget: self.config.fd_budget,
+            ports: self.ports,
+            listeners: self.listeners,
+            flows: self.by_key.len(),
+            share: self.share(),
+        }
     }
 
     fn timeout(&self, f: &Flow) -> Duration {
@@ -200,9 +275,12 @@ impl NatTable {
             f.path = path;
             return Outbound::Existing(id);
         }
-        let share = self.per_port.get(&path.port).copied().unwrap_or(0);
-        if self.by_key.len() >= self.config.max_flows || share >= self.config.max_flows_per_port {
+        let mine = self.per_port.get(&path.port).copied().unwrap_or(0);
+        if self.by_key.len() >= self.config.max_flows || mine >= self.share() {
             return Outbound::Full;
+        }
+        if self.config.fd_budget.is_some() && self.by_key.len() >= self.flow_room() {
+            return Outbound::OverBudget;
         }
         let flow = Flow {
             key,
@@ -345,7 +423,7 @@ mod tests {
         let t0 = Instant::now();
         let cfg = NatConfig {
             max_flows: 4,
-            max_flows_per_port: 3,
+            max_flows_per_port: Some(3),
             ..NatConfig::default()
         };
         let mut t = NatTable::new(cfg);
@@ -362,5 +440,54 @@ mod tests {
         t.remove_port(PortId(0), |_| closed += 1);
         assert_eq!((closed, t.len()), (3, 1));
         assert!(matches!(t.outbound(t0, key(9), path(0)), Outbound::New(_)));
+    }
+
+    #[test]
+    fn the_fd_budget_bounds_flows_and_shares_them_fairly() {
+        let t0 = Instant::now();
+        let cfg = NatConfig {
+            fd_budget: Some(1000),
+            ..NatConfig::default()
+        };
+        let mut t = NatTable::new(cfg);
+        // 3 ports and 100 listeners hold descriptors: 897 are left for flows,
+        // and one endpoint gets a quarter of them.
+        t.set_fixed(3, 100);
+        assert_eq!(t.share(), 224);
+        let mut n = 0u16;
+        let mut open = |t: &mut NatTable, port: u32| {
+            n += 1;
+            t.outbound(t0, key(n), path(port))
+        };
+        for _ in 0..224 {
+            assert!(matches!(open(&mut t, 0), Outbound::New(_)));
+        }
+        // The greedy endpoint is at its share; the others are not.
+        assert_eq!(open(&mut t, 0), Outbound::Full);
+        for p in [1, 2] {
+            for _ in 0..224 {
+                assert!(matches!(open(&mut t, p), Outbound::New(_)));
+            }
+        }
+        // Listeners grow: the budget is used up, whoever asks.
+        t.set_fixed(3, 400);
+        assert_eq!(t.fd_use().flows, 672);
+        assert_eq!(open(&mut t, 3), Outbound::OverBudget);
+        t.set_fixed(3, 100);
+        assert!(matches!(open(&mut t, 3), Outbound::New(_)));
+        // A tiny budget still gives each endpoint what is there, at most.
+        let mut tiny = NatTable::new(NatConfig {
+            fd_budget: Some(40),
+            ..NatConfig::default()
+        });
+        tiny.set_fixed(10, 0);
+        assert_eq!(tiny.share(), 30);
+        // A fixed per-endpoint bound wins over the share.
+        let fixed = NatTable::new(NatConfig {
+            fd_budget: Some(1000),
+            max_flows_per_port: Some(5),
+            ..NatConfig::default()
+        });
+        assert_eq!(fixed.share(), 5);
     }
 }

@@ -34,6 +34,8 @@ pub const KIND_BAD_REQUEST: &str = "BadRequest";
 pub const KIND_INTERNAL: &str = "Internal";
 /// Error kind of a request that arrived while the daemon was shutting down.
 pub const KIND_SHUTTING_DOWN: &str = "ShuttingDown";
+/// The daemon serves its most connections already ([`ApiLimits::max_clients`]).
+pub const KIND_TOO_MANY_CLIENTS: &str = "TooManyClients";
 
 /// Longest request line the daemon reads (bytes, without the newline).
 pub const MAX_REQUEST_LEN: usize = 1 << 20;
@@ -435,6 +437,13 @@ pub struct DaemonInfo {
     pub busy_poll_us: u64,
     /// Outbound NAT's limits and idle timeouts.
     pub nat: NatLimits,
+    /// File descriptors: the limit, what the daemon keeps, and the budget of
+    /// ports, listeners and flows with its use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fds: Option<FdInfo>,
+    /// The API's bounds on its clients, and what they refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_limits: Option<ApiLimits>,
     /// Number of networks.
     pub networks: usize,
     /// Number of endpoints.
@@ -443,14 +452,51 @@ pub struct DaemonInfo {
     pub sandboxes: usize,
 }
 
+/// The daemon's file descriptors, as `info` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdInfo {
+    /// The open-file limit (soft, raised to the hard one at start).
+    pub limit: u64,
+    /// The hard limit.
+    pub hard_limit: u64,
+    /// Kept for the API's connections and the daemon itself.
+    pub reserved: u64,
+    /// For ports, published listeners and flows together.
+    pub budget: u64,
+    /// Held by switch ports now.
+    pub ports: usize,
+    /// Held by published listeners now.
+    pub listeners: usize,
+    /// Held by NAT flows now.
+    pub flows: usize,
+    /// One endpoint's bound on flows now.
+    pub per_endpoint: usize,
+}
+
+/// The API's bounds on its clients, as `info` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiLimits {
+    /// Most connections open at once (`--api-max-clients`).
+    pub max_clients: usize,
+    /// Seconds a connection may wait between requests or take to send one
+    /// (`--api-idle-timeout`).
+    pub idle_timeout_secs: u64,
+    /// Connections open now (this one included).
+    pub clients: usize,
+    /// Connections refused since start (TooManyClients).
+    pub refused: u64,
+    /// Connections closed for idling since start.
+    pub idle_closed: u64,
+}
+
 /// Outbound NAT's limits and timeouts, as `info` shows them (the daemon's
 /// `--nat-*` flags, [`plexus_switch::NatConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NatLimits {
     /// Flows in total.
     pub max_flows: usize,
-    /// Flows per endpoint.
-    pub max_flows_per_endpoint: usize,
+    /// Flows per endpoint; `null`: a fair share of the fd budget.
+    pub max_flows_per_endpoint: Option<usize>,
     /// Idle timeout of UDP flows, seconds.
     pub udp_timeout_secs: u64,
     /// Idle timeout of ICMP echo flows, seconds.
@@ -840,6 +886,7 @@ mod tests {
             KIND_BAD_REQUEST,
             KIND_INTERNAL,
             KIND_SHUTTING_DOWN,
+            KIND_TOO_MANY_CLIENTS,
         ]);
         for k in kinds {
             assert!(

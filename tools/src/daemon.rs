@@ -3,9 +3,8 @@
 //!
 //! Decisions:
 //! - std only: one thread per connection, one request per line. The controller
-//!   serializes its own operations; the daemon adds one lock (`create_lock`) so that
-//!   `run`'s "refuse if the sandbox exists" check and its creation are atomic with
-//!   respect to `sandbox.create`.
+//!   serializes its own operations (`run` is one of them, all or nothing, also
+//!   across a crash).
 //! - Signals: SIGINT and SIGTERM are blocked in every thread (the mask is set
 //!   before any thread starts, and threads inherit it) and taken by `sigwait` on a
 //!   dedicated thread, so no code runs in signal-handler context. That thread
@@ -22,10 +21,20 @@
 //!   `bind`, so there is no window with wider permissions).
 //! - A request that panics gets an `Internal` error; the daemon stays up.
 //! - Logging: one line on start and stop, and one line per mutating request on
-//!   stderr.
+//!   stderr; accept errors at most one line per [`LOG_EVERY`].
+//! - Bounds: at most `--api-max-clients` connections at once (one more gets a
+//!   `TooManyClients` error and is closed), and a connection that sends no
+//!   complete request within `--api-idle-timeout` is closed; both are counted
+//!   (`info`). So no client, root's included, can take every thread or fd.
+//! - File descriptors: at start the daemon raises its soft open-file limit to
+//!   the hard one, keeps [`FD_RESERVE_BASE`] plus two per API connection for
+//!   itself, and gives the rest to the switch as its budget for ports,
+//!   published listeners and NAT flows ([`plexus_switch::NatConfig::fd_budget`]):
+//!   a container opening sockets without end is refused new flows
+//!   (`fd_budget`) long before the API or the published ports run dry.
 
 use std::fs;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
@@ -33,10 +42,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::sys::signal::{SigSet, Signal};
@@ -44,16 +53,29 @@ use nix::sys::socket::{Shutdown, shutdown};
 use nix::sys::stat::{Mode, umask};
 use plexus::publish::PortMapping;
 use plexus::{
-    Config, Controller, Endpoint, EndpointKind, EndpointOptions, Error, JoinOptions, MacAddr, NetworkOptions,
-    SandboxOptions,
+    Config, Controller, Endpoint, EndpointKind, EndpointOptions, Error, MacAddr, NetworkOptions, SandboxOptions,
 };
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{
-    API_VERSION, ApiError, DaemonInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN, MAX_REQUEST_LEN, NatLimits,
-    Request, Response, RunResult, VersionInfo,
+    API_VERSION, ApiError, ApiLimits, DaemonInfo, FdInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN,
+    KIND_TOO_MANY_CLIENTS, MAX_REQUEST_LEN, NatLimits, Request, Response, RunResult, VersionInfo,
 };
+
+/// API connections open at once, by default (`--api-max-clients`).
+pub const DEFAULT_API_MAX_CLIENTS: usize = 64;
+/// Seconds an API connection may idle, by default (`--api-idle-timeout`).
+pub const DEFAULT_API_IDLE_SECS: u64 = 60;
+/// Descriptors the daemon keeps for itself besides two per API connection:
+/// stdio, the store's lock, the listening socket, epoll and its waker, the
+/// short-lived netlink sockets and namespace files of control operations.
+pub const FD_RESERVE_BASE: u64 = 64;
+/// How long a starting daemon waits for the store's lock (a killed daemon
+/// still exiting holds it).
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// At most one log line per this long for a repeating error.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What `plexus daemon` was asked to do.
 #[derive(Debug, Clone)]
@@ -64,8 +86,83 @@ pub struct Options {
     pub socket: PathBuf,
     /// How long the switch keeps polling after traffic ([`Config::busy_poll`]).
     pub busy_poll: Duration,
-    /// Outbound NAT's limits and timeouts ([`Config::nat`]).
+    /// Outbound NAT's limits and timeouts ([`Config::nat`]); its fd budget is
+    /// sized here.
     pub nat: plexus_switch::NatConfig,
+    /// Most API connections at once.
+    pub api_max_clients: usize,
+    /// How long an API connection may idle.
+    pub api_idle: Duration,
+}
+
+/// The daemon's descriptors: its limit, what it keeps, the switch's budget.
+#[derive(Debug, Clone, Copy)]
+struct Fds {
+    limit: u64,
+    hard: u64,
+    raised_from: u64,
+    reserved: u64,
+    budget: u64,
+}
+
+/// Raises the soft open-file limit to the hard one and splits it: a reserve
+/// for the API's connections and the daemon, the rest for the switch.
+fn size_fds(api_max_clients: usize) -> Fds {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    // An "unlimited" hard limit is still bounded by fs.nr_open.
+    let target = hard.min(1 << 20);
+    let limit = if target > soft && setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_ok() {
+        target
+    } else {
+        soft
+    };
+    let reserved = FD_RESERVE_BASE + 2 * u64::try_from(api_max_clients).unwrap_or(u64::MAX / 4);
+    Fds {
+        limit,
+        hard,
+        raised_from: soft,
+        reserved,
+        budget: limit.saturating_sub(reserved),
+    }
+}
+
+/// The API's bounds and counters.
+#[derive(Debug)]
+struct ApiBounds {
+    max_clients: usize,
+    idle: Duration,
+    clients: AtomicUsize,
+    refused: AtomicU64,
+    idle_closed: AtomicU64,
+}
+
+/// One log line per [`LOG_EVERY`] for an error that repeats, with the count
+/// of those not shown.
+#[derive(Debug, Default)]
+struct LogLimit {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    fn log(&mut self, what: &str) {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        if self.suppressed > 0 {
+            eprintln!(
+                "plexus daemon: {what} (and {} more since the last line)",
+                self.suppressed
+            );
+        } else {
+            eprintln!("plexus daemon: {what}");
+        }
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 /// Shared by the connection threads.
@@ -74,9 +171,18 @@ struct Server {
     /// `None` once shutdown has begun. Requests hold the read side while they run;
     /// shutdown takes the write side, so it waits for them.
     ctrl: RwLock<Option<Controller>>,
-    /// Makes `run`'s existence check and creation atomic against `sandbox.create`.
-    create_lock: Mutex<()>,
     socket: PathBuf,
+    fds: Fds,
+    api: ApiBounds,
+}
+
+/// Counts a connection thread for as long as it lives.
+struct ClientSlot(Arc<Server>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.api.clients.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The rootless checks for this user (none when rootful).
@@ -105,10 +211,16 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     signals.thread_block().context("blocking SIGINT and SIGTERM")?;
 
     check_socket_path(&opts.socket)?;
+    let fds = size_fds(opts.api_max_clients);
     let config = Config {
         state_dir: opts.state_dir.clone(),
         busy_poll: opts.busy_poll,
-        nat: opts.nat,
+        // A daemon restarted right after a kill waits for the old one to go.
+        lock_wait: LOCK_WAIT,
+        nat: plexus_switch::NatConfig {
+            fd_budget: Some(usize::try_from(fds.budget).unwrap_or(usize::MAX)),
+            ..opts.nat
+        },
         ..Config::default()
     };
     let ctrl =
@@ -118,8 +230,15 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
 
     let server = Arc::new(Server {
         ctrl: RwLock::new(Some(ctrl)),
-        create_lock: Mutex::new(()),
         socket: opts.socket,
+        fds,
+        api: ApiBounds {
+            max_clients: opts.api_max_clients,
+            idle: opts.api_idle,
+            clients: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
+            idle_closed: AtomicU64::new(0),
+        },
     });
     let stopping = Arc::new(AtomicBool::new(false));
     {
@@ -150,24 +269,42 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     for c in rootless_checks(mode).iter().filter(|c| !c.ok) {
         eprintln!("plexus daemon: rootless: {}: {}", c.name, c.detail);
     }
+    if let Some(ctrl) = server.ctrl.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
+        for line in ctrl.recovered() {
+            eprintln!("plexus daemon: recovered after a crash: {line}");
+        }
+    }
+    eprintln!(
+        "plexus daemon: open files: limit {} (was {}, hard {}); {} kept for the API and the daemon, {} for ports, \
+         published listeners and NAT flows",
+        fds.limit, fds.raised_from, fds.hard, fds.reserved, fds.budget
+    );
 
+    let mut accept_errors = LogLimit::default();
     for conn in listener.incoming() {
         if stopping.load(Ordering::SeqCst) {
             break;
         }
         match conn {
             Ok(stream) => {
-                let server = Arc::clone(&server);
+                if server.api.clients.load(Ordering::SeqCst) >= server.api.max_clients {
+                    server.api.refused.fetch_add(1, Ordering::Relaxed);
+                    refuse(stream, server.api.max_clients);
+                    continue;
+                }
+                server.api.clients.fetch_add(1, Ordering::SeqCst);
+                let slot = ClientSlot(Arc::clone(&server));
                 if let Err(e) = thread::Builder::new()
                     .name("conn".into())
-                    .spawn(move || server.serve(stream))
+                    .spawn(move || slot.0.serve(stream, &slot))
                 {
-                    eprintln!("plexus daemon: cannot start a connection thread: {e}");
+                    accept_errors.log(&format!("cannot start a connection thread: {e}"));
                 }
             }
             Err(e) => {
-                // EMFILE and the like: back off instead of spinning.
-                eprintln!("plexus daemon: accept: {e}");
+                // EMFILE and the like: back off instead of spinning, and say
+                // so once in a while, not once per attempt.
+                accept_errors.log(&format!("accept: {e}"));
                 thread::sleep(Duration::from_millis(100));
             }
         }
@@ -182,6 +319,57 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     drop(ctrl);
     eprintln!("plexus daemon: stopped");
     Ok(())
+}
+
+/// Tells a client over the connection limit why it is closed (without
+/// waiting on it: a client that does not read loses the message).
+fn refuse(stream: UnixStream, max: usize) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let mut stream = stream;
+    let e = ApiError::new(
+        KIND_TOO_MANY_CLIENTS,
+        format!("the daemon serves {max} connections already (--api-max-clients); try again later"),
+    );
+    let _ = send(&mut stream, &Response::failure(e));
+}
+
+/// Reads one line (up to and including `\n`, at most `limit` bytes) into
+/// `line` before `deadline`; returns the bytes read (0: the client closed).
+/// A deadline that passes is `ErrorKind::TimedOut`.
+fn read_line_by(
+    reader: &mut BufReader<UnixStream>,
+    line: &mut Vec<u8>,
+    deadline: Instant,
+    limit: usize,
+) -> std::io::Result<usize> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        reader.get_ref().set_read_timeout(Some(left))?;
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ErrorKind::TimedOut.into());
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(line.len());
+        }
+        let room = limit.saturating_sub(line.len());
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) if i < room => (i + 1, true),
+            _ => (buf.len().min(room), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        reader.consume(take);
+        if done || line.len() >= limit {
+            return Ok(line.len());
+        }
+    }
 }
 
 /// Refuses a path that a live daemon answers on or that is not a socket; removes
@@ -225,8 +413,10 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 }
 
 impl Server {
-    /// Serves one connection: a request per line, a response per line.
-    fn serve(&self, stream: UnixStream) {
+    /// Serves one connection: a request per line, a response per line. A
+    /// client that sends no complete request within the idle timeout is
+    /// closed. `_slot` counts the connection until this returns.
+    fn serve(&self, stream: UnixStream, _slot: &ClientSlot) {
         let Ok(read_half) = stream.try_clone() else {
             return;
         };
@@ -235,10 +425,15 @@ impl Server {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let limit = u64::try_from(MAX_REQUEST_LEN + 1).unwrap_or(u64::MAX);
-            match (&mut reader).take(limit).read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
+            let deadline = Instant::now() + self.api.idle;
+            match read_line_by(&mut reader, &mut line, deadline, MAX_REQUEST_LEN + 1) {
+                Ok(0) => return,
                 Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                    self.api.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) => return,
             }
             let complete = line.last() == Some(&b'\n');
             if !complete && line.len() > MAX_REQUEST_LEN {
@@ -344,10 +539,7 @@ impl Server {
                 name,
                 hostname,
                 domainname,
-            } => {
-                let _g = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
-                json(ctrl.new_sandbox(name, sandbox_options(hostname, domainname))?.info()?)
-            }
+            } => json(ctrl.new_sandbox(name, sandbox_options(hostname, domainname))?.info()?),
             Request::SandboxLs {} => json(
                 ctrl.sandboxes()
                     .iter()
@@ -408,7 +600,11 @@ impl Server {
             } => {
                 let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?
                     .remove_with_sandbox(true);
-                json(self.run(ctrl, name, network, opts, sandbox_options(hostname, domainname))?)
+                let (sandbox, endpoint) = ctrl.run(name, network, opts, sandbox_options(hostname, domainname))?;
+                json(RunResult {
+                    sandbox: sandbox.info()?,
+                    endpoint: endpoint.info()?,
+                })
             }
 
             Request::Fdb { network } => {
@@ -446,39 +642,29 @@ impl Server {
                     ifname_prefix: config.ifname_prefix.clone(),
                     busy_poll_us: u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX),
                     nat: NatLimits::from(&config.nat),
+                    fds: ctrl.fd_use().ok().map(|u| FdInfo {
+                        limit: self.fds.limit,
+                        hard_limit: self.fds.hard,
+                        reserved: self.fds.reserved,
+                        budget: self.fds.budget,
+                        ports: u.ports,
+                        listeners: u.listeners,
+                        flows: u.flows,
+                        per_endpoint: u.share,
+                    }),
+                    api_limits: Some(ApiLimits {
+                        max_clients: self.api.max_clients,
+                        idle_timeout_secs: self.api.idle.as_secs(),
+                        clients: self.api.clients.load(Ordering::SeqCst),
+                        refused: self.api.refused.load(Ordering::Relaxed),
+                        idle_closed: self.api.idle_closed.load(Ordering::Relaxed),
+                    }),
                     networks: ctrl.networks().len(),
                     endpoints: ctrl.endpoints().len(),
                     sandboxes: ctrl.sandboxes().len(),
                 })
             }
         }
-    }
-
-    /// `run`: an endpoint named like the sandbox, deleted with it, joined to a new
-    /// sandbox. `Endpoint::join` creates the sandbox (host mode for a host network)
-    /// and removes it again if the join fails; the endpoint is removed here if the
-    /// join fails. Nothing is left half-done.
-    fn run(
-        &self,
-        ctrl: &Controller,
-        name: &str,
-        network: &str,
-        opts: EndpointOptions,
-        join: JoinOptions,
-    ) -> Result<RunResult, Error> {
-        let _g = self.create_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if ctrl.sandbox(name).is_ok() {
-            return Err(Error::SandboxExists(name.to_owned()));
-        }
-        let ep = ctrl.network(network)?.create_endpoint(name, opts)?;
-        if let Err(e) = ep.join(name, join) {
-            let _ = ep.delete(true);
-            return Err(e);
-        }
-        Ok(RunResult {
-            sandbox: ctrl.sandbox(name)?.info()?,
-            endpoint: ep.info()?,
-        })
     }
 }
 
@@ -597,7 +783,14 @@ mod tests {
                 .kind(),
             "InvalidOption"
         );
-        let o = endpoint_options(Some("10.0.0.5"), Some("02:42:0a:00:00:05"), EndpointKind::Tap, &[], &["192.168.50.0/24".to_owned(), "10.1.2.3".to_owned()]).unwrap();
+        let o = endpoint_options(
+            Some("10.0.0.5"),
+            Some("02:42:0a:00:00:05"),
+            EndpointKind::Tap,
+            &[],
+            &["192.168.50.0/24".to_owned(), "10.1.2.3".to_owned()],
+        )
+        .unwrap();
         assert_eq!(o.ip, Some(Ipv4Addr::new(10, 0, 0, 5)));
         assert_eq!(o.kind, EndpointKind::Tap);
         assert_eq!(o.mac.unwrap().to_string(), "02:42:0a:00:00:05");

@@ -261,10 +261,15 @@ ENDPOINT, INSIDE, OUTSIDE, OUT and IN (packets from and to the container), IDLE 
 Limits, set by the daemon's flags: a flow idle longer than its protocol's timeout \
 (--nat-udp-timeout, default 30 s; --nat-icmp-timeout, default 10 s) is closed; the table \
 holds at most --nat-max-flows flows (default 65536), and at most \
---nat-max-flows-per-endpoint (default 4096) of one endpoint. A new flow beyond a limit is \
-refused, never an old one evicted, and counted as nat_full in plexus stats; a host \
-socket that cannot be opened or used counts as nat_error. `plexus info` shows the limits \
-in force. Removing an endpoint closes its flows.",
+--nat-max-flows-per-endpoint (default a fair share) of one endpoint. A new flow beyond a \
+limit is refused, never an old one evicted, and counted as nat_full in plexus stats. \
+Each flow holds a socket of the daemon: the daemon raises its open-file limit to the hard \
+one at start, keeps descriptors for its API and itself, and lets ports, published \
+listeners and flows share the rest (the fd budget); a flow beyond it is refused as \
+fd_budget, and one endpoint's fair share is the flows' part of the budget divided by the \
+number of endpoints plus one (at least 64). A host socket that cannot be used counts as \
+nat_error. `plexus info` shows the limits and the budget in force. Removing an endpoint \
+closes its flows.",
         after_help = "\
 Examples:
   plexus nat
@@ -315,22 +320,20 @@ struct DaemonArgs {
     /// Most outbound NAT flows in total (at least 1).
     ///
     /// A new flow beyond it is refused (counted as nat_full); existing flows are
-    /// never evicted. Each flow holds one socket of the daemon, so the daemon's
-    /// open-file limit (ulimit -n) must allow this many; a socket it cannot open
-    /// counts as nat_error.
+    /// never evicted. Each flow holds one socket of the daemon: at start the
+    /// daemon raises its open-file limit to the hard one, keeps descriptors for
+    /// the API and its own use, and gives the rest to ports, published listeners
+    /// and flows (the fd budget, `plexus info`); a flow beyond the budget is
+    /// refused as fd_budget.
     #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = nat_defaults().max_flows)]
     nat_max_flows: usize,
     /// Most outbound NAT flows of one endpoint (at least 1).
     ///
     /// Keeps one container from taking the whole table; beyond it the container's
-    /// new flows are refused (nat_full).
-    #[arg(
-        long,
-        value_name = "N",
-        value_parser = at_least_one::<usize>,
-        default_value_t = nat_defaults().max_flows_per_port
-    )]
-    nat_max_flows_per_endpoint: usize,
+    /// new flows are refused (nat_full). Default: a fair share — the flows' part
+    /// of the fd budget divided by the number of endpoints plus one, at least 64.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    nat_max_flows_per_endpoint: Option<usize>,
     /// Seconds a UDP flow of outbound NAT stays open without a packet either way
     /// (at least 1).
     #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().udp_timeout.as_secs())]
@@ -353,6 +356,14 @@ struct DaemonArgs {
         default_value_t = nat_defaults().tcp_transitory_timeout.as_secs()
     )]
     nat_tcp_transitory_timeout: u64,
+    /// Most API connections open at once (at least 1); one more is answered
+    /// with a TooManyClients error and closed (counted in `plexus info`).
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = daemon::DEFAULT_API_MAX_CLIENTS)]
+    api_max_clients: usize,
+    /// Seconds an API connection may wait between requests, or take to send one,
+    /// before the daemon closes it (at least 1; counted in `plexus info`).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = daemon::DEFAULT_API_IDLE_SECS)]
+    api_idle_timeout: u64,
 }
 
 /// The library's NAT limits and timeouts, which the daemon's flags default to.
@@ -370,6 +381,8 @@ impl DaemonArgs {
             icmp_timeout: std::time::Duration::from_secs(self.nat_icmp_timeout),
             tcp_timeout: std::time::Duration::from_secs(self.nat_tcp_timeout),
             tcp_transitory_timeout: std::time::Duration::from_secs(self.nat_tcp_transitory_timeout),
+            // Sized by the daemon from its descriptor limit.
+            fd_budget: None,
         }
     }
 }
@@ -949,11 +962,12 @@ mod tests {
             d.nat(),
             plexus_switch::NatConfig {
                 max_flows: 100,
-                max_flows_per_port: 2,
+                max_flows_per_port: Some(2),
                 udp_timeout: std::time::Duration::from_secs(2),
                 icmp_timeout: std::time::Duration::from_secs(3),
                 tcp_timeout: std::time::Duration::from_secs(60),
                 tcp_transitory_timeout: std::time::Duration::from_secs(4),
+                fd_budget: None,
             }
         );
         for flag in [
@@ -963,6 +977,8 @@ mod tests {
             "--nat-icmp-timeout",
             "--nat-tcp-timeout",
             "--nat-tcp-transitory-timeout",
+            "--api-max-clients",
+            "--api-idle-timeout",
         ] {
             for bad in ["0", "-1", "x"] {
                 assert!(p(&["plexus", "daemon", flag, bad]).is_err(), "{flag} {bad}");
@@ -993,7 +1009,11 @@ mod tests {
             format!("--nat-udp-timeout, default {} s", d.udp_timeout.as_secs()),
             format!("--nat-icmp-timeout, default {} s", d.icmp_timeout.as_secs()),
             format!("--nat-max-flows flows (default {})", d.max_flows),
-            format!("--nat-max-flows-per-endpoint (default {})", d.max_flows_per_port),
+            format!(
+                "--nat-max-flows-per-endpoint (default {})",
+                d.max_flows_per_port
+                    .map_or("a fair share".to_owned(), |n| n.to_string())
+            ),
         ] {
             assert!(help.contains(&want), "`plexus nat --help` should say {want:?}:\n{help}");
         }

@@ -64,6 +64,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                     .unwrap_or_else(|| plexus::config::default_state_dir(plexus::mode::Mode::detect().0)),
                 socket: socket.to_owned(),
                 busy_poll: Duration::from_micros(args.busy_poll_us),
+                api_max_clients: args.api_max_clients,
+                api_idle: Duration::from_secs(args.api_idle_timeout),
             })?;
             Ok(0)
         }

@@ -223,7 +223,14 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
             "NAT flows",
             format!(
                 "at most {} ({} per endpoint)",
-                i.nat.max_flows, i.nat.max_flows_per_endpoint
+                i.nat.max_flows,
+                i.nat.max_flows_per_endpoint.map_or_else(
+                    || match i.fds {
+                        Some(f) => format!("a fair share, now {}", f.per_endpoint),
+                        None => "a fair share".to_owned(),
+                    },
+                    |n| format!("at most {n}")
+                )
             ),
         ),
         (
@@ -234,6 +241,31 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
                 i.nat.icmp_timeout_secs,
                 i.nat.tcp_timeout_secs,
                 i.nat.tcp_transitory_timeout_secs
+            ),
+        ),
+        (
+            "Open files",
+            i.fds.map_or_else(
+                || "-".to_owned(),
+                |f| {
+                    format!(
+                        "limit {} (hard {}), {} kept for the API and the daemon; budget {}: {} ports, {} listeners, \
+                         {} flows",
+                        f.limit, f.hard_limit, f.reserved, f.budget, f.ports, f.listeners, f.flows
+                    )
+                },
+            ),
+        ),
+        (
+            "API clients",
+            i.api_limits.map_or_else(
+                || "-".to_owned(),
+                |a| {
+                    format!(
+                        "{} of at most {}, idle timeout {}s; {} refused, {} closed idle",
+                        a.clients, a.max_clients, a.idle_timeout_secs, a.refused, a.idle_closed
+                    )
+                },
             ),
         ),
         ("Networks", i.networks.to_string()),
