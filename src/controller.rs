@@ -34,7 +34,7 @@ use plexus_switch::{Dataplane, DataplaneConfig, MacAddr, NatProto, PublishSpec};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::ipam::{Ipam, PoolInfo, PoolRequest};
+use crate::ipam::{Ipam, PoolRequest};
 use crate::mode::Mode;
 use crate::model::{
     EndpointInfo, EndpointRecord, FdbInfo, Intent, NatInfo, NetworkInfo, NetworkRecord, PortInfo, SandboxInfo,
@@ -135,7 +135,7 @@ impl Controller {
         if let Err(bad) = state.check() {
             return Err(store.inconsistent(bad.record, bad.problem).into());
         }
-        let ipam = restore_ipam(&state)?;
+        let (ipam, ports) = state.derive()?;
         let dataplane = Dataplane::start(DataplaneConfig {
             busy_poll: config.busy_poll,
             nat: config.nat,
@@ -145,10 +145,6 @@ impl Controller {
             .into_iter()
             .map(|d| (d.name(), d))
             .collect();
-        let mut ports = PortAllocator::default();
-        for e in &state.endpoints {
-            ports.restore(&e.bindings)?;
-        }
         let core = Core {
             state,
             ipam,
@@ -677,27 +673,6 @@ fn host_routes() -> Result<Vec<Ipv4Net>> {
 }
 
 /// IPAM is derived state: pools from networks, addresses from endpoints.
-fn restore_ipam(state: &State) -> Result<Ipam> {
-    let mut ipam = Ipam::new(Vec::new());
-    for n in &state.networks {
-        if let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) {
-            ipam.restore_pool(&PoolInfo {
-                subnet,
-                ip_range: n.ip_range.unwrap_or(subnet),
-                gateway,
-                user_subnet: n.user_subnet,
-            })?;
-        }
-    }
-    for e in &state.endpoints {
-        let net = state.networks.iter().find(|n| n.id == e.network);
-        if let (Some(addr), Some(subnet)) = (e.addr, net.and_then(|n| n.subnet)) {
-            ipam.reserve_address(subnet, addr.addr())?;
-        }
-    }
-    Ok(ipam)
-}
-
 fn network_spec(n: &NetworkRecord) -> NetworkSpec {
     NetworkSpec {
         id: n.id.clone(),

@@ -26,6 +26,7 @@
 //! `AlreadyJoined`, …); state lives in one crash-safe file under
 //! [`Config::state_dir`].
 
+pub mod api;
 pub mod config;
 mod controller;
 pub mod diag;

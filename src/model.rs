@@ -151,6 +151,32 @@ pub struct Inconsistency {
 }
 
 impl State {
+    /// What the records imply and the store does not keep: the address pools
+    /// with their reserved addresses, and the host ports held. Fails on a
+    /// record that contradicts them (an address twice, a host port twice).
+    pub fn derive(&self) -> crate::Result<(crate::ipam::Ipam, crate::publish::PortAllocator)> {
+        let mut ipam = crate::ipam::Ipam::new(Vec::new());
+        for n in &self.networks {
+            if let (Some(subnet), Some(gateway)) = (n.subnet, n.gateway) {
+                ipam.restore_pool(&crate::ipam::PoolInfo {
+                    subnet,
+                    ip_range: n.ip_range.unwrap_or(subnet),
+                    gateway,
+                    user_subnet: n.user_subnet,
+                })?;
+            }
+        }
+        let mut ports = crate::publish::PortAllocator::default();
+        for e in &self.endpoints {
+            let net = self.networks.iter().find(|n| n.id == e.network);
+            if let (Some(addr), Some(subnet)) = (e.addr, net.and_then(|n| n.subnet)) {
+                ipam.reserve_address(subnet, addr.addr())?;
+            }
+            ports.restore(&e.bindings)?;
+        }
+        Ok((ipam, ports))
+    }
+
     /// Checks what the store must never hold: two records with one id or
     /// name, two endpoints of a network with one address, MAC or host
     /// interface, a reference to a record that is not there, an address

@@ -230,24 +230,9 @@ impl Store {
                 });
             }
         };
-        #[derive(Deserialize)]
-        struct Version {
-            version: u32,
-        }
-        let v: Version = serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        if v.version > Self::VERSION {
-            return Err(StoreError::Version {
-                path,
-                found: v.version,
-                supported: Self::VERSION,
-            });
-        }
-        let env: Envelope<T> = serde_json::from_slice(&data).map_err(|source| StoreError::Corrupt { path, source })?;
+        let state = decode(&path, &data)?;
         self.last = Some(data);
-        Ok(Some(env.state))
+        Ok(Some(state))
     }
 
     /// Commits `state` atomically, keeping the one it replaces as
@@ -274,6 +259,31 @@ impl Store {
         self.last = Some(data);
         Ok(())
     }
+}
+
+/// Decodes the bytes of the state file `path` (named in errors): its
+/// version first, then the state. Any bytes give a value or a typed error.
+pub fn decode<T: DeserializeOwned>(path: &Path, data: &[u8]) -> Result<T, StoreError> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
+    }
+    let v: Version = serde_json::from_slice(data).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    if v.version > Store::VERSION {
+        return Err(StoreError::Version {
+            path: path.to_owned(),
+            found: v.version,
+            supported: Store::VERSION,
+        });
+    }
+    let env: Envelope<T> = serde_json::from_slice(data).map_err(|source| StoreError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(env.state)
 }
 
 #[cfg(test)]

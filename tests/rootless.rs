@@ -553,3 +553,68 @@ fn the_demo_runs_rootless_for_an_ordinary_user() {
         .collect();
     assert!(holders.is_empty(), "processes of the demo are left: {holders:?}");
 }
+
+/// Row 10 of the hostile tenant's table: rootless, a network made without
+/// `--host-loopback` gives no way to the host's 127.0.0.1 — not through the
+/// gateway's address, not with a crafted frame to 127.0.0.1.
+#[test]
+#[cfg_attr(
+    not(px_user_tun),
+    ignore = "needs root, a test user, user namespaces and /dev/net/tun usable by that user"
+)]
+fn rootless_containers_never_reach_the_hosts_loopback_by_default() {
+    let env = TestEnv::new();
+    let world = HostOutside::new(&env, 47, true);
+    // A root-owned service on the host's loopback only.
+    let service = sock::tcp_listener(
+        NsKey::netns(&world.host_path()),
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7779),
+    )
+    .unwrap();
+    service.set_nonblocking(true).unwrap();
+    let mut user = User::new(&env);
+    user.start_daemon_in(Some(&world.host));
+    for args in [
+        &["network", "create", "--subnet", "10.86.4.0/24", "def"][..],
+        &["run", "--network", "def", "c1"][..],
+    ] {
+        let out = user.plexus(args);
+        assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
+    }
+    let key = user.key("c1");
+    let gateway = Ipv4Addr::new(10, 86, 4, 1);
+    let through_gateway = sock::tcp_connect(
+        NsKey::netns(&key),
+        SocketAddrV4::new(gateway, 7779),
+        None,
+        Duration::from_secs(3),
+    );
+    assert!(
+        through_gateway.is_err(),
+        "the gateway's address reached the host's loopback"
+    );
+    let ep: Value =
+        serde_json::from_slice(&user.plexus(&["endpoint", "inspect", "c1", "--format", "json"]).stdout).unwrap();
+    let mac: plexus_switch::MacAddr = ep["mac"].as_str().unwrap().parse().unwrap();
+    let l2 = common::frames::L2 {
+        src: mac,
+        dst: plexus_switch::MacAddr::from_ipv4(gateway),
+    };
+    let me = SocketAddrV4::new(Ipv4Addr::new(10, 86, 4, 2), 40000);
+    let syn = common::frames::tcp(
+        &l2,
+        me,
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7779),
+        plexus_switch::wire::TcpFlags::SYN,
+        b"",
+    );
+    let mut raw = plexus_sandbox::netns::run_in(&key, || plexus_switch::port::PacketPort::open("eth0", false))
+        .unwrap()
+        .unwrap();
+    assert_eq!(common::send_all(&mut raw, &[syn.clone(), syn]), 2);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(service.accept().is_err(), "the host's loopback service was reached");
+    let stats: Vec<Value> = serde_json::from_slice(&user.plexus(&["stats", "--format", "json"]).stdout).unwrap();
+    let port = stats.iter().find(|p| p["endpoint"] == "c1").unwrap();
+    assert!(port["drops"]["martian"].as_u64().unwrap() >= 2, "{port}");
+}

@@ -13,6 +13,7 @@
 //! here is counted as ignored, never as passed.
 #![allow(dead_code)]
 
+pub mod frames;
 pub mod net;
 pub mod peers;
 
@@ -251,6 +252,8 @@ pub struct Daemon {
     /// test), and extra daemon arguments.
     netns: Option<String>,
     extra: Vec<String>,
+    /// The open-file limit (soft, hard) it starts with, if set.
+    nofile: Option<(u64, u64)>,
 }
 
 impl Daemon {
@@ -263,6 +266,12 @@ impl Daemon {
     /// network namespace: it shares our mount namespace, so its sandboxes stay
     /// visible), with `extra` daemon arguments.
     pub fn start_in(env: &TestEnv, netns: Option<&str>, extra: &[&str]) -> Daemon {
+        Daemon::start_limited(env, netns, extra, None)
+    }
+
+    /// [`Daemon::start_in`] with the open-file limit (soft, hard) the
+    /// daemon starts with (a stock host's 1024/4096, say).
+    pub fn start_limited(env: &TestEnv, netns: Option<&str>, extra: &[&str], nofile: Option<(u64, u64)>) -> Daemon {
         let run_dir = std::env::temp_dir().join(format!("plexus-run-{}-{}", env.tag, rand::random::<u32>()));
         std::fs::create_dir_all(&run_dir).expect("create run dir");
         let mut d = Daemon {
@@ -273,9 +282,23 @@ impl Daemon {
             run_dir,
             netns: netns.map(str::to_owned),
             extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+            nofile,
         };
         d.spawn();
         d
+    }
+
+    /// Kills the daemon with SIGKILL (no cleanup of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same state, socket and arguments.
+    pub fn respawn(&mut self) {
+        self.spawn();
     }
 
     /// The daemon's stderr so far.
@@ -297,6 +320,16 @@ impl Daemon {
         let mut cmd = Command::new(plexus_bin());
         if let Some(ns) = &self.netns {
             net::in_netns(&mut cmd, &ns_path(ns));
+        }
+        if let Some((soft, hard)) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook only calls setrlimit on plain values.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, soft, hard)
+                        .map_err(std::io::Error::from)
+                });
+            }
         }
         let child = cmd
             .arg("daemon")

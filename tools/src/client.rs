@@ -4,7 +4,7 @@
 //! Decisions:
 //! - Failing to reach the daemon (connect fails, or the connection drops before a
 //!   response) is its own error type, [`Unreachable`], so `main` can exit with 125
-//!   and a hint; a refusal by the daemon is an [`crate::api::ApiError`] (exit 1).
+//!   and a hint; a refusal by the daemon is an [`plexus::api::ApiError`] (exit 1).
 //! - Blocking I/O, no timeouts: the daemon answers every request; a hung daemon
 //!   is visible as a hung CLI, which Ctrl-C ends.
 
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::{Request, Response};
+use plexus::api::{Request, Response};
 
 /// The daemon could not be reached (exit code 125).
 #[derive(Debug)]
@@ -72,7 +72,7 @@ impl Client {
         })
     }
 
-    /// Sends one request and returns its result; a refusal is an [`crate::api::ApiError`]
+    /// Sends one request and returns its result; a refusal is an [`plexus::api::ApiError`]
     /// inside the `anyhow::Error`.
     pub fn call(&mut self, req: &Request) -> anyhow::Result<Value> {
         let lost = |reason: String| Unreachable {

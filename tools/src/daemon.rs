@@ -1,5 +1,5 @@
 //! `plexus daemon`: owns the [`Controller`] and serves the JSON API
-//! ([`crate::api`]) on a Unix socket.
+//! ([`plexus::api`]) on a Unix socket.
 //!
 //! Decisions:
 //! - std only: one thread per connection, one request per line. The controller
@@ -58,7 +58,7 @@ use plexus::{
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::api::{
+use plexus::api::{
     API_VERSION, ApiError, ApiLimits, DaemonInfo, FdInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN,
     KIND_TOO_MANY_CLIENTS, MAX_REQUEST_LEN, NatLimits, Request, Response, RunResult, VersionInfo,
 };

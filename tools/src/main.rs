@@ -10,7 +10,6 @@
 //! command's code (128+N if killed by signal N; 126 if it cannot be started,
 //! 127 if not found). Every error is one line `plexus: <message>` on stderr.
 
-mod api;
 mod bare;
 mod cli;
 mod client;
@@ -68,7 +67,7 @@ struct Cli {
         global = true,
         env = "PLEXUS_SOCKET",
         value_name = "PATH",
-        default_value_os_t = api::default_socket(),
+        default_value_os_t = plexus::api::default_socket(),
         help_heading = "Global options"
     )]
     socket: PathBuf,

@@ -1,5 +1,5 @@
 //! The client subcommands: each turns its arguments into one or more API
-//! requests ([`crate::api::Request`]) and prints the result.
+//! requests ([`plexus::api::Request`]) and prints the result.
 //!
 //! Decisions:
 //! - The CLI sends strings as typed by the user (CIDRs, addresses, MACs); the
@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 
-use crate::api::{DaemonInfo, Request, RunResult, VersionInfo};
 use crate::client::{Client, Unreachable};
 use crate::{Cli, Command, EndpointCmd, Format, NetworkCmd, SandboxCmd, daemon};
+use plexus::api::{DaemonInfo, Request, RunResult, VersionInfo};
 
 /// An error that ends plexus with a specific status (e.g. 127: command not found).
 #[derive(Debug)]

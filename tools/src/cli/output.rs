@@ -10,7 +10,7 @@ use std::io::{ErrorKind, Write};
 use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 use serde::Serialize;
 
-use crate::api::DaemonInfo;
+use plexus::api::DaemonInfo;
 
 /// Writes `text` to stdout; a closed pipe is not an error.
 pub fn print(text: &str) -> anyhow::Result<()> {

@@ -16,12 +16,12 @@
 //!   library's typed error kind (`BadCidr`, `InvalidOption`, `InvalidPort`) rather
 //!   than a generic decoding error.
 //! - Responses are `{"ok":true,"result":…}` or `{"ok":false,"error":{"kind","message"}}`;
-//!   `kind` is [`plexus::Error::kind`] or one of the protocol kinds below.
+//!   `kind` is [`crate::Error::kind`] or one of the protocol kinds below.
 //! - Results reuse the library's `*Info` views unchanged.
 
 use std::path::PathBuf;
 
-use plexus::{EndpointInfo, EndpointKind, SandboxInfo};
+use crate::{EndpointInfo, EndpointKind, SandboxInfo};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -142,7 +142,7 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "is_veth")]
         kind: EndpointKind,
         /// Published ports, docker's `-p` syntax (`"8053:53/udp"`); parsed by the
-        /// daemon ([`plexus::publish::PortMapping`]).
+        /// daemon ([`crate::publish::PortMapping`]).
         #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
         publish: Vec<String>,
         /// CIDRs the container may send from besides its own address
@@ -312,7 +312,7 @@ impl Request {
 /// A refusal, as it travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
-    /// Stable name: [`plexus::Error::kind`] or a protocol kind
+    /// Stable name: [`crate::Error::kind`] or a protocol kind
     /// ([`KIND_BAD_REQUEST`], [`KIND_INTERNAL`], [`KIND_SHUTTING_DOWN`]).
     pub kind: String,
     /// Human-readable, one line.
@@ -329,8 +329,8 @@ impl ApiError {
     }
 }
 
-impl From<plexus::Error> for ApiError {
-    fn from(e: plexus::Error) -> ApiError {
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> ApiError {
         ApiError::new(e.kind(), e.to_string())
     }
 }
@@ -416,12 +416,12 @@ pub struct DaemonInfo {
     /// The daemon's process id.
     pub pid: u32,
     /// `rootful` or `rootless`.
-    pub mode: plexus::mode::Mode,
+    pub mode: crate::mode::Mode,
     /// Why that mode.
     pub mode_reason: String,
     /// For a rootless daemon: the host features it depends on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rootless_checks: Vec<plexus::mode::Check>,
+    pub rootless_checks: Vec<crate::mode::Check>,
     /// The state directory.
     pub state_dir: PathBuf,
     /// The socket it listens on.
@@ -538,10 +538,10 @@ pub fn default_socket() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plexus::{FdbInfo, NatInfo, NetworkInfo, PortInfo};
+    use crate::{FdbInfo, NatInfo, NetworkInfo, PortInfo};
     use std::collections::BTreeSet;
 
-    const DOC: &str = include_str!("../../docs/api.md");
+    const DOC: &str = include_str!("../docs/api.md");
 
     /// Code blocks of `docs/api.md` tagged ```` ```json request ````,
     /// ```` ```json response ```` or ```` ```json ````.
@@ -828,7 +828,7 @@ mod tests {
 
     #[test]
     fn error_kinds_are_documented() {
-        use plexus::Error as E;
+        use crate::Error as E;
         let errors = [
             E::InvalidName {
                 what: "network",
@@ -863,15 +863,15 @@ mod tests {
                 sandbox: "s".into(),
                 reason: "r",
             },
-            E::Ipam(plexus::ipam::IpamError::BadCidr("x".into())),
-            E::Ipam(plexus::ipam::IpamError::NoAvailablePool),
-            E::Ipam(plexus::ipam::IpamError::AlreadyAllocated(std::net::Ipv4Addr::LOCALHOST)),
+            E::Ipam(crate::ipam::IpamError::BadCidr("x".into())),
+            E::Ipam(crate::ipam::IpamError::NoAvailablePool),
+            E::Ipam(crate::ipam::IpamError::AlreadyAllocated(std::net::Ipv4Addr::LOCALHOST)),
             E::Sandbox(plexus_sandbox::SandboxError::NoSuchNetns("x".into())),
-            E::Publish(plexus::publish::PublishError::Malformed { spec: "x".into() }),
-            E::Publish(plexus::publish::PublishError::PortAllocated {
+            E::Publish(crate::publish::PublishError::Malformed { spec: "x".into() }),
+            E::Publish(crate::publish::PublishError::PortAllocated {
                 host_ip: std::net::Ipv4Addr::UNSPECIFIED,
                 port: 8053,
-                protocol: plexus::publish::Protocol::Udp,
+                protocol: crate::publish::Protocol::Udp,
             }),
         ];
         let mut kinds: Vec<&str> = errors.iter().map(|e| e.kind()).collect();
