@@ -608,7 +608,7 @@ fn rootless_containers_never_reach_the_hosts_loopback_by_default() {
         plexus_switch::wire::TcpFlags::SYN,
         b"",
     );
-    let mut raw = plexus_sandbox::netns::run_in(&key, || plexus_switch::port::PacketPort::open("eth0", false))
+    let mut raw = plexus_sandbox::netns::run_in(&key, || plexus_switch::io::PacketPort::open("eth0", false))
         .unwrap()
         .unwrap();
     assert_eq!(common::send_all(&mut raw, &[syn.clone(), syn]), 2);

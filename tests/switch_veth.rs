@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::net::{TestNs, netlink, veth_between};
 use common::peers;
-use plexus_switch::port::PacketPort;
+use plexus_switch::io::PacketPort;
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, DropReason, MacAddr, PortConfig};
 
 /// Namespaces `{tag}a`/`{tag}b` with eth0 10.201.X.1/.2 on veth pairs whose

@@ -35,7 +35,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
-use plexus_switch::port::{PacketPort, TapPort};
+use plexus_switch::io::{PacketPort, TapPort};
 use plexus_switch::{Dataplane, DataplaneError, DomainConfig, DomainId, DropReason, GatewayConfig, PortConfig, PortId};
 
 use crate::{

@@ -110,8 +110,8 @@ pub struct Switching {
 impl Default for Switching {
     fn default() -> Self {
         Switching {
-            mac_ageing_secs: plexus_switch::fdb::DEFAULT_AGEING.as_secs(),
-            mac_table_size: plexus_switch::fdb::DEFAULT_MAX_ENTRIES,
+            mac_ageing_secs: plexus_switch::l2::fdb::DEFAULT_AGEING.as_secs(),
+            mac_table_size: plexus_switch::l2::fdb::DEFAULT_MAX_ENTRIES,
             anti_spoofing: true,
         }
     }
@@ -289,7 +289,7 @@ pub struct NatRow {
     /// A TCP flow's phase: `connecting`, `established` or `closing` (absent for
     /// UDP and ICMP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<plexus_switch::tcp::TcpPhase>,
+    pub state: Option<plexus_switch::nat::TcpPhase>,
     /// The container's address and port (ICMP: echo identifier).
     pub inside: std::net::SocketAddrV4,
     /// The outside address and port (ICMP: 0).

@@ -11,21 +11,24 @@
 
 #![no_main]
 
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use plexus_switch::wire::vnet;
-use plexus_switch::{DomainConfig, Engine, MacAddr, PortConfig, Verdict};
+use plexus_switch::{DomainConfig, Engine, GatewayConfig, MacAddr, PortConfig, Verdict};
 
 const MAX_ENTRIES: usize = 8;
 
 fuzz_target!(|data: &[u8]| {
     let mut engine = Engine::new();
     let anti_spoofing = data.first().is_some_and(|b| b & 1 != 0);
+    let gateway = GatewayConfig::new(Ipv4Addr::new(10, 0, 0, 1), "10.0.0.0/24".parse().unwrap(), false);
     let domain = engine.add_domain(DomainConfig {
         max_entries: MAX_ENTRIES,
         ageing: Duration::from_secs(5),
         anti_spoofing,
+        gateway: Some(gateway),
     });
     let ports: Vec<_> = [
         (Some(MacAddr([2, 0, 0, 0, 0, 1])), true, 1500),
@@ -42,6 +45,8 @@ fuzz_target!(|data: &[u8]| {
                 name: format!("p{i}"),
                 mtu,
                 mac,
+                // The first port has an address (checked at L3 with anti-spoofing).
+                ips: if i == 0 { vec!["10.0.0.2/32".parse().unwrap()] } else { vec![] },
                 offload,
             })
             .expect("the domain exists")
@@ -72,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
                 engine.count_tx(p, frame.len());
             }
             Verdict::Flood(d) => assert_eq!(d, domain),
+            Verdict::Gateway(gw) => assert_eq!(gw, gateway),
             Verdict::Drop(_) => {}
         }
         assert_eq!(engine.counters(ingress).unwrap().rx_frames, before + 1);

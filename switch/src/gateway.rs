@@ -29,61 +29,15 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::Range;
 
-use ipnet::Ipv4Net;
-
 use crate::MacAddr;
-use crate::engine::DropReason;
-use crate::nat::{Flow, FlowKey, NatProto};
-use crate::wire::icmpv4::DstUnreachable;
+use crate::nat::{FlowKey, NatProto};
+use crate::types::{DropReason, GatewayConfig};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumMode, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, EthernetRepr,
-    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, UdpPacket, UdpRepr,
+    Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags, TcpPacket, UdpPacket,
 };
 
 const UDP_HEADER_LEN: usize = 8;
-
-/// A network's gateway, as the switch holds it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GatewayConfig {
-    /// The gateway address.
-    pub ip: Ipv4Addr,
-    /// The MAC it answers ARP with.
-    pub mac: MacAddr,
-    /// The network's subnet.
-    pub subnet: Ipv4Net,
-    /// An internal network: nothing is routed out.
-    pub internal: bool,
-    /// TCP and UDP to the gateway's own address go to the host's loopback
-    /// (127.0.0.1, same port), like slirp4netns's 10.0.2.2.
-    pub host_loopback: bool,
-}
-
-impl GatewayConfig {
-    /// A gateway at `ip` on `subnet`, with the MAC `02:42` + `ip` (the scheme
-    /// endpoint MACs use, and no endpoint has the gateway's address).
-    pub fn new(ip: Ipv4Addr, subnet: Ipv4Net, internal: bool) -> GatewayConfig {
-        GatewayConfig {
-            ip,
-            mac: MacAddr::from_ipv4(ip),
-            subnet,
-            internal,
-            host_loopback: false,
-        }
-    }
-
-    /// True if `frame` is for the gateway: sent to its MAC, or a broadcast ARP
-    /// request for its address.
-    pub fn wants(&self, frame: &EthernetFrame<&[u8]>) -> bool {
-        let dst = frame.dst();
-        if dst == self.mac {
-            return true;
-        }
-        dst.is_broadcast()
-            && EtherType::from(frame.ethertype()) == EtherType::Arp
-            && ArpPacket::new_checked(frame.payload())
-                .is_ok_and(|a| a.operation() == ArpOperation::Request && a.target_protocol_addr() == self.ip)
-    }
-}
 
 /// What the gateway does with a frame addressed to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +62,8 @@ pub struct Routed {
     pub payload: Range<usize>,
     /// A TCP segment with SYN and without ACK: it opens a connection.
     pub syn: bool,
+    /// The sender's MAC (where replies go).
+    pub src_mac: MacAddr,
 }
 
 /// Handles a frame addressed to the gateway `gw`. `isolated(dst)` says whether an
@@ -189,6 +145,7 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
             },
             payload,
             syn,
+            src_mac: eth.src(),
         })
     };
     match ip.protocol {
@@ -236,130 +193,6 @@ pub fn is_martian(dst: Ipv4Addr) -> bool {
     a == 0 || a == 127 || (a == 169 && b == 254) || a >= 224
 }
 
-/// Builds the ICMP "destination unreachable" that tells the container its flow
-/// was refused outside — what the container's stack expects when the host
-/// socket reports ECONNREFUSED (port unreachable) or EHOSTUNREACH/ENETUNREACH.
-/// The quoted datagram is the flow's own first 8 bytes (addresses, ports), which
-/// is what the container matches the error to its socket with.
-pub fn unreachable_frame(flow: &Flow, reason: DstUnreachable, out: &mut [u8]) -> Option<usize> {
-    let (inside, outside) = (flow.key.inside, flow.key.outside);
-    let mut quote = [0u8; UDP_HEADER_LEN];
-    quote[..2].copy_from_slice(&inside.port().to_be_bytes());
-    quote[2..4].copy_from_slice(&outside.port().to_be_bytes());
-    unreachable_quoting(flow, reason, quote, out)
-}
-
-/// [`unreachable_frame`] with the first 8 bytes of the refused segment given
-/// (for TCP: ports and the SYN's sequence number, which the container's stack
-/// checks).
-pub fn unreachable_quoting(flow: &Flow, reason: DstUnreachable, mut quote: [u8; 8], out: &mut [u8]) -> Option<usize> {
-    let (inside, outside) = (flow.key.inside, flow.key.outside);
-    let protocol = match flow.key.proto {
-        NatProto::Tcp => IpProtocol::Tcp,
-        NatProto::Udp => {
-            quote[4..6].copy_from_slice(&8u16.to_be_bytes());
-            IpProtocol::Udp
-        }
-        NatProto::Icmp => {
-            // The echo request's header: type 8, code 0, identifier.
-            quote = [0; 8];
-            quote[0] = 8;
-            quote[4..6].copy_from_slice(&inside.port().to_be_bytes());
-            IpProtocol::Icmp
-        }
-    };
-    let header = Ipv4Repr {
-        src_addr: *inside.ip(),
-        dst_addr: *outside.ip(),
-        protocol,
-        payload_len: 8,
-        ttl: 64,
-    };
-    let icmp = Icmpv4Repr::DstUnreachable {
-        reason,
-        next_hop_mtu: 0,
-        header,
-        data: &quote,
-    };
-    let l2 = EthernetRepr {
-        src: flow.path.gateway_mac,
-        dst: flow.path.mac,
-        ethertype: EtherType::Ipv4,
-    };
-    let l3 = Ipv4Repr {
-        src_addr: *outside.ip(),
-        dst_addr: *inside.ip(),
-        protocol: IpProtocol::Icmp,
-        payload_len: icmp.buffer_len(),
-        ttl: 63,
-    };
-    let len = l2.buffer_len() + l3.buffer_len() + icmp.buffer_len();
-    let buf = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(buf);
-    l2.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    l3.emit(&mut packet);
-    icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()));
-    Some(len)
-}
-
-/// Builds the frame that carries `data`, received on flow `flow`'s host socket,
-/// to the container: a UDP datagram from the outside address, or the ICMP echo
-/// reply with the container's own identifier put back. Returns its length in
-/// `out`, or `None` if it does not fit or is not an echo reply.
-pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> {
-    let (src, dst) = (*flow.key.outside.ip(), *flow.key.inside.ip());
-    let (protocol, payload_len) = match flow.key.proto {
-        NatProto::Udp => (IpProtocol::Udp, UDP_HEADER_LEN + data.len()),
-        NatProto::Icmp => (IpProtocol::Icmp, data.len()),
-        // TCP segments are built by the relay's stack, not here.
-        NatProto::Tcp => return None,
-    };
-    let l2 = EthernetRepr {
-        src: flow.path.gateway_mac,
-        dst: flow.path.mac,
-        ethertype: EtherType::Ipv4,
-    };
-    let l3 = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        protocol,
-        payload_len,
-        ttl: 63,
-    };
-    let len = l2.buffer_len() + l3.buffer_len() + payload_len;
-    if len > usize::from(u16::MAX) {
-        return None;
-    }
-    let buf = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(buf);
-    l2.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    l3.emit(&mut packet);
-    match flow.key.proto {
-        NatProto::Udp => {
-            let udp = UdpRepr {
-                src_port: flow.key.outside.port(),
-                dst_port: flow.key.inside.port(),
-                payload: data,
-            };
-            udp.emit(&mut UdpPacket::new_unchecked(packet.payload_mut()), src, dst);
-        }
-        NatProto::Icmp => {
-            let body = packet.payload_mut();
-            body.copy_from_slice(data);
-            let mut msg = Icmpv4Packet::new_checked(body).ok()?;
-            if msg.msg_type() != Icmpv4Message::EchoReply {
-                return None;
-            }
-            msg.set_echo_ident(flow.key.inside.port());
-            msg.fill_checksum();
-        }
-        NatProto::Tcp => return None,
-    }
-    Some(len)
-}
-
 fn echo(gw: &GatewayConfig, eth: &EthernetFrame<&[u8]>, ip: &Ipv4Repr, payload: &[u8], out: &mut [u8]) -> Action {
     if ip.protocol != IpProtocol::Icmp {
         return Action::Drop(DropReason::GatewayUnhandled);
@@ -402,6 +235,10 @@ fn echo(gw: &GatewayConfig, eth: &EthernetFrame<&[u8]>, ip: &Ipv4Repr, payload: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nat::frames::{inbound_frame, unreachable_frame};
+    use crate::wire::UdpRepr;
+    use crate::wire::icmpv4::DstUnreachable;
+    use ipnet::Ipv4Net;
 
     const HOST: MacAddr = MacAddr([2, 0x42, 10, 9, 0, 2]);
 
@@ -601,8 +438,8 @@ mod tests {
 
     #[test]
     fn udp_is_routed_and_replies_come_back_as_frames_to_the_container() {
-        use crate::engine::PortId;
         use crate::nat::{Flow, FlowPath};
+        use crate::types::PortId;
         let g = gw(false);
         let (src, dst) = (Ipv4Addr::new(10, 9, 0, 2), Ipv4Addr::new(198, 18, 0, 2));
         let udp = UdpRepr {
@@ -673,8 +510,8 @@ mod tests {
 
     #[test]
     fn echo_replies_get_the_containers_identifier_back() {
-        use crate::engine::PortId;
         use crate::nat::{Flow, FlowKey, FlowPath};
+        use crate::types::PortId;
         let g = gw(false);
         let outside = Ipv4Addr::new(198, 18, 0, 2);
         let flow = Flow {
@@ -729,8 +566,8 @@ mod tests {
 
     #[test]
     fn refused_flows_get_a_port_unreachable_quoting_their_ports() {
-        use crate::engine::PortId;
         use crate::nat::{Flow, FlowKey, FlowPath};
+        use crate::types::PortId;
         let g = gw(false);
         let (inside, outside) = (
             SocketAddrV4::new(Ipv4Addr::new(10, 9, 0, 2), 40000),

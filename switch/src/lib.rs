@@ -1,36 +1,40 @@
-//! The Plexus dataplane: a userspace Ethernet switch.
+//! The Plexus dataplane: a userspace Ethernet switch with a gateway, outbound
+//! NAT and published ports.
 //!
-//! This crate knows frames, ports and tables; it knows nothing of namespaces or of
-//! the CNM model (`sandbox/` and the root crate). Layers:
+//! This crate knows frames, ports and tables; it knows nothing of namespaces or
+//! of the CNM model (`sandbox/` and the root crate). Layers, each importing only
+//! those above it in this list:
 //!
 //! - [`wire`]: zero-copy views and validated reprs of Ethernet, ARP, IPv4,
-//!   ICMPv4, UDP, TCP and virtio-net headers, checksums with incremental update;
-//! - [`fdb`], [`engine`]: the sans-IO core — MAC learning, ageing, forwarding
-//!   decisions, counters — driven with `now` and frames, tested with a virtual clock;
-//! - [`port`]: the I/O backends (AF_PACKET for veth host ends, TAP fds);
-//! - [`dataplane`]: the worker thread that owns the ports and runs the engine in
-//!   bursts, and the handle the control plane uses over a channel;
-//! - [`gateway`], [`nat`], [`tcp`]: the gateway inside the switch, outbound NAT
-//!   and published ports (UDP and ICMP over host sockets, TCP terminated in
-//!   smoltcp and relayed to host streams).
+//!   ICMPv4, UDP, TCP and virtio-net headers, and the Internet checksum;
+//! - [`types`] (handles, drop reasons, counters, a network's gateway) and
+//!   [`frame`] (frame buffers and bursts): the shared vocabulary;
+//! - [`l2`]: the sans-IO forwarding engine — MAC learning, ageing, the L2
+//!   decision, anti-spoofing, counters — driven with `now` and frames;
+//! - [`gateway`]: the network's gateway address in the switch — ARP, echo, the
+//!   routing decision (martians, isolation, internal networks, what NAT takes);
+//! - [`nat`]: the connection table, the frames NAT builds, and the TCP relay
+//!   (connections terminated in smoltcp), all sans-IO;
+//! - [`io`]: ports (AF_PACKET, TAP, in memory, pcap and fault wrappers) and the
+//!   host's sockets behind the [`io::Host`] trait;
+//! - [`dataplane`]: the worker that runs all of it in bursts, and the handle
+//!   the control plane uses over a channel.
 
 #![deny(unsafe_code)]
 
 pub mod dataplane;
-pub mod engine;
-pub mod fdb;
-pub mod flowsock;
+pub mod frame;
 pub mod gateway;
+pub mod io;
+pub mod l2;
 mod mac;
 pub mod nat;
-pub mod port;
-pub mod tcp;
+pub mod types;
 pub mod wire;
 
-pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, PortStats};
-pub use engine::{
-    DomainConfig, DomainId, DropReason, Engine, GatewayOutcome, PortConfig, PortCounters, PortId, Verdict,
-};
-pub use gateway::GatewayConfig;
+pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, Health, PortStats};
+pub use gateway::is_martian;
+pub use l2::{DomainConfig, Engine, PortConfig, Verdict};
 pub use mac::{MacAddr, MacParseError};
 pub use nat::{FdUse, NatConfig, NatProto, PublishSpec};
+pub use types::{DomainId, DropReason, GatewayConfig, PortCounters, PortId};

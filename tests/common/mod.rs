@@ -144,7 +144,7 @@ pub fn ns_path(name: &str) -> PathBuf {
 // ---------------------------------------------------------------------------
 // Raw frames into a sandbox's port (tests/switch.rs, tests/cli.rs).
 
-use plexus_switch::port::{PacketPort, Port};
+use plexus_switch::io::{PacketPort, Port};
 
 /// Opens a raw sender on `eth0` of a sandbox (the socket stays bound to that
 /// namespace after the thread that made it returns).

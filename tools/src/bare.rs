@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use plexus_sandbox::tap;
-use plexus_switch::port::{PacketPort, Port, TapPort};
+use plexus_switch::io::{PacketPort, Port, TapPort};
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, PortConfig};
 
 /// Arguments of `plexus switch`.

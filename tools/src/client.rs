@@ -81,14 +81,18 @@ impl Client {
         };
         let mut line = serde_json::to_vec(req)?;
         line.push(b'\n');
-        self.writer
-            .write_all(&line)
-            .map_err(|e| lost(format!("sending the request: {}", describe(&e))))?;
+        // A daemon that refuses the connection (too many clients) says why and
+        // closes it, maybe before the request is written: the answer is still
+        // there to read.
+        let sent = self.writer.write_all(&line);
         let mut answer = String::new();
-        let n = self
-            .reader
-            .read_line(&mut answer)
-            .map_err(|e| lost(format!("reading the response: {}", describe(&e))))?;
+        let read = self.reader.read_line(&mut answer);
+        let n = match (read, sent) {
+            (Ok(n), _) if n > 0 => n,
+            (_, Err(e)) => return Err(lost(format!("sending the request: {}", describe(&e))).into()),
+            (Err(e), Ok(())) => return Err(lost(format!("reading the response: {}", describe(&e))).into()),
+            (Ok(n), Ok(())) => n,
+        };
         if n == 0 {
             return Err(lost("the daemon closed the connection without answering".into()).into());
         }

@@ -20,8 +20,9 @@
 //!   is never removed. The socket is created with mode 0660 (umask set around
 //!   `bind`, so there is no window with wider permissions).
 //! - A request that panics gets an `Internal` error; the daemon stays up.
-//! - Logging: one line on start and stop, and one line per mutating request on
-//!   stderr; accept errors at most one line per [`LOG_EVERY`].
+//! - Logging: through the `log` facade ([`crate::logger`]: stderr, `--log-level`,
+//!   repeats rate-limited): one line on start and stop, one per mutating
+//!   request; accept errors at most one line per ten seconds.
 //! - Bounds: at most `--api-max-clients` connections at once (one more gets a
 //!   `TooManyClients` error and is closed), and a connection that sends no
 //!   complete request within `--api-idle-timeout` is closed; both are counted
@@ -74,8 +75,6 @@ pub const FD_RESERVE_BASE: u64 = 64;
 /// How long a starting daemon waits for the store's lock (a killed daemon
 /// still exiting holds it).
 const LOCK_WAIT: Duration = Duration::from_secs(10);
-/// At most one log line per this long for a repeating error.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// What `plexus daemon` was asked to do.
 #[derive(Debug, Clone)]
@@ -135,34 +134,6 @@ struct ApiBounds {
     clients: AtomicUsize,
     refused: AtomicU64,
     idle_closed: AtomicU64,
-}
-
-/// One log line per [`LOG_EVERY`] for an error that repeats, with the count
-/// of those not shown.
-#[derive(Debug, Default)]
-struct LogLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    fn log(&mut self, what: &str) {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        if self.suppressed > 0 {
-            eprintln!(
-                "plexus daemon: {what} (and {} more since the last line)",
-                self.suppressed
-            );
-        } else {
-            eprintln!("plexus daemon: {what}");
-        }
-        self.last = Some(now);
-        self.suppressed = 0;
-    }
 }
 
 /// Shared by the connection threads.
@@ -248,7 +219,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
             .name("signals".into())
             .spawn(move || {
                 if let Ok(sig) = signals.wait() {
-                    eprintln!("plexus daemon: {sig}, shutting down");
+                    log::info!("{sig}, shutting down");
                 }
                 stopping.store(true, Ordering::SeqCst);
                 // Wakes the accept below: on Linux, accept on a shut-down listening
@@ -259,28 +230,31 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     }
 
     let (mode, why) = plexus::mode::Mode::detect();
-    eprintln!(
-        "plexus daemon: pid {}, {} ({why}), state dir {}, socket {}",
+    log::info!(
+        "pid {}, {} ({why}), state dir {}, socket {}",
         std::process::id(),
         mode.as_str(),
         opts.state_dir.display(),
         server.socket.display()
     );
     for c in rootless_checks(mode).iter().filter(|c| !c.ok) {
-        eprintln!("plexus daemon: rootless: {}: {}", c.name, c.detail);
+        log::warn!("rootless: {}: {}", c.name, c.detail);
     }
     if let Some(ctrl) = server.ctrl.read().unwrap_or_else(PoisonError::into_inner).as_ref() {
         for line in ctrl.recovered() {
-            eprintln!("plexus daemon: recovered after a crash: {line}");
+            log::warn!("recovered after a crash: {line}");
         }
     }
-    eprintln!(
-        "plexus daemon: open files: limit {} (was {}, hard {}); {} kept for the API and the daemon, {} for ports, \
-         published listeners and NAT flows",
-        fds.limit, fds.raised_from, fds.hard, fds.reserved, fds.budget
+    log::info!(
+        "open files: limit {} (was {}, hard {}); {} kept for the API and the daemon, {} for ports, published \
+         listeners and NAT flows",
+        fds.limit,
+        fds.raised_from,
+        fds.hard,
+        fds.reserved,
+        fds.budget
     );
 
-    let mut accept_errors = LogLimit::default();
     for conn in listener.incoming() {
         if stopping.load(Ordering::SeqCst) {
             break;
@@ -298,13 +272,13 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
                     .name("conn".into())
                     .spawn(move || slot.0.serve(stream, &slot))
                 {
-                    accept_errors.log(&format!("cannot start a connection thread: {e}"));
+                    log::warn!("cannot start a connection thread: {e}");
                 }
             }
             Err(e) => {
                 // EMFILE and the like: back off instead of spinning, and say
                 // so once in a while, not once per attempt.
-                accept_errors.log(&format!("accept: {e}"));
+                log::warn!("accept: {e}");
                 thread::sleep(Duration::from_millis(100));
             }
         }
@@ -317,7 +291,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     }
     let ctrl = server.ctrl.write().unwrap_or_else(PoisonError::into_inner).take();
     drop(ctrl);
-    eprintln!("plexus daemon: stopped");
+    log::info!("stopped");
     Ok(())
 }
 
@@ -387,7 +361,7 @@ fn check_socket_path(path: &Path) -> anyhow::Result<()> {
         Ok(_) => bail!("another plexus daemon is already listening on {}", path.display()),
         Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
             fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
-            eprintln!("plexus daemon: removed stale socket {}", path.display());
+            log::info!("removed stale socket {}", path.display());
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("checking socket {}", path.display())),
@@ -472,8 +446,8 @@ impl Server {
         if mutates(&req) || result.as_ref().is_err_and(|e| e.kind == KIND_INTERNAL) {
             let shown = serde_json::to_string(&req).unwrap_or_default();
             match &result {
-                Ok(_) => eprintln!("plexus daemon: {shown}: ok"),
-                Err(e) => eprintln!("plexus daemon: {shown}: {}: {}", e.kind, e.message),
+                Ok(_) => log::info!("{shown}: ok"),
+                Err(e) => log::warn!("{shown}: {}: {}", e.kind, e.message),
             }
         }
         match result {

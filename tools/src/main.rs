@@ -15,6 +15,7 @@ mod cli;
 mod client;
 mod daemon;
 mod demo;
+mod logger;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -210,6 +211,7 @@ learned because the MAC table was full, and the frames dropped, by reason:
   tx_error      the egress port's send failed
   rx_overrun    the kernel dropped it before the switch read it (receive ring full)
   rx_error      receiving from the port failed (its device is gone or broken)
+  unknown_port  came in on a port the switch no longer knows (being removed)
   malformed     an ARP or IPv4 packet that does not parse
   gateway_unhandled  for the gateway, but nothing it serves (e.g. TCP to its address)
   martian       routed to loopback, 0.0.0.0/8, link-local, multicast or broadcast:
@@ -221,6 +223,8 @@ learned because the MAC table was full, and the frames dropped, by reason:
   nat_full      a new outbound flow refused: the NAT table, or the endpoint's share
                 of it, is full (see plexus nat --help)
   nat_error     outbound NAT could not open or use the flow's host socket
+  nat_recv_error  a flow's host socket failed to receive
+  listener_error  a published port's listener failed to accept, receive or send
   fd_budget     a new flow refused: the file descriptors the daemon sets aside for
                 flows are used up (plexus info shows the budget)
 
@@ -363,6 +367,10 @@ struct DaemonArgs {
     /// before the daemon closes it (at least 1; counted in `plexus info`).
     #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = daemon::DEFAULT_API_IDLE_SECS)]
     api_idle_timeout: u64,
+    /// What the daemon logs on stderr: error, warn, info (what it does: start,
+    /// stop, each change), or debug. Repeated messages are rate-limited.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = logger::LogLevel::Info)]
+    log_level: logger::LogLevel,
 }
 
 /// The library's NAT limits and timeouts, which the daemon's flags default to.

@@ -6,8 +6,7 @@
 //! the whole message. An error message's body quotes the offending datagram's
 //! IPv4 header and first payload bytes: [`Packet::quoted_header`] views it (with
 //! [`Ipv4Packet::new_quoted`](super::ipv4::Packet::new_quoted), since the quote
-//! is shorter than the length it names), and `quoted_header_mut` lets NAT rewrite
-//! the quoted addresses and ports.
+//! is shorter than the length it names).
 //!
 //! [`Repr`] covers the four messages above; other types give `Unsupported`, an
 //! echo with a non-zero code `Malformed`. Unknown codes of the error messages are
@@ -143,11 +142,6 @@ fields! {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
-    /// The quoted IPv4 header of an error message, writable.
-    pub fn quoted_header_mut(&mut self) -> Result<ipv4::Packet<&mut [u8]>, WireError> {
-        ipv4::Packet::new_quoted(self.payload_mut())
-    }
-
     /// Computes and writes the checksum.
     pub fn fill_checksum(&mut self) {
         self.set_checksum(0);
@@ -395,18 +389,6 @@ mod tests {
         // The quote is shorter than the length it names, and still readable.
         let q = p.quoted_header().unwrap();
         assert_eq!((q.total_len(), q.payload()), (33, &udp_head[..]));
-        // NAT rewrites the quoted source, then the quoted header's and the ICMP checksums.
-        let mut m = Packet::new_checked(&mut buf[..]).unwrap();
-        let mut q = m.quoted_header_mut().unwrap();
-        q.set_src_addr(Ipv4Addr::new(192, 0, 2, 1));
-        q.fill_checksum();
-        m.fill_checksum();
-        let Ok(Repr::TimeExceeded { header, .. }) =
-            Repr::parse(&Packet::new_checked(&buf[..]).unwrap(), ChecksumMode::Verify)
-        else {
-            panic!("rewritten quote does not parse");
-        };
-        assert_eq!(header.src_addr, Ipv4Addr::new(192, 0, 2, 1));
     }
 
     #[test]

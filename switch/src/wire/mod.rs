@@ -1,7 +1,7 @@
 //! Wire formats: zero-copy views and validated representations of the headers
 //! the switch reads and writes — Ethernet II, ARP, IPv4, ICMPv4, UDP, TCP — plus
 //! the virtio-net header that travels in front of frames on offload-capable ports,
-//! and the Internet checksum with RFC 1624 incremental updates for NAT rewrites.
+//! and the Internet checksum (with the RFC 1624 update of one rewritten field).
 //!
 //! Every protocol follows smoltcp's Packet/Repr split:
 //!
@@ -22,9 +22,11 @@
 //! as `Unknown(n)`, so a packet with a protocol we don't name still parses and
 //! re-emits unchanged.
 //!
-//! Why views and not only parsed structs: the datapath rewrites a few fields in
-//! place (NAT addresses and ports, TTL, MSS) and fixes checksums incrementally;
-//! parsing into structs and re-serialising would copy every frame.
+//! Why views and not only parsed structs: the hot path reads a few fields of
+//! every frame (addresses for anti-spoofing and routing, ports, flags) and
+//! rewrites a couple in place (a SYN's MSS for the relay, a raw ICMP socket's
+//! echo identifier); parsing into structs and re-serialising would copy every
+//! frame.
 //!
 //! ```
 //! use std::net::Ipv4Addr;

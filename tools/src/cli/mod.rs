@@ -57,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let socket = cli.socket.as_path();
     match cli.command {
         Command::Daemon(args) => {
+            crate::logger::init("plexus daemon", args.log_level);
             daemon::run(daemon::Options {
                 nat: args.nat(),
                 state_dir: args
@@ -69,8 +70,14 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             })?;
             Ok(0)
         }
-        Command::Demo(args) => crate::demo::run(&args),
-        Command::Switch(args) => crate::bare::run(&args),
+        Command::Demo(args) => {
+            crate::logger::init("plexus demo", crate::logger::LogLevel::Warn);
+            crate::demo::run(&args)
+        }
+        Command::Switch(args) => {
+            crate::logger::init("plexus switch", crate::logger::LogLevel::Info);
+            crate::bare::run(&args)
+        }
         Command::Network(cmd) => network(socket, cmd),
         Command::Sandbox(cmd) => sandbox(socket, cmd),
         Command::Endpoint(cmd) => endpoint(socket, cmd),

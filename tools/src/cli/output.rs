@@ -295,9 +295,9 @@ pub fn nat_table(flows: &[NatInfo]) -> String {
         .iter()
         .map(|f| {
             let state = match f.state {
-                Some(plexus_switch::tcp::TcpPhase::Connecting) => "connecting",
-                Some(plexus_switch::tcp::TcpPhase::Established) => "established",
-                Some(plexus_switch::tcp::TcpPhase::Closing) => "closing",
+                Some(plexus_switch::nat::TcpPhase::Connecting) => "connecting",
+                Some(plexus_switch::nat::TcpPhase::Established) => "established",
+                Some(plexus_switch::nat::TcpPhase::Closing) => "closing",
                 None => "-",
             };
             vec![
@@ -415,7 +415,7 @@ mod tests {
     fn nat_table_rows() {
         let flow = |proto, inside: &str, outside: &str| NatInfo {
             proto,
-            state: (proto == plexus_switch::NatProto::Tcp).then_some(plexus_switch::tcp::TcpPhase::Established),
+            state: (proto == plexus_switch::NatProto::Tcp).then_some(plexus_switch::nat::TcpPhase::Established),
             inside: inside.parse().unwrap(),
             outside: outside.parse().unwrap(),
             endpoint: "c1".into(),

@@ -1,8 +1,9 @@
 //! The forwarding engine: sans-IO. It holds the bridge domains (one per network,
 //! each with its MAC table and member ports) and the per-port configuration and
-//! counters, and decides, for each received frame, where it goes. It makes no
-//! syscall and reads no clock: the caller passes `now` and the frame and gets a
-//! [`Verdict`]; the I/O layer ([`crate::dataplane`]) moves the bytes.
+//! counters, and decides, for each received frame, where it goes at L2. It
+//! makes no syscall and reads no clock: the caller passes `now` and the frame
+//! and gets a [`Verdict`]; the worker ([`crate::dataplane`]) moves the bytes and
+//! hands frames for the gateway to [`crate::gateway`].
 //!
 //! Rules, in order, for a frame received on port P of domain D:
 //! 1. shorter than an Ethernet header → drop `runt`; a virtio-net header that
@@ -15,140 +16,23 @@
 //!    → drop `arp_spoofed`; an IPv4 packet whose source is not one of P's
 //!    addresses → drop `ip_spoofed` (before the gateway, so before NAT);
 //! 5. learn the source MAC on P (a full table counts `learn_table_full`);
-//! 6. for D's gateway (its MAC, or a broadcast ARP for its address) → handed to
-//!    the gateway ([`crate::gateway`]), which replies or counts a drop;
+//! 6. for D's gateway (its MAC, or a broadcast ARP for its address) →
+//!    [`Verdict::Gateway`], with the domain's gateway;
 //! 7. destination broadcast/multicast or unknown → flood to D's other ports;
 //!    known on P itself → drop `same_port`; else unicast to its port.
 //!
 //! Nothing here allocates per frame; counters are plain integers owned by the
 //! one thread that runs the engine.
 
-use std::time::{Duration, Instant};
-
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
+use super::fdb::{self, Fdb, FdbEntry, Learned};
 use crate::MacAddr;
-use crate::fdb::{self, Fdb, FdbEntry, Learned};
-use crate::gateway::{self, GatewayConfig};
+use crate::types::{DomainId, DropReason, GatewayConfig, PortCounters, PortId};
 use crate::wire::{ArpPacket, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, Ipv4Packet, vnet};
-
-/// A port's handle inside the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct PortId(pub u32);
-
-/// A bridge domain's handle inside the engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct DomainId(pub u32);
-
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        /// Why a frame was dropped. Each reason has its own counter per port.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[repr(u8)]
-        pub enum DropReason {
-            $($(#[$doc])* $variant,)*
-        }
-
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
-
-            /// The counter's name.
-            pub const fn name(self) -> &'static str {
-                match self {
-                    $(DropReason::$variant => $name,)*
-                }
-            }
-        }
-    };
-}
-
-drop_reasons! {
-    /// Shorter than an Ethernet header.
-    Runt => "runt",
-    /// Longer than the port's MTU allows.
-    Oversize => "oversize",
-    /// The virtio-net header does not parse.
-    BadVnetHdr => "bad_vnet_hdr",
-    /// Source MAC is multicast or zero.
-    BadSrc => "bad_src",
-    /// Source MAC is not the endpoint's own (anti-spoofing).
-    Spoofed => "spoofed",
-    /// ARP whose sender MAC or address is not the endpoint's own (anti-spoofing).
-    ArpSpoofed => "arp_spoofed",
-    /// IPv4 whose source address is not one the endpoint may use (anti-spoofing).
-    IpSpoofed => "ip_spoofed",
-    /// The destination lives on the ingress port.
-    SamePort => "same_port",
-    /// A GSO frame or partial checksum towards a port without offloads.
-    NoOffload => "no_offload",
-    /// The egress port's queue was full.
-    TxFull => "tx_full",
-    /// The egress port's send failed.
-    TxError => "tx_error",
-    /// The kernel dropped frames before the switch could read them (the port's
-    /// receive ring or queue was full).
-    RxOverrun => "rx_overrun",
-    /// Receiving from the port failed (its device is gone or broken).
-    RxError => "rx_error",
-    /// An ARP or IPv4 packet that does not parse (checked on ports with
-    /// anti-spoofing, and for the gateway).
-    Malformed => "malformed",
-    /// A packet for the gateway that it does not serve.
-    GatewayUnhandled => "gateway_unhandled",
-    /// Routed to an address that never leaves through NAT: loopback
-    /// (127.0.0.0/8), "this network" (0.0.0.0/8), link-local (169.254.0.0/16),
-    /// multicast, reserved or broadcast (224.0.0.0/3).
-    Martian => "martian",
-    /// Routed to another network's subnet: networks never reach each other.
-    Isolated => "isolated",
-    /// Routed out of an internal network.
-    Internal => "internal",
-    /// Routed out of the network, in a protocol outbound NAT does not carry.
-    NoRoute => "no_route",
-    /// A new outbound flow refused: the NAT table (or the endpoint's share) is full.
-    NatFull => "nat_full",
-    /// Outbound NAT could not open or use the flow's host socket.
-    NatError => "nat_error",
-    /// A new flow refused: the daemon's file descriptors set aside for flows
-    /// are used up (or the kernel refused one: EMFILE, ENFILE).
-    FdBudget => "fd_budget",
-}
-
-/// Number of drop reasons.
-pub const DROP_REASONS: usize = DropReason::ALL.len();
-
-/// A port's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PortCounters {
-    /// Frames received.
-    pub rx_frames: u64,
-    /// Bytes received (Ethernet frames, without virtio-net headers).
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_frames: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Source MACs not learned because the domain's table was full.
-    pub learn_table_full: u64,
-    /// Drops by reason, indexed by `DropReason as usize`; a drop is counted on
-    /// the ingress port for ingress reasons and on the egress port for tx ones.
-    pub drops: [u64; DROP_REASONS],
-}
-
-impl PortCounters {
-    /// The count of one drop reason.
-    pub fn dropped(&self, r: DropReason) -> u64 {
-        self.drops[r as usize]
-    }
-
-    /// All drops.
-    pub fn dropped_total(&self) -> u64 {
-        self.drops.iter().sum()
-    }
-}
 
 /// A bridge domain's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,20 +100,8 @@ pub enum Verdict {
     Unicast(PortId),
     /// Send it out of every other port of the domain.
     Flood(DomainId),
-    /// It is for the domain's gateway: hand it to [`Engine::gateway`].
-    Gateway,
-}
-
-/// What became of a frame for the gateway.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayOutcome {
-    /// A reply of this length is in the output buffer, for the ingress port.
-    Reply(usize),
-    /// Routed out: outbound NAT or a published port carries it (the gateway
-    /// is the source of the replies).
-    Routed(gateway::Routed, GatewayConfig),
-    /// Dropped and counted.
-    Dropped,
+    /// It is for the domain's gateway (see [`crate::gateway::handle`]).
+    Gateway(GatewayConfig),
 }
 
 /// Errors of engine configuration.
@@ -369,7 +241,7 @@ impl Engine {
     /// `vnet_hdr` is the frame's virtio-net header if the port carries one.
     pub fn classify(&mut self, now: Instant, ingress: PortId, vnet_hdr: Option<&[u8]>, frame: &[u8]) -> Verdict {
         let Some(port) = self.ports.get_mut(idx(ingress.0)).and_then(Option::as_mut) else {
-            return Verdict::Drop(DropReason::Runt);
+            return Verdict::Drop(DropReason::UnknownPort);
         };
         let c = &mut port.counters;
         c.rx_frames += 1;
@@ -409,13 +281,13 @@ impl Engine {
         if domain.fdb.learn(now, src, ingress) == Learned::TableFull {
             c.learn_table_full += 1;
         }
-        if domain.config.gateway.is_some_and(|g| g.wants(&eth)) {
+        if let Some(gw) = domain.config.gateway.filter(|g| g.wants(&eth)) {
             // The gateway's TCP stack reads TCP super-frames whole; any other
             // GSO frame would need segmenting first.
             return if gso && !gso_tcp {
                 drop(c, DropReason::NoOffload)
             } else {
-                Verdict::Gateway
+                Verdict::Gateway(gw)
             };
         }
         let dst = eth.dst();
@@ -429,33 +301,15 @@ impl Engine {
         }
     }
 
-    /// Lets the gateway of `ingress`'s domain handle a frame classified
-    /// [`Verdict::Gateway`]. A reply is written into `out`; a drop is counted.
-    pub fn gateway(&mut self, ingress: PortId, frame: &[u8], out: &mut [u8]) -> GatewayOutcome {
-        let Some(domain_id) = self.port(ingress).map(|p| p.config.domain) else {
-            return GatewayOutcome::Dropped;
-        };
-        let Some(gw) = self.domain(domain_id).ok().and_then(|d| d.config.gateway) else {
-            self.count_drop(ingress, DropReason::GatewayUnhandled);
-            return GatewayOutcome::Dropped;
-        };
-        let domains = &self.domains;
-        let isolated = |a: std::net::Ipv4Addr| {
-            domains.iter().enumerate().any(|(i, d)| {
-                i != idx(domain_id.0)
-                    && d.as_ref()
-                        .and_then(|d| d.config.gateway)
-                        .is_some_and(|g| g.subnet.contains(&a))
-            })
-        };
-        match gateway::handle(&gw, isolated, frame, out) {
-            gateway::Action::Reply(n) => GatewayOutcome::Reply(n),
-            gateway::Action::Routed(r) => GatewayOutcome::Routed(r, gw),
-            gateway::Action::Drop(r) => {
-                self.count_drop(ingress, r);
-                GatewayOutcome::Dropped
-            }
-        }
+    /// True if `addr` belongs to a network (domain with a gateway) other than
+    /// `domain`: networks never reach each other (`isolated`).
+    pub fn is_other_network(&self, domain: DomainId, addr: Ipv4Addr) -> bool {
+        self.domains.iter().enumerate().any(|(i, d)| {
+            i != idx(domain.0)
+                && d.as_ref()
+                    .and_then(|d| d.config.gateway)
+                    .is_some_and(|g| g.subnet.contains(&addr))
+        })
     }
 
     /// Counts a frame sent on `port`.

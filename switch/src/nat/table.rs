@@ -1,13 +1,17 @@
 //! Outbound NAT's connection table. Sans-IO: it decides which flows exist, when
-//! they expire and when a new one is refused; the dataplane owns the host socket
-//! of each flow and moves the payloads.
+//! they expire and when a new one is refused. Each flow's entry also holds its
+//! I/O — a value of the caller's type `T`, opened by the caller when the table
+//! admits the flow — so a flow's row and its socket (or stream and relay state)
+//! live in one slab entry, whose key is the flow's id and the worker's poll
+//! token: no parallel arrays.
 //!
 //! A flow is a container's conversation with one outside address: a UDP
-//! (source, destination) pair, or an ICMP echo identifier towards one address.
-//! Each flow leaves the host as an ordinary socket of the daemon — a connected
-//! UDP socket, or an unprivileged ICMP "ping" socket — so no iptables, no kernel
-//! forwarding and no raw packets are involved, and the outside sees the host's
-//! address as the source.
+//! (source, destination) pair, an ICMP echo identifier towards one address, or
+//! a TCP connection (outbound, or from a published port's client). Each flow
+//! leaves the host as an ordinary socket of the daemon — a connected UDP
+//! socket, an unprivileged ICMP "ping" socket, a TCP stream — so no iptables,
+//! no kernel forwarding, and the outside sees the host's address as the
+//! source.
 //!
 //! Limits: a total and a per-endpoint bound. A full table refuses the new flow
 //! (counted as `nat_full`) and never evicts an existing one. Idle flows expire
@@ -27,9 +31,22 @@ use std::collections::HashMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use slab::Slab;
+
 use crate::MacAddr;
-use crate::engine::PortId;
-use crate::tcp::TcpPhase;
+use crate::types::PortId;
+
+/// A connection's phase, which sets its idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TcpPhase {
+    /// Handshakes in progress (host connect, or the container's SYN-ACK).
+    Connecting,
+    /// Both sides open.
+    Established,
+    /// One side has closed or reset; draining.
+    Closing,
+}
 
 /// The protocols outbound NAT carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -66,7 +83,8 @@ pub struct FlowKey {
     pub outside: SocketAddrV4,
 }
 
-/// A flow's handle, stable for its life (the dataplane keys its socket by it).
+/// A flow's handle, stable for its life: its slab key (and the worker's poll
+/// token of its socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowId(pub u32);
 
@@ -152,16 +170,26 @@ pub struct PublishSpec {
 
 /// The answer to an outbound packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outbound {
+pub enum Outbound<E> {
     /// An existing flow carries it.
     Existing(FlowId),
-    /// A new flow: the caller opens its socket (or calls [`NatTable::remove`]
-    /// if it cannot).
+    /// A new flow, whose I/O the caller opened.
     New(FlowId),
     /// The table (or the endpoint's share of it) is full.
     Full,
     /// The file descriptors set aside for flows are used up.
     OverBudget,
+    /// The caller could not open the flow's I/O; nothing was added.
+    Failed(E),
+}
+
+/// One flow: its row and its I/O.
+#[derive(Debug)]
+pub struct Entry<T> {
+    /// The row.
+    pub flow: Flow,
+    /// What carries it (the caller's).
+    pub io: T,
 }
 
 /// Where the file descriptor budget stands.
@@ -179,31 +207,43 @@ pub struct FdUse {
     pub share: usize,
 }
 
-/// The connection table.
-#[derive(Debug, Default)]
-pub struct NatTable {
+/// The connection table: flows and their I/O of type `T`.
+#[derive(Debug)]
+pub struct NatTable<T> {
     config: NatConfig,
     by_key: HashMap<FlowKey, FlowId>,
-    flows: Vec<Option<Flow>>,
-    free: Vec<u32>,
+    flows: Slab<Entry<T>>,
     per_port: HashMap<PortId, usize>,
     /// Descriptors held besides flows, and the number of ports.
     ports: usize,
     listeners: usize,
 }
 
-impl NatTable {
+fn id_of(key: usize) -> FlowId {
+    FlowId(u32::try_from(key).unwrap_or(u32::MAX))
+}
+
+impl<T> NatTable<T> {
     /// An empty table.
-    pub fn new(config: NatConfig) -> NatTable {
+    pub fn new(config: NatConfig) -> NatTable<T> {
         NatTable {
             config,
-            ..NatTable::default()
+            by_key: HashMap::new(),
+            flows: Slab::new(),
+            per_port: HashMap::new(),
+            ports: 0,
+            listeners: 0,
         }
     }
 
     /// Changes the limits and timeouts (existing flows stay).
     pub fn configure(&mut self, config: NatConfig) {
         self.config = config;
+    }
+
+    /// The limits and timeouts.
+    pub fn config(&self) -> &NatConfig {
+        &self.config
     }
 
     /// Tells the table how many ports and published listeners hold a
@@ -259,29 +299,57 @@ impl NatTable {
 
     /// Records activity of TCP flow `id` and its phase.
     pub fn touch_tcp(&mut self, now: Instant, id: FlowId, phase: TcpPhase) {
-        if let Some(f) = self.flow_mut(id) {
-            f.last_seen = now;
-            f.tcp = Some(phase);
+        if let Some(e) = self.flows.get_mut(id.0 as usize) {
+            e.flow.last_seen = now;
+            e.flow.tcp = Some(phase);
         }
     }
 
-    /// A packet from a container: finds or makes its flow.
-    pub fn outbound(&mut self, now: Instant, key: FlowKey, path: FlowPath) -> Outbound {
+    /// A packet from a container: finds its flow, or admits a new one and
+    /// lets `open` make its I/O (given the flow's id, before it exists).
+    pub fn outbound<E>(
+        &mut self,
+        now: Instant,
+        key: FlowKey,
+        path: FlowPath,
+        open: impl FnOnce(FlowId) -> Result<T, E>,
+    ) -> Outbound<E> {
         if let Some(&id) = self.by_key.get(&key)
-            && let Some(f) = self.flow_mut(id)
+            && let Some(e) = self.flows.get_mut(id.0 as usize)
         {
-            f.last_seen = now;
-            f.packets_out += 1;
-            f.path = path;
+            e.flow.last_seen = now;
+            e.flow.packets_out += 1;
+            e.flow.path = path;
             return Outbound::Existing(id);
         }
-        let mine = self.per_port.get(&path.port).copied().unwrap_or(0);
+        let id = match self.room_for(path.port) {
+            Ok(id) => id,
+            Err(refused) => return refused,
+        };
+        match open(id) {
+            Ok(io) => Outbound::New(self.insert(now, key, path, io)),
+            Err(e) => Outbound::Failed(e),
+        }
+    }
+
+    /// Whether a new flow of `port` is admitted now: the id it will get, or
+    /// why not ([`Outbound::Full`], [`Outbound::OverBudget`]). For a caller
+    /// that learns the flow's key only while opening its I/O (an accepted
+    /// client): then [`NatTable::insert`], with nothing added in between.
+    pub fn room_for<E>(&self, port: PortId) -> Result<FlowId, Outbound<E>> {
+        let mine = self.per_port.get(&port).copied().unwrap_or(0);
         if self.by_key.len() >= self.config.max_flows || mine >= self.share() {
-            return Outbound::Full;
+            return Err(Outbound::Full);
         }
         if self.config.fd_budget.is_some() && self.by_key.len() >= self.flow_room() {
-            return Outbound::OverBudget;
+            return Err(Outbound::OverBudget);
         }
+        Ok(id_of(self.flows.vacant_key()))
+    }
+
+    /// Adds a flow admitted by [`NatTable::room_for`] (its key must be new);
+    /// returns its id.
+    pub fn insert(&mut self, now: Instant, key: FlowKey, path: FlowPath, io: T) -> FlowId {
         let flow = Flow {
             key,
             path,
@@ -290,81 +358,82 @@ impl NatTable {
             packets_in: 0,
             tcp: (key.proto == NatProto::Tcp).then_some(TcpPhase::Connecting),
         };
-        let id = match self.free.pop() {
-            Some(i) => {
-                self.flows[i as usize] = Some(flow);
-                FlowId(i)
-            }
-            None => {
-                self.flows.push(Some(flow));
-                FlowId(u32::try_from(self.flows.len() - 1).unwrap_or(u32::MAX))
-            }
-        };
+        let id = id_of(self.flows.insert(Entry { flow, io }));
         self.by_key.insert(key, id);
         *self.per_port.entry(path.port).or_insert(0) += 1;
-        Outbound::New(id)
+        id
     }
 
     /// A packet from outside for flow `id`: where to deliver it.
     pub fn inbound(&mut self, now: Instant, id: FlowId) -> Option<Flow> {
-        let f = self.flow_mut(id)?;
+        let f = &mut self.flows.get_mut(id.0 as usize)?.flow;
         f.last_seen = now;
         f.packets_in += 1;
         Some(*f)
     }
 
-    /// A flow.
-    pub fn get(&self, id: FlowId) -> Option<&Flow> {
-        self.flows.get(id.0 as usize).and_then(Option::as_ref)
+    /// A flow and its I/O.
+    pub fn get(&self, id: FlowId) -> Option<&Entry<T>> {
+        self.flows.get(id.0 as usize)
     }
 
-    fn flow_mut(&mut self, id: FlowId) -> Option<&mut Flow> {
-        self.flows.get_mut(id.0 as usize).and_then(Option::as_mut)
+    /// A flow and its I/O, to use.
+    pub fn get_mut(&mut self, id: FlowId) -> Option<&mut Entry<T>> {
+        self.flows.get_mut(id.0 as usize)
     }
 
-    /// Removes a flow (its socket is the caller's to close).
-    pub fn remove(&mut self, id: FlowId) -> Option<Flow> {
-        let f = self.flows.get_mut(id.0 as usize)?.take()?;
-        self.by_key.remove(&f.key);
-        if let Some(n) = self.per_port.get_mut(&f.path.port) {
+    /// Removes a flow and hands back its I/O (the caller's to close).
+    pub fn remove(&mut self, id: FlowId) -> Option<Entry<T>> {
+        let e = self.flows.try_remove(id.0 as usize)?;
+        self.by_key.remove(&e.flow.key);
+        if let Some(n) = self.per_port.get_mut(&e.flow.path.port) {
             *n -= 1;
             if *n == 0 {
-                self.per_port.remove(&f.path.port);
+                self.per_port.remove(&e.flow.path.port);
             }
         }
-        self.free.push(id.0);
-        Some(f)
+        Some(e)
     }
 
-    /// Removes the flows idle past their timeout, calling `closed` for each.
-    pub fn expire(&mut self, now: Instant, mut closed: impl FnMut(FlowId)) {
-        for i in 0..self.flows.len() {
-            let Some(f) = self.flows[i] else { continue };
-            if now.saturating_duration_since(f.last_seen) >= self.timeout(&f) {
-                let id = FlowId(u32::try_from(i).unwrap_or(u32::MAX));
-                self.remove(id);
-                closed(id);
-            }
-        }
+    /// Removes the flows idle past their timeout, handing each to `closed`.
+    pub fn expire(&mut self, now: Instant, closed: impl FnMut(FlowId, Entry<T>)) {
+        let due: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.flow.last_seen) >= self.timeout(&e.flow))
+            .map(|(k, _)| id_of(k))
+            .collect();
+        self.remove_all(due, closed);
     }
 
-    /// Removes every flow of a port (its endpoint is gone), calling `closed`.
-    pub fn remove_port(&mut self, port: PortId, mut closed: impl FnMut(FlowId)) {
-        for i in 0..self.flows.len() {
-            if self.flows[i].is_some_and(|f| f.path.port == port) {
-                let id = FlowId(u32::try_from(i).unwrap_or(u32::MAX));
-                self.remove(id);
-                closed(id);
+    /// Removes every flow of a port (its endpoint is gone), handing each to
+    /// `closed`.
+    pub fn remove_port(&mut self, port: PortId, closed: impl FnMut(FlowId, Entry<T>)) {
+        let gone: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, e)| e.flow.path.port == port)
+            .map(|(k, _)| id_of(k))
+            .collect();
+        self.remove_all(gone, closed);
+    }
+
+    fn remove_all(&mut self, ids: Vec<FlowId>, mut closed: impl FnMut(FlowId, Entry<T>)) {
+        for id in ids {
+            if let Some(e) = self.remove(id) {
+                closed(id, e);
             }
         }
     }
 
     /// The flows, in id order.
     pub fn flows(&self) -> impl Iterator<Item = (FlowId, &Flow)> {
-        self.flows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, f)| Some((FlowId(u32::try_from(i).ok()?), f.as_ref()?)))
+        self.flows.iter().map(|(k, e)| (id_of(k), &e.flow))
+    }
+
+    /// Every flow's I/O, to walk (the relay's timers).
+    pub fn ios_mut(&mut self) -> impl Iterator<Item = (FlowId, &mut T)> {
+        self.flows.iter_mut().map(|(k, e)| (id_of(k), &mut e.io))
     }
 
     /// Number of flows.
@@ -391,6 +460,11 @@ mod tests {
         }
     }
 
+    /// Admits `key` with no I/O.
+    fn open(t: &mut NatTable<()>, now: Instant, key: FlowKey, path: FlowPath) -> Outbound<()> {
+        t.outbound(now, key, path, |_| Ok(()))
+    }
+
     fn path(p: u32) -> FlowPath {
         FlowPath {
             port: PortId(p),
@@ -402,17 +476,17 @@ mod tests {
     #[test]
     fn flows_are_found_counted_and_expire() {
         let t0 = Instant::now();
-        let mut t = NatTable::new(NatConfig::default());
-        let Outbound::New(id) = t.outbound(t0, key(1000), path(0)) else {
+        let mut t = NatTable::<()>::new(NatConfig::default());
+        let Outbound::New(id) = open(&mut t, t0, key(1000), path(0)) else {
             panic!()
         };
-        assert_eq!(t.outbound(t0, key(1000), path(0)), Outbound::Existing(id));
+        assert_eq!(open(&mut t, t0, key(1000), path(0)), Outbound::Existing(id));
         assert_eq!(t.inbound(t0, id).unwrap().packets_in, 1);
-        assert_eq!(t.get(id).unwrap().packets_out, 2);
+        assert_eq!(t.get(id).unwrap().flow.packets_out, 2);
         let mut closed = Vec::new();
-        t.expire(t0 + Duration::from_secs(29), |i| closed.push(i));
+        t.expire(t0 + Duration::from_secs(29), |i, _| closed.push(i));
         assert!(closed.is_empty());
-        t.expire(t0 + Duration::from_secs(30), |i| closed.push(i));
+        t.expire(t0 + Duration::from_secs(30), |i, _| closed.push(i));
         assert_eq!(closed, [id]);
         assert!(t.is_empty());
         assert!(t.inbound(t0, id).is_none());
@@ -426,20 +500,39 @@ mod tests {
             max_flows_per_port: Some(3),
             ..NatConfig::default()
         };
-        let mut t = NatTable::new(cfg);
+        let mut t = NatTable::<()>::new(cfg);
         for p in 0..3 {
-            assert!(matches!(t.outbound(t0, key(p), path(0)), Outbound::New(_)));
+            assert!(matches!(open(&mut t, t0, key(p), path(0)), Outbound::New(_)));
         }
         // Port 0 has its share; port 1 gets the last slot; then the table is full.
-        assert_eq!(t.outbound(t0, key(9), path(0)), Outbound::Full);
-        assert!(matches!(t.outbound(t0, key(10), path(1)), Outbound::New(_)));
-        assert_eq!(t.outbound(t0, key(11), path(1)), Outbound::Full);
+        assert_eq!(open(&mut t, t0, key(9), path(0)), Outbound::Full);
+        assert!(matches!(open(&mut t, t0, key(10), path(1)), Outbound::New(_)));
+        assert_eq!(open(&mut t, t0, key(11), path(1)), Outbound::Full);
         // Existing flows keep working.
-        assert!(matches!(t.outbound(t0, key(0), path(0)), Outbound::Existing(_)));
+        assert!(matches!(open(&mut t, t0, key(0), path(0)), Outbound::Existing(_)));
         let mut closed = 0;
-        t.remove_port(PortId(0), |_| closed += 1);
+        t.remove_port(PortId(0), |_, _| closed += 1);
         assert_eq!((closed, t.len()), (3, 1));
-        assert!(matches!(t.outbound(t0, key(9), path(0)), Outbound::New(_)));
+        assert!(matches!(open(&mut t, t0, key(9), path(0)), Outbound::New(_)));
+    }
+
+    #[test]
+    fn a_flow_whose_io_cannot_open_is_not_added() {
+        let t0 = Instant::now();
+        let mut t = NatTable::<u8>::new(NatConfig::default());
+        assert_eq!(
+            t.outbound(t0, key(1), path(0), |_| Err::<u8, _>("EMFILE")),
+            Outbound::Failed("EMFILE")
+        );
+        assert!(t.is_empty());
+        let Outbound::New(id) = t.outbound(t0, key(1), path(0), |id| Ok::<u8, ()>(u8::try_from(id.0).unwrap() + 7))
+        else {
+            panic!()
+        };
+        assert_eq!(t.get(id).unwrap().io, 7);
+        assert_eq!(t.ios_mut().count(), 1);
+        assert_eq!(t.remove(id).unwrap().io, 7);
+        assert!(t.remove(id).is_none());
     }
 
     #[test]
@@ -449,41 +542,41 @@ mod tests {
             fd_budget: Some(1000),
             ..NatConfig::default()
         };
-        let mut t = NatTable::new(cfg);
+        let mut t = NatTable::<()>::new(cfg);
         // 3 ports and 100 listeners hold descriptors: 897 are left for flows,
         // and one endpoint gets a quarter of them.
         t.set_fixed(3, 100);
         assert_eq!(t.share(), 224);
         let mut n = 0u16;
-        let mut open = |t: &mut NatTable, port: u32| {
+        let mut next = |t: &mut NatTable<()>, port: u32| {
             n += 1;
-            t.outbound(t0, key(n), path(port))
+            open(t, t0, key(n), path(port))
         };
         for _ in 0..224 {
-            assert!(matches!(open(&mut t, 0), Outbound::New(_)));
+            assert!(matches!(next(&mut t, 0), Outbound::New(_)));
         }
         // The greedy endpoint is at its share; the others are not.
-        assert_eq!(open(&mut t, 0), Outbound::Full);
+        assert_eq!(next(&mut t, 0), Outbound::Full);
         for p in [1, 2] {
             for _ in 0..224 {
-                assert!(matches!(open(&mut t, p), Outbound::New(_)));
+                assert!(matches!(next(&mut t, p), Outbound::New(_)));
             }
         }
         // Listeners grow: the budget is used up, whoever asks.
         t.set_fixed(3, 400);
         assert_eq!(t.fd_use().flows, 672);
-        assert_eq!(open(&mut t, 3), Outbound::OverBudget);
+        assert_eq!(next(&mut t, 3), Outbound::OverBudget);
         t.set_fixed(3, 100);
-        assert!(matches!(open(&mut t, 3), Outbound::New(_)));
+        assert!(matches!(next(&mut t, 3), Outbound::New(_)));
         // A tiny budget still gives each endpoint what is there, at most.
-        let mut tiny = NatTable::new(NatConfig {
+        let mut tiny = NatTable::<()>::new(NatConfig {
             fd_budget: Some(40),
             ..NatConfig::default()
         });
         tiny.set_fixed(10, 0);
         assert_eq!(tiny.share(), 30);
         // A fixed per-endpoint bound wins over the share.
-        let fixed = NatTable::new(NatConfig {
+        let fixed = NatTable::<()>::new(NatConfig {
             fd_budget: Some(1000),
             max_flows_per_port: Some(5),
             ..NatConfig::default()

@@ -1,24 +1,12 @@
-//! Ports: where frames enter and leave the switch. One trait, batch receive and
-//! batch send, and two backends:
-//!
-//! - [`PacketPort`]: an AF_PACKET socket bound to an interface (the host end of a
-//!   veth pair). It receives through a TPACKET_V2 ring (no syscall per burst;
-//!   `recvmmsg` if the kernel refuses the ring) and sends with `sendmmsg` — one
-//!   syscall per burst, not per frame — with `PACKET_VNET_HDR` so GSO
-//!   super-frames and partial checksums cross whole, `PACKET_IGNORE_OUTGOING` so
-//!   the port never hears its own transmissions, and `PACKET_QDISC_BYPASS`.
-//! - [`TapPort`]: a TAP fd (made by `sandbox::tap` with `IFF_VNET_HDR`). TAP has
-//!   no multi-message syscall, so a burst is a loop of `read`s until the queue is
-//!   empty or the batch is full.
-//!
-//! Buffer layout, shared by every port: each [`FrameBuf`] reserves
-//! [`VNET_HDR_LEN`] bytes in front of the frame. A port with offloads reads the
-//! virtio-net header there; a port without zeroes it. So any frame can leave
-//! through any port without a copy: `bytes_with_hdr()` for offload ports,
-//! `frame()` for the others.
+//! [`PacketPort`]: an AF_PACKET socket bound to an interface (the host end of a
+//! veth pair). It receives through a TPACKET_V2 ring (no syscall per burst;
+//! `recvmmsg` if the kernel refuses the ring) and sends with `sendmmsg` — one
+//! syscall per burst, not per frame — with `PACKET_VNET_HDR` so GSO
+//! super-frames and partial checksums cross whole, `PACKET_IGNORE_OUTGOING` so
+//! the port never hears its own transmissions, and `PACKET_QDISC_BYPASS`.
 //!
 //! The `unsafe` of this module is the thin sys layer (socket options, mmsghdr
-//! arrays, read/write); every block says why it is sound.
+//! arrays, the ring); every block says why it is sound.
 #![allow(unsafe_code)]
 // Casts here narrow struct sizes and burst counts (at most BATCH) to the C
 // types of the syscalls; none can truncate.
@@ -29,160 +17,10 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// Length of the virtio-net header on offload ports.
-pub const VNET_HDR_LEN: usize = 10;
-/// Largest frame a port receives: a 64 KiB GSO super-frame plus Ethernet and
-/// VLAN headers.
-pub const MAX_FRAME_LEN: usize = 65535 + 14 + 4;
-/// Frames per burst.
-pub const BATCH: usize = 32;
+use super::port::{Port, RecvResult, SendResult, is_full};
+use crate::frame::{BATCH, FrameBuf, VNET_HDR_LEN};
 
-/// One receive buffer: a virtio-net header slot, then the frame.
-pub struct FrameBuf {
-    data: Box<[u8]>,
-    len: usize,
-}
-
-impl Debug for FrameBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FrameBuf({} bytes)", self.len)
-    }
-}
-
-impl Default for FrameBuf {
-    fn default() -> Self {
-        FrameBuf {
-            data: vec![0u8; VNET_HDR_LEN + MAX_FRAME_LEN].into_boxed_slice(),
-            len: 0,
-        }
-    }
-}
-
-impl FrameBuf {
-    /// The frame (no virtio-net header).
-    pub fn frame(&self) -> &[u8] {
-        &self.data[VNET_HDR_LEN..VNET_HDR_LEN + self.len]
-    }
-
-    /// The virtio-net header (zero for frames from ports without offloads).
-    pub fn vnet_hdr(&self) -> &[u8] {
-        &self.data[..VNET_HDR_LEN]
-    }
-
-    /// Header and frame, as an offload port sends them.
-    pub fn bytes_with_hdr(&self) -> &[u8] {
-        &self.data[..VNET_HDR_LEN + self.len]
-    }
-
-    /// Frame length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True if no frame.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// A buffer for frames the switch builds itself (gateway replies), with room
-    /// for `frame_capacity` bytes of frame.
-    pub fn with_capacity(frame_capacity: usize) -> FrameBuf {
-        FrameBuf {
-            data: vec![0u8; VNET_HDR_LEN + frame_capacity].into_boxed_slice(),
-            len: 0,
-        }
-    }
-
-    /// The frame area, to build a frame into; then [`FrameBuf::set_built`].
-    pub fn frame_area_mut(&mut self) -> &mut [u8] {
-        &mut self.data[VNET_HDR_LEN..]
-    }
-
-    /// Marks the first `len` bytes of the frame area as a frame with a zero
-    /// virtio-net header (no offload needed).
-    pub fn set_built(&mut self, len: usize) {
-        self.data[..VNET_HDR_LEN].fill(0);
-        self.len = len.min(self.data.len() - VNET_HDR_LEN);
-    }
-
-    /// The virtio-net header, to describe a built frame's offloads (after
-    /// [`FrameBuf::set_built`], which zeroes it).
-    pub fn vnet_hdr_mut(&mut self) -> &mut [u8] {
-        &mut self.data[..VNET_HDR_LEN]
-    }
-
-    /// Copies `frame` in (tests, injected frames) with a zero header.
-    pub fn fill(&mut self, frame: &[u8]) {
-        let n = frame.len().min(MAX_FRAME_LEN);
-        self.data[..VNET_HDR_LEN].fill(0);
-        self.data[VNET_HDR_LEN..VNET_HDR_LEN + n].copy_from_slice(&frame[..n]);
-        self.len = n;
-    }
-}
-
-/// A burst's worth of receive buffers, allocated once per worker.
-#[derive(Debug)]
-pub struct RxBatch {
-    /// The buffers; after a `recv` of `n`, the first `n` hold frames.
-    pub bufs: Vec<FrameBuf>,
-}
-
-impl Default for RxBatch {
-    fn default() -> Self {
-        RxBatch {
-            bufs: (0..BATCH).map(|_| FrameBuf::default()).collect(),
-        }
-    }
-}
-
-/// A switch port.
-pub trait Port: Send + Debug {
-    /// The fd to watch for readability.
-    fn raw_fd(&self) -> RawFd;
-    /// True if frames carry a virtio-net header on this port.
-    fn offload(&self) -> bool;
-    /// Receives up to `bufs.len()` frames without blocking; returns how many
-    /// (0 when the queue is empty). Frames the port truncated are skipped and
-    /// counted in the returned `truncated`.
-    fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult>;
-    /// Sends frames (each with its virtio-net header iff [`Port::offload`])
-    /// without blocking, in order. Frames neither sent nor failed met a full
-    /// queue.
-    fn send(&mut self, frames: &[&[u8]]) -> SendResult;
-
-    /// Frames the kernel dropped for this port since the last call, before the
-    /// switch could read them (a full receive ring or queue).
-    fn take_rx_overruns(&mut self) -> u64 {
-        0
-    }
-}
-
-/// What one `send` did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendResult {
-    /// Frames the device accepted.
-    pub sent: usize,
-    /// Frames it refused with an error (the rest of the burst still went).
-    pub failed: usize,
-}
-
-/// True for the errors that mean "queue full, try later".
-fn is_full(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(libc::ENOBUFS)
-}
-
-/// What one `recv` burst brought.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RecvResult {
-    /// Frames now in the first buffers.
-    pub frames: usize,
-    /// Frames longer than a buffer, dropped.
-    pub truncated: usize,
-    /// The port's queue may hold more (the burst was full).
-    pub more: bool,
-}
-
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -338,8 +176,8 @@ impl PacketPort {
 }
 
 impl Port for PacketPort {
-    fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    fn raw_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
     }
 
     fn take_rx_overruns(&mut self) -> u64 {
@@ -375,7 +213,7 @@ impl Port for PacketPort {
         let n = bufs.len().min(BATCH);
         let skip = if offload { 0 } else { VNET_HDR_LEN };
         for (i, buf) in bufs.iter_mut().take(n).enumerate() {
-            let area = &mut buf.data[skip..];
+            let area = &mut buf.storage_mut()[skip..];
             self.rx_iovs[i] = libc::iovec {
                 iov_base: area.as_mut_ptr().cast(),
                 iov_len: area.len(),
@@ -422,9 +260,9 @@ impl Port for PacketPort {
             }
             let b = &mut bufs[out.frames];
             if skip != 0 {
-                b.data[..VNET_HDR_LEN].fill(0);
+                b.storage_mut()[..VNET_HDR_LEN].fill(0);
             }
-            b.len = len - hdr_len;
+            b.set_len(len - hdr_len);
             out.frames += 1;
         }
         Ok(out)
@@ -575,7 +413,7 @@ impl RxRing {
             let b = &mut bufs[out.frames];
             let got = if status & libc::TP_STATUS_COPY != 0 {
                 // Too big for a slot: the whole frame waits on the socket queue.
-                read_one(fd, &mut b.data[start..])
+                read_one(fd, &mut b.storage_mut()[start..])
                     .filter(|n| *n >= hdr_len)
                     .map(|n| n - hdr_len)
             } else {
@@ -586,16 +424,16 @@ impl RxRing {
                     // SAFETY: `mac - hdr_len .. mac + snap` lies inside slot `i`
                     // (checked above), which we own until the release below.
                     let src = unsafe { std::slice::from_raw_parts(self.map.add(slot + mac - hdr_len), snap + hdr_len) };
-                    b.data[start..start + src.len()].copy_from_slice(src);
+                    b.storage_mut()[start..start + src.len()].copy_from_slice(src);
                     snap
                 })
             };
             match got {
                 Some(len) => {
                     if !offload {
-                        b.data[..VNET_HDR_LEN].fill(0);
+                        b.storage_mut()[..VNET_HDR_LEN].fill(0);
                     }
-                    b.len = len;
+                    b.set_len(len);
                     out.frames += 1;
                 }
                 None => out.truncated += 1,
@@ -631,94 +469,9 @@ impl Drop for RxRing {
     }
 }
 
-/// A TAP port over an fd from `sandbox::tap::create`.
-#[derive(Debug)]
-pub struct TapPort {
-    fd: OwnedFd,
-    offload: bool,
-}
-
-impl TapPort {
-    /// Adopts a non-blocking TAP fd; `offload` must match whether it was opened
-    /// with `IFF_VNET_HDR` (and a 10-byte header size).
-    pub fn new(fd: OwnedFd, offload: bool) -> TapPort {
-        TapPort { fd, offload }
-    }
-}
-
-impl Port for TapPort {
-    fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    fn offload(&self) -> bool {
-        self.offload
-    }
-
-    fn recv(&mut self, bufs: &mut [FrameBuf]) -> io::Result<RecvResult> {
-        let skip = if self.offload { 0 } else { VNET_HDR_LEN };
-        let mut out = RecvResult::default();
-        for i in 0..bufs.len().min(BATCH) {
-            let b = &mut bufs[out.frames];
-            let area = &mut b.data[skip..];
-            // SAFETY: reads at most `area.len()` bytes into a live, exclusively
-            // borrowed buffer.
-            let rc = unsafe { libc::read(self.fd.as_raw_fd(), area.as_mut_ptr().cast(), area.len()) };
-            let Ok(len) = usize::try_from(rc) else {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(out),
-                    _ if out.frames > 0 => Ok(out),
-                    _ => Err(e),
-                };
-            };
-            let hdr_len = VNET_HDR_LEN - skip;
-            if len < hdr_len {
-                out.truncated += 1;
-                continue;
-            }
-            if skip != 0 {
-                b.data[..VNET_HDR_LEN].fill(0);
-            }
-            b.len = len - hdr_len;
-            out.frames += 1;
-            out.more = i + 1 == bufs.len().min(BATCH);
-        }
-        Ok(out)
-    }
-
-    fn send(&mut self, frames: &[&[u8]]) -> SendResult {
-        let mut out = SendResult::default();
-        for f in frames {
-            // SAFETY: writes `f.len()` bytes from a live slice.
-            let rc = unsafe { libc::write(self.fd.as_raw_fd(), f.as_ptr().cast(), f.len()) };
-            if rc >= 0 {
-                out.sent += 1;
-            } else if is_full(&io::Error::last_os_error()) {
-                break;
-            } else {
-                // EIO while the device is down, EINVAL for a bad header: this
-                // frame only.
-                out.failed += 1;
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frame_buf_layout() {
-        let mut b = FrameBuf::default();
-        b.fill(&[1, 2, 3]);
-        assert_eq!(b.frame(), &[1, 2, 3]);
-        assert_eq!(b.vnet_hdr(), &[0; VNET_HDR_LEN]);
-        assert_eq!(b.bytes_with_hdr().len(), VNET_HDR_LEN + 3);
-        assert_eq!(b.len(), 3);
-    }
 
     #[test]
     fn open_missing_interface_is_an_error() {

@@ -11,7 +11,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::{MacAddr, PortId};
+use crate::MacAddr;
+use crate::types::PortId;
 
 /// Default ageing time (the kernel bridge's and libnetwork's 300 s).
 pub const DEFAULT_AGEING: Duration = Duration::from_secs(300);

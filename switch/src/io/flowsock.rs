@@ -59,9 +59,9 @@ impl FlowSocket {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
                     let fd = open(SockType::Raw, SockProtocol::Icmp, outside)?;
                     if !RAW_FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
-                        eprintln!(
-                            "plexus: ping sockets are not allowed here (net.ipv4.ping_group_range); \
-                             outbound ICMP echo uses raw sockets"
+                        log::info!(
+                            "ping sockets are not allowed here (net.ipv4.ping_group_range); outbound ICMP echo \
+                             uses raw sockets"
                         );
                     }
                     Ok(FlowSocket {
