@@ -32,6 +32,9 @@ pub mod nat;
 pub mod types;
 pub mod wire;
 
+#[cfg(test)]
+mod testkit;
+
 pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, Health, PortStats};
 pub use gateway::is_martian;
 pub use l2::{DomainConfig, Engine, PortConfig, Verdict};

@@ -24,6 +24,9 @@ pub mod flows;
 pub mod ports;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};

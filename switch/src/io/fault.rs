@@ -1,26 +1,28 @@
 //! [`FaultPort`]: a port wrapper in smoltcp's style that misbehaves at seeded
 //! rates: frames it receives are dropped, corrupted (one bit flipped after the
 //! Ethernet header), reordered (swapped with the next) or delayed (held back a
-//! burst); frames it sends are dropped or corrupted. For tests that need a
-//! lossy link and the same loss again: the same seed gives the same faults.
+//! burst); frames it sends are dropped or corrupted — each direction with its
+//! own rates. For tests that need a lossy link and the same loss again: the
+//! same seed gives the same faults.
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::{Arc, Mutex};
 
 use super::port::{Port, RecvResult, SendResult};
 use crate::frame::{FrameBuf, VNET_HDR_LEN};
 use crate::wire::ETHERNET_HEADER_LEN;
 
-/// How often each fault strikes, in frames per thousand.
+/// How often each fault strikes in one direction, in frames per thousand.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Dropped (both directions).
+    /// Dropped.
     pub drop: u16,
-    /// One bit flipped (both directions).
+    /// One bit flipped.
     pub corrupt: u16,
-    /// Swapped with the frame after it (received frames).
+    /// Swapped with the frame after it (received frames only).
     pub reorder: u16,
-    /// Held back until the next receive (received frames).
+    /// Held back until the next receive (received frames only).
     pub delay: u16,
 }
 
@@ -41,25 +43,47 @@ pub struct FaultCounts {
 #[derive(Debug)]
 pub struct FaultPort<P> {
     inner: P,
-    faults: Faults,
+    rx: Faults,
+    tx: Faults,
     rng: u64,
     /// Delayed frames (bytes as the port reads them: header slot first).
     held: Vec<Vec<u8>>,
     scratch: Vec<Vec<u8>>,
-    /// What it did.
-    pub counts: FaultCounts,
+    counts: FaultCounts,
+    /// A copy of `counts` for whoever holds [`FaultPort::counter`].
+    shared: Arc<Mutex<FaultCounts>>,
 }
 
 impl<P: Port> FaultPort<P> {
-    /// Wraps `inner` with `faults`, seeded with `seed`.
-    pub fn new(inner: P, faults: Faults, seed: u64) -> FaultPort<P> {
+    /// Wraps `inner`: frames it receives meet `rx`, frames sent through it
+    /// meet `tx`; seeded with `seed`.
+    pub fn new(inner: P, rx: Faults, tx: Faults, seed: u64) -> FaultPort<P> {
         FaultPort {
             inner,
-            faults,
+            rx,
+            tx,
             rng: seed | 1,
             held: Vec::new(),
             scratch: Vec::new(),
             counts: FaultCounts::default(),
+            shared: Arc::default(),
+        }
+    }
+
+    /// What it did so far.
+    pub fn counts(&self) -> FaultCounts {
+        self.counts
+    }
+
+    /// A handle that reads what it did, for when the port is handed away (to
+    /// the worker).
+    pub fn counter(&self) -> Arc<Mutex<FaultCounts>> {
+        self.shared.clone()
+    }
+
+    fn publish(&self) {
+        if let Ok(mut c) = self.shared.lock() {
+            *c = self.counts;
         }
     }
 
@@ -113,17 +137,17 @@ impl<P: Port> Port for FaultPort<P> {
         let total = n + r.frames;
         let mut kept = 0;
         for i in 0..total {
-            if self.hits(self.faults.drop) {
+            if self.hits(self.rx.drop) {
                 self.counts.dropped += 1;
                 continue;
             }
-            if i >= n && self.hits(self.faults.delay) {
+            if i >= n && self.hits(self.rx.delay) {
                 let b = &bufs[i];
                 self.held.push(b.bytes_with_hdr().to_vec());
                 self.counts.delayed += 1;
                 continue;
             }
-            if self.hits(self.faults.corrupt) {
+            if self.hits(self.rx.corrupt) {
                 let mut f = bufs[i].frame().to_vec();
                 self.flip(&mut f);
                 let len = f.len();
@@ -134,13 +158,14 @@ impl<P: Port> Port for FaultPort<P> {
             kept += 1;
         }
         for i in 0..kept.saturating_sub(1) {
-            if self.hits(self.faults.reorder) {
+            if self.hits(self.rx.reorder) {
                 bufs.swap(i, i + 1);
                 self.counts.reordered += 1;
             }
         }
         r.frames = kept;
         r.more = r.more || !self.held.is_empty();
+        self.publish();
         Ok(r)
     }
 
@@ -149,12 +174,12 @@ impl<P: Port> Port for FaultPort<P> {
         self.scratch.clear();
         let mut dropped = 0;
         for f in frames {
-            if self.hits(self.faults.drop) {
+            if self.hits(self.tx.drop) {
                 dropped += 1;
                 continue;
             }
             let mut copy = f.to_vec();
-            if self.hits(self.faults.corrupt) {
+            if self.hits(self.tx.corrupt) {
                 if let Some(frame) = copy.get_mut(skip..) {
                     self.flip(frame);
                 }
@@ -167,6 +192,7 @@ impl<P: Port> Port for FaultPort<P> {
         let mut r = self.inner.send(&out);
         // A dropped frame went, as far as the switch can tell.
         r.sent += usize::try_from(dropped).unwrap_or(0);
+        self.publish();
         r
     }
 
@@ -187,7 +213,7 @@ mod tests {
     /// Sends `n` frames through `faults` and returns what came out.
     fn through(faults: Faults, seed: u64, n: u8) -> (Vec<Vec<u8>>, FaultCounts) {
         let (mut a, b) = MemPort::pair(false);
-        let mut f = FaultPort::new(b, faults, seed);
+        let mut f = FaultPort::new(b, faults, Faults::default(), seed);
         for fr in frames(n) {
             assert!(a.send_frame(&fr));
         }
@@ -197,7 +223,7 @@ mod tests {
             let r = f.recv(&mut bufs).unwrap();
             got.extend(bufs[..r.frames].iter().map(|b| b.frame().to_vec()));
         }
-        (got, f.counts)
+        (got, f.counts())
     }
 
     #[test]

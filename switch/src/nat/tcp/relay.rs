@@ -615,65 +615,7 @@ fn poll_stack(
 mod tests {
     use super::*;
     use crate::frame::FrameBuf;
-    use smoltcp::phy::{self, DeviceCapabilities, Medium};
-    use std::collections::VecDeque;
-
-    /// The container: a smoltcp stack of its own, fed the relay's frames.
-    struct Container {
-        iface: Interface,
-        sockets: SocketSet<'static>,
-        handle: SocketHandle,
-        dev: Queue,
-    }
-
-    /// A device of IP packets in memory.
-    #[derive(Default)]
-    struct Queue {
-        rx: VecDeque<Vec<u8>>,
-        tx: Vec<Vec<u8>>,
-    }
-
-    struct QRx(Vec<u8>);
-    struct QTx<'a>(&'a mut Vec<Vec<u8>>);
-
-    impl phy::RxToken for QRx {
-        fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-            f(&self.0)
-        }
-    }
-
-    impl phy::TxToken for QTx<'_> {
-        fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-            let mut b = vec![0u8; len];
-            let r = f(&mut b);
-            self.0.push(b);
-            r
-        }
-    }
-
-    impl phy::Device for Queue {
-        type RxToken<'b>
-            = QRx
-        where
-            Self: 'b;
-        type TxToken<'b>
-            = QTx<'b>
-        where
-            Self: 'b;
-        fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(QRx, QTx<'_>)> {
-            let p = self.rx.pop_front()?;
-            Some((QRx(p), QTx(&mut self.tx)))
-        }
-        fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<QTx<'_>> {
-            Some(QTx(&mut self.tx))
-        }
-        fn capabilities(&self) -> DeviceCapabilities {
-            let mut caps = DeviceCapabilities::default();
-            caps.medium = Medium::Ip;
-            caps.max_transmission_unit = 1500;
-            caps
-        }
-    }
+    use crate::testkit::{IpStack, Pipe};
 
     /// The frames the relay sent, as IP packets.
     #[derive(Default)]
@@ -685,47 +627,6 @@ mod tests {
             for f in frames {
                 self.0.push(f.frame()[ETHERNET_HEADER_LEN..].to_vec());
             }
-        }
-    }
-
-    /// The host stream in memory: what the host peer sends, what it got, and
-    /// a bound on what it takes before a write would block.
-    #[derive(Default)]
-    struct Pipe {
-        from_host: VecDeque<u8>,
-        host_closed: bool,
-        to_host: Vec<u8>,
-        shut: bool,
-        room: usize,
-    }
-
-    impl HostStream for Pipe {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.from_host.is_empty() {
-                return if self.host_closed {
-                    Ok(0)
-                } else {
-                    Err(io::ErrorKind::WouldBlock.into())
-                };
-            }
-            let n = buf.len().min(self.from_host.len());
-            for (b, v) in buf.iter_mut().zip(self.from_host.drain(..n)) {
-                *b = v;
-            }
-            Ok(n)
-        }
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.room);
-            if n == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            self.room -= n;
-            self.to_host.extend_from_slice(buf.get(..n).unwrap_or_default());
-            Ok(n)
-        }
-        fn shutdown_write(&mut self) -> io::Result<()> {
-            self.shut = true;
-            Ok(())
         }
     }
 
@@ -754,39 +655,10 @@ mod tests {
         r
     }
 
-    fn container(t: smoltcp::time::Instant) -> Container {
-        let mut dev = Queue::default();
-        let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut dev, t);
-        iface.update_ip_addrs(|a| {
-            let _ = a.push(IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24));
-        });
-        let _ = iface.routes_mut().add_default_ipv4_route(Ipv4Addr::new(10, 0, 0, 1));
-        let mut sockets = SocketSet::new(Vec::new());
-        let sock = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-            tcp::SocketBuffer::new(vec![0u8; 64 * 1024]),
-        );
-        let handle = sockets.add(sock);
-        let s = sockets.get_mut::<tcp::Socket>(handle);
-        s.connect(iface.context(), endpoint(OUTSIDE), 40000).unwrap();
-        Container {
-            iface,
-            sockets,
-            handle,
-            dev,
-        }
-    }
-
-    impl Container {
-        fn sock(&mut self) -> &mut tcp::Socket<'static> {
-            self.sockets.get_mut::<tcp::Socket>(self.handle)
-        }
-        /// Polls; returns the packets it sent.
-        fn poll(&mut self, t: smoltcp::time::Instant, from_relay: &mut Frames) -> Vec<Vec<u8>> {
-            self.dev.rx.extend(from_relay.0.drain(..));
-            self.iface.poll(t, &mut self.dev, &mut self.sockets);
-            std::mem::take(&mut self.dev.tx)
-        }
+    fn container(t: smoltcp::time::Instant) -> IpStack {
+        let mut c = IpStack::new(t, Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 1));
+        c.connect(OUTSIDE, 40000);
+        c
     }
 
     /// Moves packets both ways until nothing moves, `steps` at most; the
@@ -794,7 +666,7 @@ mod tests {
     fn exchange(
         r: &mut TcpRelay,
         conn: &mut Conn,
-        c: &mut Container,
+        c: &mut IpStack,
         pipe: &mut Pipe,
         frames: &mut Frames,
         now: &mut Instant,
@@ -804,14 +676,8 @@ mod tests {
         for _ in 0..10_000 {
             *now += Duration::from_micros(50);
             let t = r.stamp(*now);
-            let out = c.poll(t, frames);
-            let s = c.sock();
-            while s.can_recv() {
-                let _ = s.recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                });
-            }
+            let out = c.poll(t, frames.0.drain(..));
+            c.drain(got);
             for p in &out {
                 step = r.ingress(*now, conn, p, pipe, frames);
             }
@@ -834,7 +700,7 @@ mod tests {
 
     /// A relay, a container that has just sent its SYN (returned), no frames
     /// yet, and a host stream taking `room` bytes before it blocks.
-    fn setup(room: usize) -> (Instant, TcpRelay, Container, Frames, Pipe, Vec<Vec<u8>>) {
+    fn setup(room: usize) -> (Instant, TcpRelay, IpStack, Frames, Pipe, Vec<Vec<u8>>) {
         let t0 = Instant::now();
         let r = relay(t0);
         let mut c = container(r.stamp(t0));
@@ -843,7 +709,7 @@ mod tests {
             room,
             ..Pipe::default()
         };
-        let syn = c.poll(r.stamp(t0), &mut frames);
+        let syn = c.poll(r.stamp(t0), frames.0.drain(..));
         (t0, r, c, frames, pipe, syn)
     }
 
@@ -900,7 +766,7 @@ mod tests {
         let step = r.host_connected(t0, &mut conn, false, &mut pipe, &mut frames);
         assert_eq!(step, Step::Done { reset: false });
         assert_eq!(frames.0.len(), 1, "one reset");
-        c.poll(r.stamp(t0), &mut frames);
+        c.poll(r.stamp(t0), frames.0.drain(..));
         assert_eq!(c.sock().state(), tcp::State::Closed);
     }
 
