@@ -51,39 +51,16 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// TCP (the default).
-    Tcp,
-    /// UDP.
-    Udp,
-}
+pub use plexus_switch::nat::{Binding, Protocol};
 
-impl Protocol {
-    /// `"tcp"` or `"udp"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Protocol> {
-        if s.eq_ignore_ascii_case("tcp") {
-            Some(Protocol::Tcp)
-        } else if s.eq_ignore_ascii_case("udp") {
-            Some(Protocol::Udp)
-        } else {
-            None
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// `tcp` or `udp`, in any case.
+fn parse_protocol(s: &str) -> Option<Protocol> {
+    if s.eq_ignore_ascii_case("tcp") {
+        Some(Protocol::Tcp)
+    } else if s.eq_ignore_ascii_case("udp") {
+        Some(Protocol::Udp)
+    } else {
+        None
     }
 }
 
@@ -320,7 +297,7 @@ impl FromStr for PortMapping {
         let (ports, protocol) = match spec.split_once('/') {
             None => (spec, Protocol::Tcp),
             Some((ports, proto)) => {
-                let protocol = Protocol::parse(proto).ok_or_else(|| PublishError::InvalidProtocol {
+                let protocol = parse_protocol(proto).ok_or_else(|| PublishError::InvalidProtocol {
                     spec: owned(),
                     protocol: proto.to_owned(),
                 })?;
@@ -554,31 +531,6 @@ pub enum PublishError {
     /// A binding with host or container port 0, given to [`PortAllocator::restore`].
     #[error("invalid port binding {0}: port 0")]
     InvalidBinding(Binding),
-}
-
-/// One published port as bound on the host: `host_ip:host_port` forwards to the
-/// container's `container_port`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Binding {
-    /// The host address (`0.0.0.0` = all).
-    pub host_ip: Ipv4Addr,
-    /// The host port.
-    pub host_port: u16,
-    /// The container port.
-    pub container_port: u16,
-    /// The protocol.
-    pub protocol: Protocol,
-}
-
-impl fmt::Display for Binding {
-    /// `0.0.0.0:8080->80/tcp` (as `docker ps`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}->{}/{}",
-            self.host_ip, self.host_port, self.container_port, self.protocol
-        )
-    }
 }
 
 /// The host ports held by Plexus, and the choice of free ones.

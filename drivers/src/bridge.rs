@@ -1,5 +1,6 @@
 //! The `bridge` driver: one bridge domain of the Plexus userspace switch per
-//! network, never a kernel bridge. The network's gateway address lives in the
+//! network, never a kernel bridge. The driver starts the switch
+//! ([`Dataplane`]) and owns it. The network's gateway address lives in the
 //! switch (it answers ARP and ping for it); no host interface carries it.
 //!
 //! Endpoint life cycle, veth (the default):
@@ -21,6 +22,15 @@
 //! move a veth end (the fd keeps working across namespaces). Persistence lets a
 //! restarted daemon re-attach by name; delete removes the link.
 //!
+//! Rootless (the daemon is an ordinary user): nothing is made in the daemon's
+//! namespace. Join makes a TAP named `ethN` inside the sandbox (through a
+//! helper that enters the sandbox's user namespace) and hands its fd to the
+//! switch; leave detaches the port, whose closing fd removes the device.
+//!
+//! Decision: the two ways are two implementations of one trait (`Links`,
+//! `HostLinks` and `SandboxTaps`) chosen once at [`BridgeDriver::start`];
+//! the driver's calls read the same in both modes and never ask which it is.
+//!
 //! The driver's own state — which domain serves which network, which port which
 //! endpoint — is rebuilt at start from the controller's records
 //! ([`Driver::create_network`] and [`Driver::restore_endpoint`]).
@@ -36,7 +46,10 @@ use ipnet::Ipv4Net;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
 use plexus_switch::io::{PacketPort, TapPort};
-use plexus_switch::{Dataplane, DataplaneError, DomainConfig, DomainId, DropReason, GatewayConfig, PortConfig, PortId};
+use plexus_switch::{
+    Dataplane, DataplaneConfig, DataplaneError, DomainConfig, DomainId, DropReason, FdUse, GatewayConfig, Health,
+    PortConfig, PortId,
+};
 
 use crate::{
     Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NatRow, NetworkSpec, PortRow, SandboxSpec, SwitchView,
@@ -47,9 +60,40 @@ use crate::{
 pub struct BridgeDriver {
     dataplane: Dataplane,
     state: Mutex<State>,
-    /// Rootless: no link in the daemon's namespace; each endpoint is a TAP
-    /// made inside its sandbox at join (the fd passed back) and gone at leave.
-    rootless: bool,
+    /// How endpoints' interfaces are made and moved, chosen once.
+    links: Box<dyn Links>,
+}
+
+/// What the switch attaches for an endpoint.
+enum Attach {
+    /// The veth host end, by name (an AF_PACKET port).
+    HostEnd,
+    /// A TAP fd.
+    Tap(OwnedFd),
+}
+
+/// How a bridge endpoint's interface is made, moved and restored — rootful
+/// ([`HostLinks`]: in the daemon's namespace, moved into the sandbox at join)
+/// or rootless ([`SandboxTaps`]: a TAP made inside the sandbox at join). Each
+/// call that returns an [`Attach`] hands the driver the switch side to attach.
+trait Links: Send + Sync + std::fmt::Debug {
+    /// At create: the interfaces, and what to attach now (if anything yet).
+    fn create(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<Option<Attach>, DriverError>;
+    /// At delete (after the port is detached): the interfaces go.
+    fn delete(&self, ep: &EndpointSpec) -> Result<(), DriverError>;
+    /// At join: the interface into the sandbox, configured; what to attach now.
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<Option<Attach>, DriverError>;
+    /// At leave: the interface out of the sandbox; true if the port must be
+    /// detached (the interface is gone).
+    fn leave(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<bool, DriverError>;
+    /// After a restart: what to attach again, and whether the interface was
+    /// still there (else it was made anew outside any sandbox).
+    fn restore(
+        &self,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+        sb: Option<&SandboxSpec>,
+    ) -> Result<(Option<Attach>, bool), DriverError>;
 }
 
 #[derive(Debug, Default)]
@@ -131,46 +175,24 @@ fn configure_link(
 }
 
 impl BridgeDriver {
-    /// A driver whose networks are bridge domains of `dataplane`.
-    pub fn new(dataplane: Dataplane, rootless: bool) -> BridgeDriver {
-        BridgeDriver {
-            dataplane,
+    /// Starts the driver's switch (`config`); `rootless`: endpoints are TAP
+    /// devices made inside the sandboxes at join, nothing in the daemon's
+    /// namespace.
+    pub fn start(config: DataplaneConfig, rootless: bool) -> Result<BridgeDriver, DriverError> {
+        let links: Box<dyn Links> = if rootless {
+            Box::new(SandboxTaps)
+        } else {
+            Box::new(HostLinks)
+        };
+        Ok(BridgeDriver {
+            dataplane: Dataplane::start(config)?,
             state: Mutex::new(State::default()),
-            rootless,
-        }
-    }
-
-    /// Rootless join: a TAP made inside the sandbox (the user namespace's
-    /// owner configures it through a netlink socket of that namespace), then
-    /// attached to the switch.
-    fn join_rootless(
-        &self,
-        net: &NetworkSpec,
-        ep: &EndpointSpec,
-        sb: &SandboxSpec,
-        userns: &Path,
-    ) -> Result<(), DriverError> {
-        let key = Self::sandbox_key(sb)?;
-        let (tap, nl) = plexus_sandbox::userns::open_tap(userns, key, &sb.ifname)?;
-        let mut nl = Netlink::from_fd(nl)?;
-        let link = nl.link(&sb.ifname)?;
-        if let Some(mac) = ep.mac {
-            nl.set_mac(link.index, mac.0)?;
-        }
-        configure_link(&mut nl, link.index, net, ep, sb)?;
-        // On failure the TAP fd closes and the device goes with it.
-        self.attach(net, ep, Some(tap))
+            links,
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn sandbox_key(sb: &SandboxSpec) -> Result<&Path, DriverError> {
-        sb.key.as_deref().ok_or_else(|| DriverError::Unsupported {
-            driver: "bridge",
-            reason: "a bridge endpoint cannot join a host-mode sandbox".into(),
-        })
     }
 
     fn domain(&self, network_id: &str) -> Result<DomainId, DriverError> {
@@ -202,13 +224,13 @@ impl BridgeDriver {
     }
 
     /// Attaches the endpoint's switch side: the veth host end, or a TAP fd.
-    fn attach(&self, net: &NetworkSpec, ep: &EndpointSpec, tap_fd: Option<OwnedFd>) -> Result<(), DriverError> {
-        let id = match (ep.kind, tap_fd) {
-            (EndpointKind::Tap, Some(fd)) => {
+    fn attach(&self, net: &NetworkSpec, ep: &EndpointSpec, what: Attach) -> Result<(), DriverError> {
+        let id = match what {
+            Attach::Tap(fd) => {
                 let cfg = self.port_config(net, ep, true)?;
                 self.dataplane.add_port(Box::new(TapPort::new(fd, true)), cfg)?
             }
-            _ => {
+            Attach::HostEnd => {
                 let port = PacketPort::open(&ep.host_ifname, true).map_err(|source| DriverError::Port {
                     ifname: ep.host_ifname.clone(),
                     source,
@@ -248,54 +270,6 @@ impl BridgeDriver {
         }
         Ok(())
     }
-
-    /// Makes the endpoint's interfaces in the daemon's namespace, down.
-    fn make_links(
-        &self,
-        nl: &mut Netlink,
-        net: &NetworkSpec,
-        ep: &EndpointSpec,
-    ) -> Result<Option<OwnedFd>, SandboxError> {
-        match ep.kind {
-            EndpointKind::Veth => {
-                nl.create_veth(&ep.host_ifname, &ep.peer_ifname, Some(net.mtu))?;
-                let host = nl.link(&ep.host_ifname)?;
-                disable_ipv6(&ep.host_ifname);
-                nl.set_up(host.index, true)?;
-                self.configure_peer(nl, net, ep)?;
-                Ok(None)
-            }
-            EndpointKind::Tap => {
-                let fd = open_tap(&ep.peer_ifname)?;
-                self.configure_peer(nl, net, ep)?;
-                Ok(Some(fd))
-            }
-        }
-    }
-
-    fn configure_peer(&self, nl: &mut Netlink, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), SandboxError> {
-        let peer = nl.link(&ep.peer_ifname)?;
-        if let Some(mac) = ep.mac {
-            nl.set_mac(peer.index, mac.octets())?;
-        }
-        nl.set_mtu(peer.index, net.mtu)
-    }
-
-    /// Deletes the endpoint's links wherever they are in the daemon's namespace;
-    /// "already gone" counts as done.
-    fn delete_links(nl: &mut Netlink, ep: &EndpointSpec) -> Result<(), TeardownErrors> {
-        let mut errs = TeardownErrors::default();
-        for name in [&ep.host_ifname, &ep.peer_ifname] {
-            match nl.link(name) {
-                Ok(link) => {
-                    errs.push(nl.delete_link(link.index));
-                }
-                Err(SandboxError::NoSuchLink(_)) => {}
-                Err(e) => errs.0.push(e),
-            }
-        }
-        errs.into_result()
-    }
 }
 
 impl Driver for BridgeDriver {
@@ -322,17 +296,10 @@ impl Driver for BridgeDriver {
     }
 
     fn create_endpoint(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
-        if self.rootless {
-            // The TAP is made inside the sandbox at join.
-            return Ok(());
-        }
-        let mut nl = Netlink::open()?;
-        let made = self
-            .make_links(&mut nl, net, ep)
-            .map_err(DriverError::from)
-            .and_then(|fd| self.attach(net, ep, fd));
-        if let Err(e) = made {
-            let _ = Self::delete_links(&mut nl, ep);
+        if let Some(what) = self.links.create(net, ep)?
+            && let Err(e) = self.attach(net, ep, what)
+        {
+            let _ = self.links.delete(ep);
             return Err(e);
         }
         Ok(())
@@ -340,24 +307,117 @@ impl Driver for BridgeDriver {
 
     fn delete_endpoint(&self, _net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
         let detached = self.detach(ep);
-        if self.rootless {
-            return detached;
-        }
-        let mut nl = Netlink::open()?;
-        Self::delete_links(&mut nl, ep)?;
+        self.links.delete(ep)?;
         detached
     }
 
     fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
-        if let (true, Some(userns)) = (self.rootless, &sb.userns) {
-            return self.join_rootless(net, ep, sb, userns);
+        match self.links.join(net, ep, sb)? {
+            // On failure the TAP fd closes and the device goes with it.
+            Some(what) => self.attach(net, ep, what),
+            None => Ok(()),
         }
-        let key = Self::sandbox_key(sb)?;
+    }
+
+    fn leave(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
+        if self.links.leave(net, ep, sb)? {
+            self.detach(ep)?;
+        }
+        Ok(())
+    }
+
+    fn restore_endpoint(
+        &self,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+        sb: Option<&SandboxSpec>,
+    ) -> Result<bool, DriverError> {
+        let (what, present) = self.links.restore(net, ep, sb)?;
+        if let Some(what) = what {
+            self.attach(net, ep, what)?;
+        }
+        Ok(present)
+    }
+
+    fn switch(&self) -> Option<&dyn SwitchView> {
+        Some(self)
+    }
+}
+
+/// Rootful endpoints: a veth pair (or a persistent TAP) in the daemon's
+/// namespace, whose container side moves into the sandbox at join and back at
+/// leave; the switch side stays attached from create to delete.
+#[derive(Debug)]
+struct HostLinks;
+
+impl HostLinks {
+    /// Makes the endpoint's interfaces in the daemon's namespace, down.
+    fn make_links(nl: &mut Netlink, net: &NetworkSpec, ep: &EndpointSpec) -> Result<Option<OwnedFd>, SandboxError> {
+        match ep.kind {
+            EndpointKind::Veth => {
+                nl.create_veth(&ep.host_ifname, &ep.peer_ifname, Some(net.mtu))?;
+                let host = nl.link(&ep.host_ifname)?;
+                disable_ipv6(&ep.host_ifname);
+                nl.set_up(host.index, true)?;
+                Self::configure_peer(nl, net, ep)?;
+                Ok(None)
+            }
+            EndpointKind::Tap => {
+                let fd = open_tap(&ep.peer_ifname)?;
+                Self::configure_peer(nl, net, ep)?;
+                Ok(Some(fd))
+            }
+        }
+    }
+
+    fn configure_peer(nl: &mut Netlink, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), SandboxError> {
+        let peer = nl.link(&ep.peer_ifname)?;
+        if let Some(mac) = ep.mac {
+            nl.set_mac(peer.index, mac.octets())?;
+        }
+        nl.set_mtu(peer.index, net.mtu)
+    }
+
+    /// Deletes the endpoint's links wherever they are in the daemon's namespace;
+    /// "already gone" counts as done.
+    fn delete_links(nl: &mut Netlink, ep: &EndpointSpec) -> Result<(), TeardownErrors> {
+        let mut errs = TeardownErrors::default();
+        for name in [&ep.host_ifname, &ep.peer_ifname] {
+            match nl.link(name) {
+                Ok(link) => {
+                    errs.push(nl.delete_link(link.index));
+                }
+                Err(SandboxError::NoSuchLink(_)) => {}
+                Err(e) => errs.0.push(e),
+            }
+        }
+        errs.into_result()
+    }
+}
+
+impl Links for HostLinks {
+    fn create(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<Option<Attach>, DriverError> {
+        let mut nl = Netlink::open()?;
+        match Self::make_links(&mut nl, net, ep) {
+            Ok(fd) => Ok(Some(fd.map_or(Attach::HostEnd, Attach::Tap))),
+            Err(e) => {
+                let _ = Self::delete_links(&mut nl, ep);
+                Err(e.into())
+            }
+        }
+    }
+
+    fn delete(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let mut nl = Netlink::open()?;
+        Ok(Self::delete_links(&mut nl, ep)?)
+    }
+
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<Option<Attach>, DriverError> {
+        let key = sandbox_key(sb)?;
         let mut host_nl = Netlink::open()?;
         let peer = host_nl.link(&ep.peer_ifname)?;
         let ns = open_ns(key)?;
         host_nl.set_netns(peer.index, ns.as_fd())?;
-
         let configure = || -> Result<(), SandboxError> {
             let mut nl = Netlink::open_in(key)?;
             let link = nl.link(&ep.peer_ifname)?;
@@ -369,15 +429,11 @@ impl Driver for BridgeDriver {
             let _ = self.leave(net, ep, sb);
             return Err(e.into());
         }
-        Ok(())
+        Ok(None)
     }
 
-    fn leave(&self, _net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<(), DriverError> {
-        if self.rootless {
-            // Closing the TAP's fd (the port's) removes the device.
-            return self.detach(ep);
-        }
-        let key = Self::sandbox_key(sb)?;
+    fn leave(&self, _net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<bool, DriverError> {
+        let key = sandbox_key(sb)?;
         let mut nl = Netlink::open_in(key)?;
         // The interface carries its ethN name after a join, or still its peer name
         // if the join failed half-way.
@@ -392,25 +448,15 @@ impl Driver for BridgeDriver {
         }
         let own = open_ns(Path::new(OWN_NETNS))?;
         nl.set_netns(link.index, own.as_fd())?;
-        Ok(())
+        Ok(false)
     }
 
-    fn restore_endpoint(
+    fn restore(
         &self,
         net: &NetworkSpec,
         ep: &EndpointSpec,
         sb: Option<&SandboxSpec>,
-    ) -> Result<bool, DriverError> {
-        if self.rootless {
-            // The TAP went with the previous daemon's fd: make it again, same
-            // name, addresses and MAC, in the sandbox that still exists.
-            if let Some(sb) = sb
-                && let Some(userns) = &sb.userns
-            {
-                self.join_rootless(net, ep, sb, userns)?;
-            }
-            return Ok(true);
-        }
+    ) -> Result<(Option<Attach>, bool), DriverError> {
         let mut nl = Netlink::open()?;
         let joined_key = sb.and_then(|s| s.key.as_deref().map(|k| (k, s.ifname.as_str())));
         let present = match (ep.kind, joined_key) {
@@ -424,21 +470,83 @@ impl Driver for BridgeDriver {
             // The kernel lost it (a reboot, a deleted namespace): make it anew,
             // outside any sandbox.
             let _ = Self::delete_links(&mut nl, ep);
-            self.create_endpoint(net, ep)?;
-            return Ok(false);
+            return Ok((self.create(net, ep)?, false));
         }
-        let fd = match (ep.kind, joined_key) {
-            (EndpointKind::Veth, _) => None,
-            (EndpointKind::Tap, None) => Some(open_tap(&ep.peer_ifname)?),
-            (EndpointKind::Tap, Some((key, ifname))) => Some(netns::run_in(key, || open_tap(ifname))??),
+        let what = match (ep.kind, joined_key) {
+            (EndpointKind::Veth, _) => Attach::HostEnd,
+            (EndpointKind::Tap, None) => Attach::Tap(open_tap(&ep.peer_ifname)?),
+            (EndpointKind::Tap, Some((key, ifname))) => Attach::Tap(netns::run_in(key, || open_tap(ifname))??),
         };
-        self.attach(net, ep, fd)?;
+        Ok((Some(what), true))
+    }
+}
+
+/// Rootless endpoints: no link in the daemon's namespace; each endpoint is a
+/// TAP made inside its sandbox at join (the fd passed back) and gone at leave,
+/// when the port's fd closes.
+#[derive(Debug)]
+struct SandboxTaps;
+
+impl SandboxTaps {
+    /// A TAP made inside the sandbox (the user namespace's owner configures it
+    /// through a netlink socket of that namespace).
+    fn make(net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<Option<Attach>, DriverError> {
+        let (key, Some(userns)) = (sandbox_key(sb)?, sb.userns.as_deref()) else {
+            return Err(DriverError::Unsupported {
+                driver: "bridge",
+                reason: "a rootless endpoint joins only a sandbox of the daemon's user namespace".into(),
+            });
+        };
+        let (tap, nl) = plexus_sandbox::userns::open_tap(userns, key, &sb.ifname)?;
+        let mut nl = Netlink::from_fd(nl)?;
+        let link = nl.link(&sb.ifname)?;
+        if let Some(mac) = ep.mac {
+            nl.set_mac(link.index, mac.0)?;
+        }
+        configure_link(&mut nl, link.index, net, ep, sb)?;
+        Ok(Some(Attach::Tap(tap)))
+    }
+}
+
+impl Links for SandboxTaps {
+    fn create(&self, _: &NetworkSpec, _: &EndpointSpec) -> Result<Option<Attach>, DriverError> {
+        // The TAP is made inside the sandbox at join.
+        Ok(None)
+    }
+
+    fn delete(&self, _: &EndpointSpec) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    fn join(&self, net: &NetworkSpec, ep: &EndpointSpec, sb: &SandboxSpec) -> Result<Option<Attach>, DriverError> {
+        Self::make(net, ep, sb)
+    }
+
+    fn leave(&self, _: &NetworkSpec, _: &EndpointSpec, _: &SandboxSpec) -> Result<bool, DriverError> {
+        // Closing the TAP's fd (the port's) removes the device.
         Ok(true)
     }
 
-    fn switch(&self) -> Option<&dyn SwitchView> {
-        Some(self)
+    fn restore(
+        &self,
+        net: &NetworkSpec,
+        ep: &EndpointSpec,
+        sb: Option<&SandboxSpec>,
+    ) -> Result<(Option<Attach>, bool), DriverError> {
+        // The TAP went with the previous daemon's fd: make it again, same
+        // name, addresses and MAC, in the sandbox that still exists.
+        match sb {
+            Some(sb) => Ok((Self::make(net, ep, sb)?, true)),
+            None => Ok((None, true)),
+        }
     }
+}
+
+fn sandbox_key(sb: &SandboxSpec) -> Result<&Path, DriverError> {
+    sb.key.as_deref().ok_or_else(|| DriverError::Unsupported {
+        driver: "bridge",
+        reason: "a bridge endpoint cannot join a host-mode sandbox".into(),
+    })
 }
 
 impl SwitchView for BridgeDriver {
@@ -487,6 +595,14 @@ impl SwitchView for BridgeDriver {
                 })
             })
             .collect())
+    }
+
+    fn fd_use(&self) -> Result<FdUse, DriverError> {
+        Ok(self.dataplane.fd_use()?)
+    }
+
+    fn health(&self) -> Health {
+        self.dataplane.health()
     }
 
     fn nat(&self) -> Result<Vec<NatRow>, DriverError> {

@@ -6,7 +6,9 @@
 //! owns interfaces. Built in:
 //!
 //! - [`bridge::BridgeDriver`] — one bridge domain of the Plexus userspace switch per
-//!   network; endpoints are veth pairs whose container end is configured at join.
+//!   network; the driver starts and owns the switch. Endpoints are veth pairs or
+//!   TAP devices made in the daemon's namespace and moved into the sandbox at join
+//!   (rootful), or TAP devices made inside the sandbox at join (rootless).
 //! - [`host::HostDriver`] — the container shares the host's network namespace.
 //! - [`null::NullDriver`] — loopback only.
 //!
@@ -49,7 +51,7 @@ pub enum DriverError {
         /// The host address and port.
         host: std::net::SocketAddrV4,
         /// TCP or UDP.
-        proto: plexus_switch::NatProto,
+        proto: plexus_switch::Protocol,
     },
     /// The network or endpoint is unknown to the driver.
     #[error("driver {driver}: no {what} {id}")]
@@ -156,7 +158,7 @@ pub struct EndpointSpec {
     /// veth or TAP.
     pub kind: EndpointKind,
     /// Published ports (TCP and UDP) to deliver into the container.
-    pub publish: Vec<plexus_switch::PublishSpec>,
+    pub publish: Vec<plexus_switch::Binding>,
     /// Addresses the container may send from besides its own (anti-spoofing;
     /// for a router or a VM inside).
     pub allowed: Vec<Ipv4Net>,
@@ -314,14 +316,21 @@ pub trait SwitchView {
     fn ports(&self) -> Result<Vec<PortRow>, DriverError>;
     /// The outbound NAT flows.
     fn nat(&self) -> Result<Vec<NatRow>, DriverError>;
+    /// Where the switch's file descriptor budget stands.
+    fn fd_use(&self) -> Result<plexus_switch::FdUse, DriverError>;
+    /// Whether the switch's worker runs (and why it died if not).
+    fn health(&self) -> plexus_switch::Health;
 }
 
-/// The built-in drivers; `bridge` forwards through `dataplane` (`rootless`:
+/// The built-in drivers; `bridge` starts its switch with `config` (`rootless`:
 /// its endpoints are TAP devices made inside the sandboxes at join).
-pub fn builtin(dataplane: plexus_switch::Dataplane, rootless: bool) -> Vec<std::sync::Arc<dyn Driver>> {
-    vec![
-        std::sync::Arc::new(bridge::BridgeDriver::new(dataplane, rootless)),
+pub fn builtin(
+    config: plexus_switch::DataplaneConfig,
+    rootless: bool,
+) -> Result<Vec<std::sync::Arc<dyn Driver>>, DriverError> {
+    Ok(vec![
+        std::sync::Arc::new(bridge::BridgeDriver::start(config, rootless)?),
         std::sync::Arc::new(host::HostDriver),
         std::sync::Arc::new(null::NullDriver),
-    ]
+    ])
 }

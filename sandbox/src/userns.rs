@@ -20,8 +20,11 @@
 //!   on the host; only the holder's mount namespace sees the bind mount. From
 //!   the host they are reached as `/proc/HOLDER/root/PATH` ([`Holder::visible`]),
 //!   which works for the namespace's owner without joining anything.
-//! - Only the user's own uid and gid are mapped (root inside). Subordinate ids
-//!   (`newuidmap`) are not used yet.
+//! - The user's own uid and gid map to root inside. With `newuidmap` and
+//!   `newgidmap` installed and ranges in `/etc/subuid` and `/etc/subgid`, the
+//!   subordinate ids map to 1.. as well (so a container's other users exist);
+//!   without them, or if the tools refuse the ranges, the user alone is mapped
+//!   (written directly, as the namespace's owner may).
 
 use std::ffi::CString;
 use std::io;

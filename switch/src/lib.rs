@@ -39,5 +39,5 @@ pub use dataplane::{Dataplane, DataplaneConfig, DataplaneError, Health, PortStat
 pub use gateway::is_martian;
 pub use l2::{DomainConfig, Engine, PortConfig, Verdict};
 pub use mac::{MacAddr, MacParseError};
-pub use nat::{FdUse, NatConfig, NatProto, PublishSpec};
+pub use nat::{Binding, FdUse, NatConfig, NatProto, Protocol};
 pub use types::{DomainId, DropReason, GatewayConfig, PortCounters, PortId};

@@ -15,8 +15,8 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 
 use crate::io::{Datagram, Host, Listener, Stream};
-use crate::nat::NatProto;
 use crate::nat::tcp::HostStream;
+use crate::nat::{NatProto, Protocol};
 
 /// A device of IP packets in memory.
 #[derive(Default)]
@@ -275,7 +275,7 @@ impl Listener for SharedListener {
 pub(crate) struct HostLog {
     pub(crate) datagrams: Vec<(Token, NatProto, SocketAddrV4, SharedDgram)>,
     pub(crate) streams: Vec<(Token, SocketAddrV4, SharedPipe)>,
-    pub(crate) listeners: Vec<(Token, NatProto, SocketAddrV4, SharedListener)>,
+    pub(crate) listeners: Vec<(Token, Protocol, SocketAddrV4, SharedListener)>,
 }
 
 /// A [`Host`] in memory; its log is shared with the test.
@@ -300,7 +300,7 @@ impl Host for MemHost {
         self.log().streams.push((token, to, p.clone()));
         Ok(Box::new(p))
     }
-    fn listen(&mut self, proto: NatProto, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>> {
+    fn listen(&mut self, proto: Protocol, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>> {
         let l = SharedListener::default();
         self.log().listeners.push((token, proto, at, l.clone()));
         Ok(Box::new(l))

@@ -2,11 +2,11 @@
 //! comes back on flows' sockets, and what clients send to published ports.
 //!
 //! Every flow is one entry of the NAT table's slab ([`NatTable`]): its row and
-//! its I/O ([`FlowIo`]: a datagram socket, or a TCP stream with the relay's
+//! its I/O (`FlowIo`: a datagram socket, or a TCP stream with the relay's
 //! connection state). The entry's key is the flow's id and, offset by
-//! [`NAT_TOKENS`], the poll token of its socket, so a readiness event finds
+//! `NAT_TOKENS`, the poll token of its socket, so a readiness event finds
 //! its flow — and knows its kind — in one lookup. Published listeners live in
-//! a slab of their own (tokens from [`PUB_TOKENS`]).
+//! a slab of their own (tokens from `PUB_TOKENS`).
 //!
 //! The walk of an outbound datagram: the gateway's routing decision
 //! ([`crate::gateway::Routed`]: flow key, payload range, sender MAC) → the
@@ -30,7 +30,7 @@ use crate::io::{Datagram, Host, Listener as HostListener, Stream};
 use crate::l2::{Engine, PortConfig};
 use crate::nat::frames::{inbound_frame, unreachable_frame, unreachable_quoting};
 use crate::nat::tcp::{Conn, StackConfig, Step, TcpRelay};
-use crate::nat::{FdUse, Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, PublishSpec};
+use crate::nat::{Binding, FdUse, Flow, FlowId, FlowKey, FlowPath, NatConfig, NatProto, NatTable, Outbound, Protocol};
 use crate::types::{DropReason, GatewayConfig, PortId};
 use crate::wire::icmpv4::DstUnreachable;
 
@@ -62,7 +62,7 @@ fn token(id: FlowId) -> Token {
 /// A published port's listener and where it delivers.
 struct Listener {
     sock: Box<dyn HostListener>,
-    proto: NatProto,
+    proto: Protocol,
     port: PortId,
     /// The container's address and port it delivers to.
     container: SocketAddrV4,
@@ -225,20 +225,20 @@ impl Nat {
     pub(crate) fn publish(
         &mut self,
         port: PortId,
-        specs: &[PublishSpec],
+        bindings: &[Binding],
         container: Ipv4Addr,
     ) -> Result<(), DataplaneError> {
-        let mut made = Vec::with_capacity(specs.len());
-        for s in specs {
+        let mut made = Vec::with_capacity(bindings.len());
+        for b in bindings {
             let entry = self.listeners.vacant_entry();
             let key = entry.key();
-            match self.host.listen(s.proto, s.host, Token(PUB_TOKENS + key)) {
+            match self.host.listen(b.protocol, b.host(), Token(PUB_TOKENS + key)) {
                 Ok(sock) => {
                     entry.insert(Listener {
                         sock,
-                        proto: s.proto,
+                        proto: b.protocol,
                         port,
-                        container: SocketAddrV4::new(container, s.container_port),
+                        container: SocketAddrV4::new(container, b.container_port),
                     });
                     made.push(key);
                 }
@@ -247,8 +247,8 @@ impl Nat {
                         self.listeners.remove(k);
                     }
                     return Err(DataplaneError::Bind {
-                        host: s.host,
-                        proto: s.proto,
+                        host: b.host(),
+                        proto: b.protocol,
                         source,
                     });
                 }
@@ -483,8 +483,8 @@ impl Nat {
     /// datagrams delivered (or connections accepted).
     fn published_inbound(&mut self, now: Instant, i: usize, sink: &mut PortSink<'_>) -> usize {
         match self.listeners.get(i).map(|l| l.proto) {
-            Some(NatProto::Tcp) => self.published_accept(now, i, sink),
-            Some(_) => self.published_datagrams(now, i, sink),
+            Some(Protocol::Tcp) => self.published_accept(now, i, sink),
+            Some(Protocol::Udp) => self.published_datagrams(now, i, sink),
             None => 0,
         }
     }

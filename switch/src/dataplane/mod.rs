@@ -38,7 +38,7 @@ use mio::{Poll, Waker};
 
 use crate::io::{OsHost, Port};
 use crate::l2::{DomainConfig, EngineError, FdbEntry, PortConfig};
-use crate::nat::{FdUse, Flow, NatConfig, NatProto, PublishSpec};
+use crate::nat::{Binding, FdUse, Flow, NatConfig, Protocol};
 use crate::types::{DomainId, PortCounters, PortId};
 use worker::{Runner, WAKER, Worker};
 
@@ -81,7 +81,7 @@ pub enum DataplaneError {
         /// The host address and port.
         host: std::net::SocketAddrV4,
         /// TCP or UDP.
-        proto: NatProto,
+        proto: Protocol,
         /// The bind error (EADDRINUSE: taken by another program).
         source: io::Error,
     },
@@ -138,7 +138,7 @@ pub(crate) enum Command {
     FdbLen(DomainId, Sender<Result<usize, EngineError>>),
     Stats(Sender<Vec<PortStats>>),
     Nat(Sender<Vec<NatFlow>>),
-    Publish(PortId, Vec<PublishSpec>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
+    Publish(PortId, Vec<Binding>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
     FdUse(Sender<FdUse>),
     Health(Sender<Health>),
     Shutdown,
@@ -189,7 +189,7 @@ impl Dataplane {
         let runner = Runner::new(poll, rx, Worker::new(config, registry, host), dead.clone());
         let thread = std::thread::Builder::new()
             .name("plexus-dataplane".into())
-            .spawn(move || runner.run())
+            .spawn(move || runner.run_guarded())
             .map_err(DataplaneError::Start)?;
         Ok(Dataplane {
             inner: Arc::new(Inner {
@@ -281,7 +281,7 @@ impl Dataplane {
     /// binds every host socket or none. The client's source address is kept
     /// (a loopback client appears as the network's gateway). The sockets close
     /// when the port is removed.
-    pub fn publish(&self, port: PortId, specs: Vec<PublishSpec>, container: Ipv4Addr) -> Result<(), DataplaneError> {
-        self.call(|r| Command::Publish(port, specs, container, r))?
+    pub fn publish(&self, port: PortId, bindings: Vec<Binding>, container: Ipv4Addr) -> Result<(), DataplaneError> {
+        self.call(|r| Command::Publish(port, bindings, container, r))?
     }
 }

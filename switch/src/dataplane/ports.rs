@@ -2,7 +2,7 @@
 //! the frames gathered for it in the current burst), the burst's receive
 //! buffers, and the two ways frames leave — a gather flushed with one batched
 //! send, or frames the switch built (gateway replies, NAT deliveries, the TCP
-//! relay's segments) through a [`PortSink`]. Buffers, gather lists and send
+//! relay's segments) through a `PortSink`. Buffers, gather lists and send
 //! arrays exist before the first frame: nothing here allocates per frame.
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use crate::MacAddr;
 use crate::io::fault::{FaultPort, Faults};
 use crate::io::{MemPort, Port};
 use crate::l2::{DomainConfig, PortConfig};
-use crate::nat::{NatProto, PublishSpec};
+use crate::nat::{Binding, NatProto, Protocol};
 use crate::testkit::{IpStack, MemHost, SharedPipe};
 use crate::types::{DomainId, DropReason, GatewayConfig, PortId};
 use crate::wire::{
@@ -464,15 +464,19 @@ fn a_tcp_transfer_survives_a_lossy_port() {
 fn a_published_port_delivers_clients_with_their_own_address() {
     let mut b = bench();
     let mut x = b.container(2, false);
-    let spec = PublishSpec {
-        proto: NatProto::Tcp,
-        host: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080),
+    let binding = Binding {
+        host_ip: Ipv4Addr::UNSPECIFIED,
+        host_port: 8080,
         container_port: 80,
+        protocol: Protocol::Tcp,
     };
-    b.worker.publish(x.id, &[spec], x.ip).unwrap();
+    b.worker.publish(x.id, &[binding], x.ip).unwrap();
     let listener = {
         let log = b.host.log();
-        assert_eq!((log.listeners[0].1, log.listeners[0].2), (NatProto::Tcp, spec.host));
+        assert_eq!(
+            (log.listeners[0].1, log.listeners[0].2),
+            (Protocol::Tcp, binding.host())
+        );
         log.listeners[0].clone()
     };
     let mut stack = IpStack::new(b.stamp(), x.ip, GW);
@@ -507,4 +511,55 @@ fn a_published_port_delivers_clients_with_their_own_address() {
         pipe.lock().to_host.len() == 24
     });
     assert_eq!(pipe.lock().to_host, b"hello from the container");
+}
+
+/// A port that panics when the worker reads it: a stand-in for a bug.
+#[derive(Debug)]
+struct PanickingPort;
+
+impl Port for PanickingPort {
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    fn offload(&self) -> bool {
+        false
+    }
+    fn recv(&mut self, _: &mut [crate::frame::FrameBuf]) -> std::io::Result<crate::io::RecvResult> {
+        panic!("a bug in a port")
+    }
+    fn send(&mut self, frames: &[&[u8]]) -> crate::io::SendResult {
+        crate::io::SendResult {
+            sent: frames.len(),
+            failed: 0,
+        }
+    }
+}
+
+#[test]
+fn a_dead_worker_says_why() {
+    let dp = super::Dataplane::start(DataplaneConfig::default()).unwrap();
+    assert_eq!(dp.health().dead, None, "a fresh worker runs");
+    let domain = dp.add_domain(DomainConfig::default()).unwrap();
+    let config = PortConfig {
+        domain,
+        name: "panics".into(),
+        mtu: 1500,
+        mac: None,
+        ips: Vec::new(),
+        offload: false,
+    };
+    // Adding the port may race with the worker's death; either answer is fine.
+    let _ = dp.add_port(Box::new(PanickingPort), config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let why = loop {
+        if let Some(why) = dp.health().dead {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the worker did not die");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(why, "panicked: a bug in a port");
+    // Every later call names the cause instead of a bare "stopped".
+    let err = dp.stats().unwrap_err();
+    assert!(err.to_string().contains("a bug in a port"), "{err}");
 }

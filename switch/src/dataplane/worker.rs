@@ -1,6 +1,6 @@
 //! The worker: one thread that owns the engine, the ports and the flows.
 //!
-//! [`Runner::run`] is the loop: wait for readiness (epoll through mio, or not
+//! `Runner::run` is the loop: wait for readiness (epoll through mio, or not
 //! at all while busy-polling), serve control commands, then
 //! [`Worker::turn`] — one pass of the switch: flows' sockets, published
 //! listeners, each ready port's burst, timers. A burst is the model path of
@@ -265,8 +265,8 @@ impl Worker {
             Command::Nat(r) => {
                 let _ = r.send(self.nat_flows(now));
             }
-            Command::Publish(port, specs, container, r) => {
-                let added = self.nat.publish(port, &specs, container);
+            Command::Publish(port, bindings, container, r) => {
+                let added = self.nat.publish(port, &bindings, container);
                 self.nat.set_fixed(self.ports.count());
                 let _ = r.send(added);
             }
@@ -327,10 +327,10 @@ impl Worker {
     pub fn publish(
         &mut self,
         port: PortId,
-        specs: &[crate::nat::PublishSpec],
+        bindings: &[crate::nat::Binding],
         container: std::net::Ipv4Addr,
     ) -> Result<(), DataplaneError> {
-        let r = self.nat.publish(port, specs, container);
+        let r = self.nat.publish(port, bindings, container);
         self.nat.set_fixed(self.ports.count());
         r
     }
@@ -348,6 +348,22 @@ pub(crate) struct Runner {
 impl Runner {
     pub(crate) fn new(poll: Poll, rx: Receiver<Command>, worker: Worker, dead: Arc<OnceLock<String>>) -> Runner {
         Runner { poll, rx, worker, dead }
+    }
+
+    /// [`Runner::run`], with a panic recorded and logged as the cause of
+    /// death like an epoll failure (the handle reports it).
+    pub(crate) fn run_guarded(self) {
+        let dead = self.dead.clone();
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".to_owned());
+            let why = format!("panicked: {msg}");
+            log::error!("the dataplane worker stops: {why}");
+            let _ = dead.set(why);
+        }
     }
 
     /// Runs until shut down, or until epoll fails — then the cause is

@@ -23,8 +23,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::flowsock::FlowSocket;
-use crate::nat::NatProto;
 use crate::nat::tcp::HostStream;
+use crate::nat::{NatProto, Protocol};
 
 /// Opens the host's sockets for the worker, each watched under a token.
 pub trait Host: Send {
@@ -42,7 +42,7 @@ pub trait Host: Send {
     fn connect(&mut self, to: SocketAddrV4, token: Token) -> io::Result<Box<dyn Stream>>;
     /// A published port's listener (TCP or UDP) bound to `at`, watched for
     /// reading.
-    fn listen(&mut self, proto: NatProto, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>>;
+    fn listen(&mut self, proto: Protocol, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>>;
 }
 
 /// A flow's connected datagram socket.
@@ -112,9 +112,9 @@ impl Host for OsHost {
         Ok(Box::new(stream))
     }
 
-    fn listen(&mut self, proto: NatProto, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>> {
+    fn listen(&mut self, proto: Protocol, at: SocketAddrV4, token: Token) -> io::Result<Box<dyn Listener>> {
         match proto {
-            NatProto::Tcp => {
+            Protocol::Tcp => {
                 let mut l = TcpListener::bind(SocketAddr::V4(at))?;
                 self.registry.register(&mut l, token, Interest::READABLE)?;
                 Ok(Box::new(OsTcpListener {
@@ -122,7 +122,7 @@ impl Host for OsHost {
                     registry: self.registry.clone(),
                 }))
             }
-            _ => {
+            Protocol::Udp => {
                 let sock = UdpSocket::bind(at)?;
                 sock.set_nonblocking(true)?;
                 let fd = sock.as_raw_fd();

@@ -19,5 +19,6 @@ pub mod table;
 pub mod tcp;
 
 pub use table::{
-    FdUse, Flow, FlowId, FlowKey, FlowPath, MIN_SHARE, NatConfig, NatProto, NatTable, Outbound, PublishSpec, TcpPhase,
+    Binding, FdUse, Flow, FlowId, FlowKey, FlowPath, MIN_SHARE, NatConfig, NatProto, NatTable, Outbound, Protocol,
+    TcpPhase,
 };

@@ -28,7 +28,7 @@
 //! ports plus one (a reserve for newcomers), and never below [`MIN_SHARE`].
 
 use std::collections::HashMap;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
@@ -156,16 +156,74 @@ impl Default for NatConfig {
     }
 }
 
-/// A published port: the host address the switch listens on, the container
-/// port it delivers to, and the protocol (UDP or TCP).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PublishSpec {
-    /// [`NatProto::Udp`] or [`NatProto::Tcp`].
-    pub proto: NatProto,
-    /// Host address and port (`0.0.0.0` = every address of the host).
-    pub host: SocketAddrV4,
-    /// The container's port.
+/// The transport of a published port: TCP or UDP. Every one is a
+/// [`NatProto`] (`From`); the reverse holds only for these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (the default of `--publish`).
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// `"tcp"` or `"udp"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Protocol> for NatProto {
+    fn from(p: Protocol) -> NatProto {
+        match p {
+            Protocol::Tcp => NatProto::Tcp,
+            Protocol::Udp => NatProto::Udp,
+        }
+    }
+}
+
+/// A published port as it is bound: the host address the switch listens on
+/// (`0.0.0.0` = every address of the host), the host port, the container port
+/// it delivers to, and the protocol. The controller records these (the
+/// allocator chose the host port); the switch binds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Binding {
+    /// The host address (`0.0.0.0` = all).
+    pub host_ip: Ipv4Addr,
+    /// The host port.
+    pub host_port: u16,
+    /// The container port.
     pub container_port: u16,
+    /// The protocol.
+    pub protocol: Protocol,
+}
+
+impl Binding {
+    /// The host address and port to bind.
+    pub fn host(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.host_ip, self.host_port)
+    }
+}
+
+impl std::fmt::Display for Binding {
+    /// `0.0.0.0:8080->80/tcp` (as `docker ps`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip, self.host_port, self.container_port, self.protocol
+        )
+    }
 }
 
 /// The answer to an outbound packet.

@@ -118,7 +118,7 @@ struct Stack {
 }
 
 /// A socket set holding one TCP socket (pooled with the socket).
-struct Slot {
+struct OneSocket {
     set: SocketSet<'static>,
     handle: SocketHandle,
 }
@@ -127,7 +127,7 @@ struct Slot {
 /// what is known of its host stream. Owned by the caller (with the flow).
 pub struct Conn {
     port: PortId,
-    slot: Slot,
+    socket: OneSocket,
     /// An outbound SYN waiting for the host connect (IP packet).
     syn: Option<Box<[u8]>>,
     /// When the socket's timers next need a poll.
@@ -158,7 +158,7 @@ pub struct TcpRelay {
     /// A copy of a SYN-ACK whose MSS is raised before the stack reads it.
     scratch: Vec<u8>,
     /// Closed sockets kept for the next connections.
-    pool: Vec<Slot>,
+    pool: Vec<OneSocket>,
     /// A set with no socket, to let a stack answer packets of no connection.
     empty: SocketSet<'static>,
     /// No connection's timers are due before this (kept as deadlines are set,
@@ -273,7 +273,7 @@ impl TcpRelay {
     fn new_conn(&mut self, port: PortId, syn: Option<Box<[u8]>>) -> Conn {
         Conn {
             port,
-            slot: new_slot(&mut self.pool, self.tsval),
+            socket: new_socket(&mut self.pool, self.tsval),
             syn,
             deadline: None,
             host: HostState {
@@ -321,11 +321,11 @@ impl TcpRelay {
         let Some(local) = syn_destination(&syn) else {
             return Step::Done { reset: true };
         };
-        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+        let sock = conn.socket.set.get_mut::<tcp::Socket>(conn.socket.handle);
         if sock.listen(IpListenEndpoint::from(endpoint(local))).is_err() {
             return Step::Done { reset: true };
         }
-        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(&syn));
+        conn.deadline = poll_stack(stack, &mut conn.socket.set, &mut self.tx, sink, port, stamp, Some(&syn));
         self.earliest = earlier(self.earliest, conn.deadline);
         self.pump(now, conn, stream, sink)
     }
@@ -344,10 +344,10 @@ impl TcpRelay {
         let stamp = self.stamp(now);
         let mut conn = self.new_conn(port, None);
         let stack = self.stacks.get_mut(&port)?;
-        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+        let sock = conn.socket.set.get_mut::<tcp::Socket>(conn.socket.handle);
         sock.connect(stack.iface.context(), endpoint(container), endpoint(client))
             .ok()?;
-        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
+        conn.deadline = poll_stack(stack, &mut conn.socket.set, &mut self.tx, sink, port, stamp, None);
         self.earliest = earlier(self.earliest, conn.deadline);
         Some(conn)
     }
@@ -379,7 +379,15 @@ impl TcpRelay {
         } else {
             packet
         };
-        conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, Some(packet));
+        conn.deadline = poll_stack(
+            stack,
+            &mut conn.socket.set,
+            &mut self.tx,
+            sink,
+            port,
+            stamp,
+            Some(packet),
+        );
         self.earliest = earlier(self.earliest, conn.deadline);
         self.pump(now, conn, stream, sink)
     }
@@ -415,15 +423,15 @@ impl TcpRelay {
         let Some(stack) = self.stacks.get_mut(&conn.port) else {
             return;
         };
-        let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+        let sock = conn.socket.set.get_mut::<tcp::Socket>(conn.socket.handle);
         // TIME-WAIT is the end of a clean close: nothing to reset.
         if sock.is_open() && sock.state() != tcp::State::TimeWait {
             sock.abort();
-            poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, conn.port, stamp, None);
+            poll_stack(stack, &mut conn.socket.set, &mut self.tx, sink, conn.port, stamp, None);
         }
-        let sock = conn.slot.set.get::<tcp::Socket>(conn.slot.handle);
+        let sock = conn.socket.set.get::<tcp::Socket>(conn.socket.handle);
         if sock.state() == tcp::State::Closed && self.pool.len() < SOCKET_POOL {
-            self.pool.push(conn.slot);
+            self.pool.push(conn.socket);
         }
     }
 
@@ -448,8 +456,8 @@ impl TcpRelay {
         let mut earliest = None;
         for (key, c) in conns {
             if let (Some(stack), true) = (self.stacks.get_mut(&c.port), c.deadline.is_some_and(|d| d <= stamp)) {
-                c.deadline = poll_stack(stack, &mut c.slot.set, &mut self.tx, sink, c.port, stamp, None);
-                let sock = c.slot.set.get::<tcp::Socket>(c.slot.handle);
+                c.deadline = poll_stack(stack, &mut c.socket.set, &mut self.tx, sink, c.port, stamp, None);
+                let sock = c.socket.set.get::<tcp::Socket>(c.socket.handle);
                 if let Step::Done { reset } = judge(c, sock) {
                     finished(key, Step::Done { reset });
                 }
@@ -477,35 +485,35 @@ impl TcpRelay {
         };
         let port = conn.port;
         for _ in 0..64 {
-            let sock = conn.slot.set.get_mut::<tcp::Socket>(conn.slot.handle);
+            let sock = conn.socket.set.get_mut::<tcp::Socket>(conn.socket.handle);
             let moved = relay(&mut conn.host, sock, stream);
-            conn.deadline = poll_stack(stack, &mut conn.slot.set, &mut self.tx, sink, port, stamp, None);
+            conn.deadline = poll_stack(stack, &mut conn.socket.set, &mut self.tx, sink, port, stamp, None);
             self.earliest = earlier(self.earliest, conn.deadline);
             if !moved {
                 break;
             }
         }
-        let sock = conn.slot.set.get::<tcp::Socket>(conn.slot.handle);
+        let sock = conn.socket.set.get::<tcp::Socket>(conn.socket.handle);
         judge(conn, sock)
     }
 }
 
 /// A set with one closed socket: a pooled one, or a new one (two buffers of
 /// [`SOCKET_BUFFER`], which are costly to allocate and zero per connection).
-fn new_slot(pool: &mut Vec<Slot>, tsval: fn() -> u32) -> Slot {
-    let mut slot = pool.pop().unwrap_or_else(|| {
+fn new_socket(pool: &mut Vec<OneSocket>, tsval: fn() -> u32) -> OneSocket {
+    let mut one = pool.pop().unwrap_or_else(|| {
         let sock = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
             tcp::SocketBuffer::new(vec![0u8; SOCKET_BUFFER]),
         );
         let mut set = SocketSet::new(Vec::with_capacity(1));
         let handle = set.add(sock);
-        Slot { set, handle }
+        OneSocket { set, handle }
     });
-    let s = slot.set.get_mut::<tcp::Socket>(slot.handle);
+    let s = one.set.get_mut::<tcp::Socket>(one.handle);
     s.set_nagle_enabled(false);
     s.set_tsval_generator(Some(tsval));
-    slot
+    one
 }
 
 /// Moves what can move between a socket and its host stream; true if any

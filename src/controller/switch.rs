@@ -1,0 +1,128 @@
+//! The switch's tables as the controller shows them: MAC tables, port
+//! counters, NAT flows, the descriptor budget and the worker's health, with
+//! ids turned into names; and the rebuild of the drivers' runtime state at
+//! start.
+
+use std::sync::Arc;
+
+use plexus_drivers::{Driver, SwitchView};
+
+use super::{Controller, Core};
+use super::records::{endpoint_spec, network_spec};
+use crate::error::{Error, Result};
+use crate::model::{FdbInfo, NatInfo, PortInfo};
+
+impl Controller {
+    /// Rebuilds the drivers' runtime state (bridge domains, switch ports) from
+    /// the records; an endpoint whose interface had to be made again is
+    /// recorded as not joined.
+    pub(super) fn restore_dataplane(&self) -> Result<()> {
+        let mut core = self.lock();
+        for n in core.state.networks.clone() {
+            self.driver(&n.driver)?.create_network(&network_spec(&n))?;
+        }
+        let mut changed = false;
+        for e in core.state.endpoints.clone() {
+            let net = core.network_by_id(&e.network)?.clone();
+            let drv = self.driver(&net.driver)?;
+            let sb = e
+                .sandbox
+                .as_deref()
+                .and_then(|s| core.sandbox_by_id(s).ok())
+                .map(|sb| self.sandbox_spec(sb, &e));
+            if !drv.restore_endpoint(&network_spec(&net), &endpoint_spec(&e), sb.as_ref())? {
+                let rec = core.endpoint_mut(&e.id)?;
+                changed |= rec.sandbox.take().is_some();
+                rec.ifname = None;
+                rec.default_route = false;
+            }
+        }
+        if changed {
+            core.commit()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn switch_of<'a>(&self, drv: &'a Arc<dyn Driver>, network: &str) -> Result<&'a dyn SwitchView> {
+        drv.switch().ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "network {network} is not switched by Plexus (driver {})",
+                drv.name()
+            ))
+        })
+    }
+
+    /// The MAC table of a network: address, endpoint, age.
+    pub fn fdb(&self, network: &str) -> Result<Vec<FdbInfo>> {
+        let core = self.lock();
+        let net = core.network(network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        let mut rows = self.switch_of(&drv, &net.name)?.fdb(&net.id)?;
+        for r in &mut rows {
+            name_endpoint(&core, &mut r.endpoint);
+        }
+        Ok(rows)
+    }
+
+    /// Number of entries in a network's MAC table (bounded by its size option).
+    pub fn fdb_len(&self, network: &str) -> Result<usize> {
+        let core = self.lock();
+        let net = core.network(network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        Ok(self.switch_of(&drv, &net.name)?.fdb_len(&net.id)?)
+    }
+
+    /// Where the switch's file descriptor budget stands: ports, published
+    /// listeners and NAT flows, and one endpoint's share of flows.
+    pub fn fd_use(&self) -> Result<plexus_switch::FdUse> {
+        Ok(self.switch()?.fd_use()?)
+    }
+
+    /// Whether the switch's worker runs, and why it died if it does not.
+    pub fn health(&self) -> Result<plexus_switch::Health> {
+        Ok(self.switch()?.health())
+    }
+
+    /// The outbound NAT flows, by endpoint.
+    pub fn nat(&self) -> Result<Vec<NatInfo>> {
+        let core = self.lock();
+        let mut out = self.switch()?.nat()?;
+        for r in &mut out {
+            name_endpoint(&core, &mut r.endpoint);
+        }
+        out.sort_by(|a, b| {
+            (&a.endpoint, a.proto, a.inside, a.outside).cmp(&(&b.endpoint, b.proto, b.inside, b.outside))
+        });
+        Ok(out)
+    }
+
+    /// Every switch port's counters, by endpoint.
+    pub fn stats(&self) -> Result<Vec<PortInfo>> {
+        let core = self.lock();
+        let mut out = self.switch()?.ports()?;
+        for r in &mut out {
+            name_endpoint(&core, &mut r.endpoint);
+            if let Ok(n) = core.network_by_id(&r.network) {
+                r.network.clone_from(&n.name);
+            }
+        }
+        out.sort_by(|a, b| (&a.network, &a.endpoint).cmp(&(&b.network, &b.endpoint)));
+        Ok(out)
+    }
+
+    /// The Plexus switch (the bridge driver's; the one driver that has one).
+    fn switch(&self) -> Result<&dyn SwitchView> {
+        self.inner
+            .drivers
+            .values()
+            .find_map(|d| d.switch())
+            .ok_or_else(|| Error::InvalidOption("no driver runs the Plexus switch".into()))
+    }
+}
+
+/// Replaces an endpoint id (as a driver names it) with the endpoint's name.
+fn name_endpoint(core: &Core, id: &mut String) {
+    if let Ok(e) = core.endpoint_by_id(id) {
+        id.clone_from(&e.name);
+    }
+}
