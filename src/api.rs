@@ -444,6 +444,9 @@ pub struct DaemonInfo {
     /// The API's bounds on its clients, and what they refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_limits: Option<ApiLimits>,
+    /// Whether the switch's worker runs; absent if no driver has a switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<SwitchHealth>,
     /// Number of networks.
     pub networks: usize,
     /// Number of endpoints.
@@ -471,6 +474,29 @@ pub struct FdInfo {
     pub flows: usize,
     /// One endpoint's bound on flows now.
     pub per_endpoint: usize,
+}
+
+/// The switch worker's health, as `info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchHealth {
+    /// Why the worker died; absent while it runs. A dead worker forwards
+    /// nothing: restart the daemon (the daemon's log says the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead: Option<String>,
+    /// Control requests it served.
+    pub commands: u64,
+    /// Waits for events interrupted by a signal (retried).
+    pub poll_interrupted: u64,
+}
+
+impl From<plexus_switch::Health> for SwitchHealth {
+    fn from(h: plexus_switch::Health) -> SwitchHealth {
+        SwitchHealth {
+            dead: h.dead,
+            commands: h.commands,
+            poll_interrupted: h.poll_interrupted,
+        }
+    }
 }
 
 /// The API's bounds on its clients, as `info` shows them.

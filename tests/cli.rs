@@ -203,6 +203,14 @@ fn errors_are_one_line_and_nonzero() {
     assert_eq!(info["sandboxes"], 1);
     assert_eq!(info["pid"], d.pid());
     assert!(info["busy_poll_us"].is_u64(), "{info}");
+    // The switch's worker runs (it served the network and endpoint creations).
+    assert_eq!(info["switch"]["dead"], Value::Null, "{info}");
+    assert!(info["switch"]["commands"].as_u64().is_some_and(|n| n > 0), "{info}");
+    let text = d.ok(&["info"]);
+    assert!(
+        text.lines().any(|l| l.starts_with("Switch:") && l.contains("running;")),
+        "{text}"
+    );
 
     assert_eq!(d.ok(&["endpoint", "rm", "t1"]), "t1\n");
     d.ok(&["sandbox", "rm", "c1"]);

@@ -633,6 +633,7 @@ impl Server {
                         refused: self.api.refused.load(Ordering::Relaxed),
                         idle_closed: self.api.idle_closed.load(Ordering::Relaxed),
                     }),
+                    switch: ctrl.health().ok().map(Into::into),
                     networks: ctrl.networks().len(),
                     endpoints: ctrl.endpoints().len(),
                     sandboxes: ctrl.sandboxes().len(),

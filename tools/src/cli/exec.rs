@@ -11,6 +11,7 @@
 //! spawn (a mask set before it would be inherited by the command) and `sigwait` on
 //! a helper thread: no signal handlers.
 
+use std::fmt;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,7 +22,22 @@ use nix::unistd::Pid;
 use plexus::SandboxInfo;
 use plexus_sandbox::exec::{ExecSpec, command};
 
-use super::ExitError;
+/// An error that ends plexus with a specific status (e.g. 127: command not found).
+#[derive(Debug)]
+pub struct ExitError {
+    /// The exit status.
+    pub code: u8,
+    /// The message.
+    pub message: String,
+}
+
+impl fmt::Display for ExitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ExitError {}
 
 /// What to enter for `sb`: its namespace, hostname and files; nothing for a
 /// host-mode sandbox (no namespace of its own).

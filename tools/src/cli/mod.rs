@@ -1,5 +1,7 @@
-//! The client subcommands: each turns its arguments into one or more API
-//! requests ([`plexus::api::Request`]) and prints the result.
+//! The command line: its grammar ([`Cli`], one file per noun or verb for
+//! its arguments and their handling) and the client subcommands, each of
+//! which turns its arguments into one or more API requests
+//! ([`plexus::api::Request`]) and prints the result.
 //!
 //! Decisions:
 //! - The CLI sends strings as typed by the user (CIDRs, addresses, MACs); the
@@ -10,35 +12,311 @@
 //! - `exec` asks the daemon only for the sandbox's description and then runs the
 //!   command itself ([`exec`]).
 
+mod daemon;
+mod endpoint;
 mod exec;
+mod network;
 mod output;
+mod run;
+mod sandbox;
 
-use std::fmt;
-use std::path::Path;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
+use clap::{Parser, Subcommand};
+use plexus::api::{DaemonInfo, Request, VersionInfo};
+use plexus::{FdbInfo, NatInfo, PortInfo};
+
+pub use exec::ExitError;
+use output::{FormatArgs, show};
 
 use crate::client::{Client, Unreachable};
-use crate::{Cli, Command, EndpointCmd, Format, NetworkCmd, SandboxCmd, daemon};
-use plexus::api::{DaemonInfo, Request, RunResult, VersionInfo};
 
-/// An error that ends plexus with a specific status (e.g. 127: command not found).
-#[derive(Debug)]
-pub struct ExitError {
-    /// The exit status.
-    pub code: u8,
-    /// The message.
-    pub message: String,
+const MAIN_AFTER_HELP: &str = "\
+Examples:
+  plexus daemon &                                  # as root
+  plexus network create --subnet 10.99.0.0/24 n1
+  plexus run --network n1 c1
+  plexus exec c1 -- ip -4 addr show eth0
+  plexus run --network n1 --type tap --rm c2 -- ping -c1 10.99.0.2
+  plexus fdb n1
+  plexus stats
+  plexus nat
+  plexus sandbox rm c1
+  plexus network rm n1
+
+Environment:
+  PLEXUS_SOCKET        the daemon's socket (same as --socket)
+  PLEXUS_STATE_DIR     the daemon's state directory (same as daemon --state-dir)
+  PLEXUS_NETNS_PREFIX  prefix of sandbox namespace names (daemon; default plexus-)
+  PLEXUS_IFNAME_PREFIX prefix of host interface names (daemon; default px)
+
+Exit status: 0 ok, 1 refused or failed, 2 usage, 125 daemon unreachable;
+exec and run -- CMD exit with the command's status.";
+
+/// Container networking on a userspace switch, in the model of Docker's
+/// libnetwork (CNM).
+#[derive(Debug, Parser)]
+#[command(name = "plexus", version, after_help = MAIN_AFTER_HELP)]
+#[command(long_about = "\
+Container networking on a userspace switch, in the model of Docker's libnetwork (CNM).
+
+A network is a group of endpoints that reach each other at layer 2. An endpoint is one \
+interface of one network, with its address reserved when it is created. A sandbox is one \
+container's network stack: a network namespace with its hostname, /etc/hosts and \
+resolv.conf. Endpoints join sandboxes.
+
+`plexus daemon` keeps this state; the other commands talk to it over a Unix socket.")]
+pub struct Cli {
+    /// Unix socket of the daemon.
+    ///
+    /// The daemon listens on it; the other commands connect to it. Default:
+    /// /run/plexus/plexus.sock as root, $XDG_RUNTIME_DIR/plexus/plexus.sock for
+    /// other users.
+    #[arg(
+        long,
+        global = true,
+        env = "PLEXUS_SOCKET",
+        value_name = "PATH",
+        default_value_os_t = plexus::api::default_socket(),
+        help_heading = "Global options"
+    )]
+    pub socket: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl fmt::Display for ExitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: keep the networks, endpoints and sandboxes and serve the API.
+    #[command(
+        long_about = "\
+Run the daemon in the foreground: open (and lock) the state directory, restore its \
+networks, endpoints and sandboxes, and serve the JSON API (docs/api.md) on the socket.
 
-impl std::error::Error for ExitError {}
+Prints one line with its pid, state directory and socket on stderr once it accepts \
+connections, then one line per change. SIGINT or SIGTERM stop it cleanly: the socket is \
+removed and the state directory unlocked; the networks and sandboxes stay and are \
+restored at the next start. Refuses to start if another daemon answers on the socket \
+or holds the state directory. Needs root to create namespaces and interfaces.",
+        after_help = "\
+Examples:
+  plexus daemon
+  plexus daemon --state-dir /tmp/px-state --socket /tmp/px.sock
+  plexus daemon --busy-poll-us 0                   # no polling: least CPU, more latency
+  plexus daemon --nat-max-flows-per-endpoint 256 --nat-udp-timeout 120
+  PLEXUS_NETNS_PREFIX=test- PLEXUS_IFNAME_PREFIX=tst plexus daemon --state-dir /tmp/t"
+    )]
+    Daemon(daemon::DaemonArgs),
+
+    /// Run the main job: two sandboxes talking through the switch, with its tables shown.
+    #[command(
+        long_about = "\
+Build a network with two sandboxes in this process (no daemon needed), ping across \
+through the Plexus switch, run a short TCP transfer, print the MAC table, the per-port \
+counters and the rate seen, then remove everything.
+
+Needs nothing but this binary: the ping and the transfer are sockets opened inside the \
+sandboxes, not `ping` or `iperf3`. As root it runs rootful; run by an ordinary user it \
+runs rootless (sandboxes in a user namespace of its own, TAP endpoints, whatever --type \
+says), or says in one line what the host lacks (user namespaces, /dev/net/tun) and how \
+to fix it — the checks of `plexus info`.
+
+Everything is named with a random `pxd` tag and kept in a temporary state directory, so \
+the demo runs beside a daemon without touching it.",
+        after_help = "\
+Examples:
+  plexus demo
+  plexus demo --seconds 5 --type tap"
+    )]
+    Demo(crate::demo::DemoArgs),
+
+    /// Run a bare switch on existing interfaces, in the foreground.
+    #[command(
+        long_about = "\
+Attach the given existing interfaces (e.g. host ends of veth pairs) to one bridge domain \
+of the Plexus switch and forward between them until SIGTERM or SIGINT. No daemon, no \
+state, no anti-spoofing (the switch does not know the hosts' MACs): MAC learning, \
+flooding and ageing as in a network. Prints the per-port counters when it stops.
+
+This is the hook for benchmarks: ../shared/bench/peers.sh --switch-cmd 'plexus switch {A} {B}'.",
+        after_help = "\
+Examples:
+  plexus switch vethA vethB
+  plexus switch --busy-poll-us 0 vethA vethB vethC"
+    )]
+    Switch(crate::bare::SwitchArgs),
+
+    /// Create, list, inspect and remove networks.
+    #[command(subcommand)]
+    Network(network::NetworkCmd),
+
+    /// Create, list, inspect and remove sandboxes (containers' network namespaces).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCmd),
+
+    /// Create, list, inspect, join, leave and remove endpoints.
+    #[command(subcommand)]
+    Endpoint(endpoint::EndpointCmd),
+
+    /// Create a sandbox attached to a network in one step, optionally run a command in it.
+    #[command(
+        long_about = "\
+Create a sandbox NAME, an endpoint NAME on the network (deleted together with the \
+sandbox) and join them, all or nothing: if a step fails, the earlier ones are undone. \
+Refused if a sandbox NAME exists.
+
+Without CMD, prints the sandbox id. With CMD, runs it inside the sandbox like `plexus \
+exec` and exits with its status; --rm then removes the sandbox (and the endpoint).",
+        after_help = "\
+Examples:
+  plexus run --network n1 c1
+  plexus run --network n1 --ip 10.99.0.10 --hostname web c2
+  plexus run --network n1 --type tap c4
+  plexus run --network n1 -p 8053:53/udp dns       # host UDP port 8053 -> dns:53
+  plexus run --network n1 -p 127.0.0.1::53/udp c5  # an ephemeral host port, on loopback
+  plexus run --network n1 -p 9000-9002:7000-7002/udp c6
+  plexus run --network n1 --rm c3 -- ping -c1 10.99.0.1"
+    )]
+    Run(run::RunArgs),
+
+    /// Show a network's MAC table: address, endpoint, age; sorted by MAC.
+    #[command(
+        long_about = "\
+Show the MAC table (forwarding database) of a network's bridge domain in the Plexus \
+switch: each learned source MAC, the endpoint whose port it was learned on, and the \
+seconds since it was last seen. Entries idle longer than the network's --mac-ageing \
+time are removed. Sorted by MAC.",
+        after_help = "\
+Examples:
+  plexus fdb n1
+  plexus fdb n1 --format json"
+    )]
+    Fdb {
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Network name or id.
+        network: String,
+    },
+
+    /// Show the switch's per-port counters: frames, bytes and drops by reason.
+    #[command(
+        long_about = "\
+Show the counters of every port of the Plexus switch (one per endpoint of a bridge \
+network): frames and bytes received from and sent to the endpoint, source MACs not \
+learned because the MAC table was full, and the frames dropped, by reason:
+
+  runt          shorter than an Ethernet header
+  oversize      longer than the network's MTU allows
+  bad_vnet_hdr  a TAP frame whose virtio-net header does not parse
+  bad_src       source MAC multicast or zero
+  spoofed       source MAC not the endpoint's own (anti-spoofing)
+  arp_spoofed   ARP whose sender MAC or address is not the endpoint's (anti-spoofing)
+  ip_spoofed    IPv4 from an address the endpoint may not use (anti-spoofing;
+                see --allowed-address)
+  same_port     destination on the port it came from
+  no_offload    a GSO frame or partial checksum towards a port without offloads
+  tx_full       the egress port's queue was full
+  tx_error      the egress port's send failed
+  rx_overrun    the kernel dropped it before the switch read it (receive ring full)
+  rx_error      receiving from the port failed (its device is gone or broken)
+  unknown_port  came in on a port the switch no longer knows (being removed)
+  malformed     an ARP or IPv4 packet that does not parse
+  gateway_unhandled  for the gateway, but nothing it serves (e.g. TCP to its address)
+  martian       routed to loopback, 0.0.0.0/8, link-local, multicast or broadcast:
+                never carried out (it would reach the host itself)
+  isolated      routed to another network's subnet (networks never reach each other)
+  internal      routed out of an --internal network
+  no_route      routed out of the network in a protocol outbound NAT does not carry
+                (TCP, ICMP other than echo)
+  nat_full      a new outbound flow refused: the NAT table, or the endpoint's share
+                of it, is full (see plexus nat --help)
+  nat_error     outbound NAT could not open or use the flow's host socket
+  nat_recv_error  a flow's host socket failed to receive
+  listener_error  a published port's listener failed to accept, receive or send
+  fd_budget     a new flow refused: the file descriptors the daemon sets aside for
+                flows are used up (plexus info shows the budget)
+
+The table shows only the nonzero drops; --format json lists every reason.",
+        after_help = "\
+Examples:
+  plexus stats
+  plexus stats --network n1 --format json"
+    )]
+    Stats {
+        /// Only the ports of this network (name or id).
+        #[arg(long, value_name = "NET")]
+        network: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+
+    /// Show the outbound NAT flows: protocol, endpoint, addresses, packets, idle time.
+    #[command(
+        long_about = "\
+Show the flows of outbound NAT: containers' UDP, TCP and ICMP echo traffic to addresses \
+outside every Plexus network (from bridge networks that are not --internal), and the \
+TCP connections and UDP conversations of published ports.
+
+The switch's gateway takes such a packet and carries it over an ordinary socket of the \
+daemon, one per flow: a connected UDP socket, an ICMP \"ping\" socket, or a TCP stream \
+(the container's TCP connection ends in the switch's own TCP stack and its bytes are \
+relayed to the stream). So the outside sees the host's address (and a port the host \
+chose) as the source, and the host's routing table decides the way out; no iptables \
+rules, no kernel forwarding. Replies come back on that socket and go to the container. \
+Other protocols and other ICMP are not carried (dropped as no_route).
+
+A flow is a container's conversation with one outside address: a UDP or TCP (inside \
+address and port, outside address and port) pair, or an ICMP echo identifier towards \
+one address (INSIDE shows the identifier as the port; OUTSIDE port 0). Columns: PROTO \
+(udp, tcp, icmp), STATE (a TCP flow's connecting, established or closing), ENDPOINT, \
+INSIDE, OUTSIDE, OUT and IN (packets from and to the container; UDP and ICMP), IDLE \
+(seconds since the last packet either way).
+
+Limits, set by the daemon's flags: a flow idle longer than its protocol's timeout \
+(--nat-udp-timeout, default 30 s; --nat-icmp-timeout, default 10 s; \
+--nat-tcp-timeout, default 7200 s, and --nat-tcp-transitory-timeout, default 120 s, for a \
+TCP connection, which is then reset both ways) is closed; the table \
+holds at most --nat-max-flows flows (default 65536), and at most \
+--nat-max-flows-per-endpoint (default a fair share) of one endpoint. A new flow beyond a \
+limit is refused, never an old one evicted, and counted as nat_full in plexus stats. \
+Each flow holds a socket of the daemon: the daemon raises its open-file limit to the hard \
+one at start, keeps descriptors for its API and itself, and lets ports, published \
+listeners and flows share the rest (the fd budget); a flow beyond it is refused as \
+fd_budget, and one endpoint's fair share is the flows' part of the budget divided by the \
+number of endpoints plus one (at least 64). A host socket that cannot be used counts as \
+nat_error. `plexus info` shows the limits and the budget in force. Removing an endpoint \
+closes its flows.",
+        after_help = "\
+Examples:
+  plexus nat
+  plexus nat --format json
+  plexus daemon --nat-max-flows-per-endpoint 256 --nat-udp-timeout 120   # the limits"
+    )]
+    Nat(FormatArgs),
+
+    /// Run a command inside a sandbox.
+    #[command(
+        long_about = "\
+Run a command inside a sandbox: in its network namespace, with its hostname, and with \
+its hosts and resolv.conf mounted over /etc/hosts and /etc/resolv.conf (in a private \
+mount namespace). The command runs here, not in the daemon, with this terminal's \
+stdin, stdout and stderr; plexus exits with its status (128+N if killed by signal N). \
+Needs root (entering namespaces).",
+        after_help = "\
+Examples:
+  plexus exec c1 -- ip -4 addr show eth0
+  plexus exec c1 -- sh
+  plexus exec c1 cat /etc/hosts"
+    )]
+    Exec(run::ExecArgs),
+
+    /// Show the daemon's configuration: pid, state directory, socket, drivers, limits.
+    Info(FormatArgs),
+
+    /// Show the versions of this client and of the daemon.
+    Version,
+}
 
 /// The exit status for an error: 125 if the daemon cannot be reached, the
 /// status an [`ExitError`] carries, else 1.
@@ -56,20 +334,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let socket = cli.socket.as_path();
     match cli.command {
-        Command::Daemon(args) => {
-            crate::logger::init("plexus daemon", args.log_level);
-            daemon::run(daemon::Options {
-                nat: args.nat(),
-                state_dir: args
-                    .state_dir
-                    .unwrap_or_else(|| plexus::config::default_state_dir(plexus::mode::Mode::detect().0)),
-                socket: socket.to_owned(),
-                busy_poll: Duration::from_micros(args.busy_poll_us),
-                api_max_clients: args.api_max_clients,
-                api_idle: Duration::from_secs(args.api_idle_timeout),
-            })?;
-            Ok(0)
-        }
+        Command::Daemon(args) => daemon::run(socket, args),
         Command::Demo(args) => {
             crate::logger::init("plexus demo", crate::logger::LogLevel::Warn);
             crate::demo::run(&args)
@@ -78,47 +343,11 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::logger::init("plexus switch", crate::logger::LogLevel::Info);
             crate::bare::run(&args)
         }
-        Command::Network(cmd) => network(socket, cmd),
-        Command::Sandbox(cmd) => sandbox(socket, cmd),
-        Command::Endpoint(cmd) => endpoint(socket, cmd),
-        Command::Run(a) => {
-            let req = Request::Run {
-                name: a.name,
-                network: a.network,
-                ip: a.ip,
-                mac: a.mac,
-                kind: a.kind.into(),
-                publish: a.publish,
-                allowed_addresses: a.allowed_addresses,
-                hostname: a.hostname,
-                domainname: a.domainname,
-            };
-            let res: RunResult = Client::connect(socket)?.call_as(&req)?;
-            if a.cmd.is_empty() {
-                output::print(&format!("{}\n", res.sandbox.id))?;
-                return Ok(0);
-            }
-            let status = exec::run_in(&res.sandbox, &a.cmd);
-            if !a.rm {
-                return status;
-            }
-            let removed = Client::connect(socket).map_err(anyhow::Error::from).and_then(|mut c| {
-                c.call(&Request::SandboxRm {
-                    name: res.sandbox.id.clone(),
-                })
-            });
-            match (status, removed) {
-                (status, Ok(_)) => status,
-                (Ok(_), Err(e)) => Err(e.context(format!("removing sandbox {}", res.sandbox.name))),
-                (Err(e), Err(rm)) => {
-                    Err(e.context(format!("(removing sandbox {} failed too: {rm:#})", res.sandbox.name)))
-                }
-            }
-        }
-        Command::Exec(a) => {
-            let sb: SandboxInfo = Client::connect(socket)?.call_as(&Request::SandboxInspect { name: a.sandbox })?;
-            exec::run_in(&sb, &a.cmd)
-        }
+        Command::Network(cmd) => network::run(socket, cmd),
+        Command::Sandbox(cmd) => sandbox::run(socket, cmd),
+        Command::Endpoint(cmd) => endpoint::run(socket, cmd),
+        Command::Run(a) => run::run(socket, a),
+        Command::Exec(a) => run::exec(socket, a),
         Command::Fdb { format, network } => {
             let mut rows: Vec<FdbInfo> = Client::connect(socket)?.call_as(&Request::Fdb { network })?;
             rows.sort_by_key(|r| r.mac);
@@ -145,160 +374,293 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-/// Prints `v` as JSON or with `text`.
-fn show<T: serde::Serialize>(format: Format, v: &T, text: impl Fn(&T) -> String) -> anyhow::Result<u8> {
-    let s = match format {
-        Format::Json => output::json(v)?,
-        Format::Text => text(v),
-    };
-    output::print(&s)?;
-    Ok(0)
-}
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
 
-/// Prints a created object's id.
-fn print_id(id: &str) -> anyhow::Result<u8> {
-    output::print(&format!("{id}\n"))?;
-    Ok(0)
-}
+    use super::daemon::DaemonArgs;
+    use super::endpoint::{EndpointCmd, EndpointType};
+    use super::network::NetworkCmd;
+    use super::output::Format;
+    use super::run::{ExecArgs, RunArgs};
+    use super::*;
 
-fn network(socket: &Path, cmd: NetworkCmd) -> anyhow::Result<u8> {
-    let mut c = Client::connect(socket)?;
-    match cmd {
-        NetworkCmd::Create {
-            driver,
-            subnet,
-            gateway,
-            ip_range,
-            internal,
-            host_loopback,
-            no_host_loopback,
-            mtu,
-            mac_ageing,
-            mac_table_size,
-            no_anti_spoofing,
-            name,
-        } => {
-            let req = Request::NetworkCreate {
-                name,
-                driver,
-                subnet,
-                gateway,
-                ip_range,
-                internal,
-                host_loopback: (host_loopback || no_host_loopback).then_some(host_loopback),
-                mtu,
-                mac_ageing_secs: mac_ageing,
-                mac_table_size,
-                anti_spoofing: !no_anti_spoofing,
-            };
-            let n: NetworkInfo = c.call_as(&req)?;
-            print_id(&n.id)
-        }
-        NetworkCmd::Ls(f) => {
-            let v: Vec<NetworkInfo> = c.call_as(&Request::NetworkLs {})?;
-            show(f.format, &v, |v| output::networks_table(v))
-        }
-        NetworkCmd::Inspect { format, name } => {
-            let n: NetworkInfo = c.call_as(&Request::NetworkInspect { name })?;
-            show(format.format, &n, output::network)
-        }
-        NetworkCmd::Rm { name } => {
-            c.call(&Request::NetworkRm { name: name.clone() })?;
-            print_id(&name)
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_shapes() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "--rm", "c1", "--", "ip", "-4", "a"]).unwrap(),
+            Command::Run(RunArgs { ref cmd, rm: true, .. }) if cmd == &["ip", "-4", "a"]
+        ));
+        assert!(
+            p(&["plexus", "run", "--network", "n1", "--rm", "c1"]).is_err(),
+            "--rm needs CMD"
+        );
+        assert!(matches!(
+            p(&["plexus", "exec", "c1", "--", "ip", "-4", "addr"]).unwrap(),
+            Command::Exec(ExecArgs { ref cmd, .. }) if cmd == &["ip", "-4", "addr"]
+        ));
+        assert!(matches!(
+            p(&["plexus", "exec", "c1", "ip", "-4", "addr"]).unwrap(),
+            Command::Exec(ExecArgs { ref cmd, .. }) if cmd == &["ip", "-4", "addr"]
+        ));
+        assert!(p(&["plexus", "exec", "c1"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "endpoint", "rm", "--force", "--network", "n1", "ep"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Rm { force: true, .. })
+        ));
+        assert!(matches!(
+            p(&["plexus", "network", "ls", "--format", "json"]).unwrap(),
+            Command::Network(NetworkCmd::Ls(FormatArgs { format: Format::Json }))
+        ));
+        let c = Cli::try_parse_from(["plexus", "daemon", "--socket", "/tmp/x.sock", "--state-dir", "/tmp/s"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/x.sock"));
+        let c = Cli::try_parse_from(["plexus", "--socket", "/tmp/y.sock", "info"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/y.sock"));
+    }
+
+    #[test]
+    fn parses_the_switch_options() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "c1"]).unwrap(),
+            Command::Run(RunArgs {
+                kind: EndpointType::Veth,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "--type", "tap", "c1"]).unwrap(),
+            Command::Run(RunArgs {
+                kind: EndpointType::Tap,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "endpoint", "create", "--network", "n1", "--type", "tap", "e"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Create {
+                kind: EndpointType::Tap,
+                ..
+            })
+        ));
+        assert!(p(&["plexus", "run", "--network", "n1", "--type", "macvlan", "c1"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "network", "create", "n"]).unwrap(),
+            Command::Network(NetworkCmd::Create {
+                mac_ageing: None,
+                mac_table_size: None,
+                no_anti_spoofing: false,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&[
+                "plexus",
+                "network",
+                "create",
+                "--mac-ageing",
+                "2",
+                "--mac-table-size",
+                "64",
+                "--no-anti-spoofing",
+                "n"
+            ])
+            .unwrap(),
+            Command::Network(NetworkCmd::Create {
+                mac_ageing: Some(2),
+                mac_table_size: Some(64),
+                no_anti_spoofing: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p(&["plexus", "fdb", "n1", "--format", "json"]).unwrap(),
+            Command::Fdb { ref network, format: FormatArgs { format: Format::Json } } if network == "n1"
+        ));
+        assert!(p(&["plexus", "fdb"]).is_err());
+        assert!(matches!(
+            p(&["plexus", "stats"]).unwrap(),
+            Command::Stats {
+                network: None,
+                format: FormatArgs { format: Format::Text }
+            }
+        ));
+        let default_us = u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap();
+        assert!(matches!(
+            p(&["plexus", "daemon"]).unwrap(),
+            Command::Daemon(DaemonArgs { busy_poll_us, .. }) if busy_poll_us == default_us
+        ));
+        assert!(matches!(
+            p(&["plexus", "daemon", "--busy-poll-us", "0"]).unwrap(),
+            Command::Daemon(DaemonArgs { busy_poll_us: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn parses_publish() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish.is_empty()
+        ));
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "-p", "8053:53/udp", "--publish", "127.0.0.1::53/udp", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish == &["8053:53/udp", "127.0.0.1::53/udp"]
+        ));
+        assert!(matches!(
+            p(&["plexus", "endpoint", "create", "--network", "n1", "-p", "9000-9002:7000-7002/udp", "e"]).unwrap(),
+            Command::Endpoint(EndpointCmd::Create { ref publish, .. }) if publish == &["9000-9002:7000-7002/udp"]
+        ));
+        // The spec is the daemon's to parse (typed InvalidPort), not clap's.
+        assert!(matches!(
+            p(&["plexus", "run", "--network", "n1", "-p", "nope", "c1"]).unwrap(),
+            Command::Run(RunArgs { ref publish, .. }) if publish == &["nope"]
+        ));
+        assert!(p(&["plexus", "run", "--network", "n1", "-p"]).is_err());
+        let mut cmd = Cli::command();
+        for path in [&["run"][..], &["endpoint", "create"]] {
+            let mut sub = &mut cmd;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).expect("subcommand");
+            }
+            let help = sub.render_long_help().to_string();
+            for want in [
+                "-p, --publish <SPEC>",
+                "[HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp]",
+                "-p 8053:53/udp",
+                "-p 127.0.0.1::53/udp",
+                "-p 9000-9002:7000-7002/udp",
+                "source address",
+                "port is already allocated",
+                "leaves nothing behind",
+            ] {
+                assert!(help.contains(want), "{path:?} --help lacks {want:?}:\n{help}");
+            }
         }
     }
-}
 
-fn sandbox(socket: &Path, cmd: SandboxCmd) -> anyhow::Result<u8> {
-    let mut c = Client::connect(socket)?;
-    match cmd {
-        SandboxCmd::Create {
-            hostname,
-            domainname,
-            name,
-        } => {
-            let s: SandboxInfo = c.call_as(&Request::SandboxCreate {
-                name,
-                hostname,
-                domainname,
-            })?;
-            print_id(&s.id)
-        }
-        SandboxCmd::Ls(f) => {
-            let v: Vec<SandboxInfo> = c.call_as(&Request::SandboxLs {})?;
-            show(f.format, &v, |v| output::sandboxes_table(v))
-        }
-        SandboxCmd::Inspect { format, name } => {
-            let s: SandboxInfo = c.call_as(&Request::SandboxInspect { name })?;
-            show(format.format, &s, output::sandbox)
-        }
-        SandboxCmd::Rm { name } => {
-            c.call(&Request::SandboxRm { name: name.clone() })?;
-            print_id(&name)
+    #[test]
+    fn stats_help_lists_every_drop_reason() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("stats")
+            .expect("stats")
+            .render_long_help()
+            .to_string();
+        for r in plexus_switch::DropReason::ALL {
+            assert!(
+                help.lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{} ", r.name()))),
+                "{} missing from `plexus stats --help`",
+                r.name()
+            );
         }
     }
-}
 
-fn endpoint(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
-    let mut c = Client::connect(socket)?;
-    match cmd {
-        EndpointCmd::Create {
-            network,
-            ip,
-            mac,
-            kind,
-            publish,
-            allowed_addresses,
-            name,
-        } => {
-            let e: EndpointInfo = c.call_as(&Request::EndpointCreate {
-                name,
-                network,
-                ip,
-                mac,
-                kind: kind.into(),
-                publish,
-                allowed_addresses,
-            })?;
-            print_id(&e.id)
+    #[test]
+    fn parses_the_nat_options() {
+        let p = |args: &[&str]| Cli::try_parse_from(args.iter().copied()).map(|c| c.command);
+        let Command::Daemon(d) = p(&["plexus", "daemon"]).unwrap() else {
+            panic!("daemon")
+        };
+        assert_eq!(d.nat(), plexus_switch::NatConfig::default());
+        let Command::Daemon(d) = p(&[
+            "plexus",
+            "daemon",
+            "--nat-max-flows",
+            "100",
+            "--nat-max-flows-per-endpoint",
+            "2",
+            "--nat-udp-timeout",
+            "2",
+            "--nat-icmp-timeout",
+            "3",
+            "--nat-tcp-timeout",
+            "60",
+            "--nat-tcp-transitory-timeout",
+            "4",
+        ])
+        .unwrap() else {
+            panic!("daemon")
+        };
+        assert_eq!(
+            d.nat(),
+            plexus_switch::NatConfig {
+                max_flows: 100,
+                max_flows_per_port: Some(2),
+                udp_timeout: std::time::Duration::from_secs(2),
+                icmp_timeout: std::time::Duration::from_secs(3),
+                tcp_timeout: std::time::Duration::from_secs(60),
+                tcp_transitory_timeout: std::time::Duration::from_secs(4),
+                fd_budget: None,
+            }
+        );
+        for flag in [
+            "--nat-max-flows",
+            "--nat-max-flows-per-endpoint",
+            "--nat-udp-timeout",
+            "--nat-icmp-timeout",
+            "--nat-tcp-timeout",
+            "--nat-tcp-transitory-timeout",
+            "--api-max-clients",
+            "--api-idle-timeout",
+        ] {
+            for bad in ["0", "-1", "x"] {
+                assert!(p(&["plexus", "daemon", flag, bad]).is_err(), "{flag} {bad}");
+            }
         }
-        EndpointCmd::Ls { network, format } => {
-            let v: Vec<EndpointInfo> = c.call_as(&Request::EndpointLs { network })?;
-            show(format.format, &v, |v| output::endpoints_table(v))
+        let e = p(&["plexus", "daemon", "--nat-max-flows", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be at least 1"), "{e}");
+        assert!(matches!(
+            p(&["plexus", "nat", "--format", "json"]).unwrap(),
+            Command::Nat(FormatArgs { format: Format::Json })
+        ));
+        assert!(p(&["plexus", "nat", "n1"]).is_err(), "nat takes no network");
+    }
+
+    #[test]
+    fn nat_help_states_the_library_defaults() {
+        let d = plexus_switch::NatConfig::default();
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("nat")
+            .expect("nat")
+            .render_long_help()
+            .to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for want in [
+            format!("--nat-udp-timeout, default {} s", d.udp_timeout.as_secs()),
+            format!("--nat-icmp-timeout, default {} s", d.icmp_timeout.as_secs()),
+            format!("--nat-tcp-timeout, default {} s", d.tcp_timeout.as_secs()),
+            format!(
+                "--nat-tcp-transitory-timeout, default {} s",
+                d.tcp_transitory_timeout.as_secs()
+            ),
+            format!("--nat-max-flows flows (default {})", d.max_flows),
+            format!(
+                "--nat-max-flows-per-endpoint (default {})",
+                d.max_flows_per_port
+                    .map_or("a fair share".to_owned(), |n| n.to_string())
+            ),
+        ] {
+            assert!(help.contains(&want), "`plexus nat --help` should say {want:?}:\n{help}");
         }
-        EndpointCmd::Inspect { endpoint, format, name } => {
-            let e: EndpointInfo = c.call_as(&Request::EndpointInspect {
-                name,
-                network: endpoint.network,
-            })?;
-            show(format.format, &e, output::endpoint)
-        }
-        EndpointCmd::Join {
-            endpoint,
-            name,
-            sandbox,
-        } => {
-            c.call(&Request::EndpointJoin {
-                name,
-                network: endpoint.network,
-                sandbox,
-            })?;
-            Ok(0)
-        }
-        EndpointCmd::Leave { endpoint, name } => {
-            c.call(&Request::EndpointLeave {
-                name,
-                network: endpoint.network,
-            })?;
-            Ok(0)
-        }
-        EndpointCmd::Rm { endpoint, force, name } => {
-            c.call(&Request::EndpointRm {
-                name: name.clone(),
-                network: endpoint.network,
-                force,
-            })?;
-            print_id(&name)
-        }
+    }
+
+    #[test]
+    fn documented_switch_defaults_are_the_library_defaults() {
+        // The help of `network create` states these.
+        let d = plexus::Switching::default();
+        assert_eq!(
+            (d.mac_ageing_secs, d.mac_table_size, d.anti_spoofing),
+            (300, 8192, true)
+        );
     }
 }

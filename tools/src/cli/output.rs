@@ -7,10 +7,46 @@
 
 use std::io::{ErrorKind, Write};
 
+use clap::{Args, ValueEnum};
+
 use plexus::{EndpointInfo, FdbInfo, NatInfo, NetworkInfo, PortInfo, SandboxInfo};
 use serde::Serialize;
 
-use plexus::api::DaemonInfo;
+use plexus::api::{DaemonInfo, SwitchHealth};
+
+/// Output format of `ls`, `inspect`, `info`, `fdb`, `stats` and `nat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    /// A table (ls, fdb, stats, nat) or `Key: value` lines (inspect, info).
+    #[default]
+    #[value(alias = "table")]
+    Text,
+    /// The API's JSON result, pretty-printed.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Prints `v` as JSON or with `text`.
+pub fn show<T: serde::Serialize>(format: Format, v: &T, text: impl Fn(&T) -> String) -> anyhow::Result<u8> {
+    let s = match format {
+        Format::Json => json(v)?,
+        Format::Text => text(v),
+    };
+    print(&s)?;
+    Ok(0)
+}
+
+/// Prints a created object's id.
+pub fn print_id(id: &str) -> anyhow::Result<u8> {
+    print(&format!("{id}\n"))?;
+    Ok(0)
+}
 
 /// Writes `text` to stdout; a closed pipe is not an error.
 pub fn print(text: &str) -> anyhow::Result<()> {
@@ -267,6 +303,19 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
                     )
                 },
             ),
+        ),
+        (
+            "Switch",
+            match &i.switch {
+                None => "-".to_owned(),
+                Some(SwitchHealth { dead: Some(why), .. }) => {
+                    format!("DEAD ({why}): it forwards nothing; restart the daemon")
+                }
+                Some(h) => format!(
+                    "running; {} control requests served, {} waits interrupted",
+                    h.commands, h.poll_interrupted
+                ),
+            },
         ),
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),

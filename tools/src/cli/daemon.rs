@@ -1,0 +1,132 @@
+//! `plexus daemon`: its flags, turned into the daemon's options.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::{daemon, logger};
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Directory of the store (state.json and its lock) and the sandboxes' files.
+    ///
+    /// Default: /var/lib/plexus (rootful); for a rootless daemon
+    /// $XDG_DATA_HOME/plexus, else ~/.local/share/plexus.
+    #[arg(long, env = "PLEXUS_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Microseconds the switch keeps polling its ports after traffic before it
+    /// sleeps until the next frame.
+    ///
+    /// Polling saves the wake-up latency of the next frame at the cost of CPU
+    /// while traffic flows; an idle switch never polls. 0: never poll (least CPU,
+    /// higher latency).
+    #[arg(long, value_name = "US", default_value_t = default_busy_poll_us())]
+    pub busy_poll_us: u64,
+    /// Most outbound NAT flows in total (at least 1).
+    ///
+    /// A new flow beyond it is refused (counted as nat_full); existing flows are
+    /// never evicted. Each flow holds one socket of the daemon: at start the
+    /// daemon raises its open-file limit to the hard one, keeps descriptors for
+    /// the API and its own use, and gives the rest to ports, published listeners
+    /// and flows (the fd budget, `plexus info`); a flow beyond the budget is
+    /// refused as fd_budget.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = nat_defaults().max_flows)]
+    pub nat_max_flows: usize,
+    /// Most outbound NAT flows of one endpoint (at least 1).
+    ///
+    /// Keeps one container from taking the whole table; beyond it the container's
+    /// new flows are refused (nat_full). Default: a fair share — the flows' part
+    /// of the fd budget divided by the number of endpoints plus one, at least 64.
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>)]
+    pub nat_max_flows_per_endpoint: Option<usize>,
+    /// Seconds a UDP flow of outbound NAT stays open without a packet either way
+    /// (at least 1).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().udp_timeout.as_secs())]
+    pub nat_udp_timeout: u64,
+    /// Seconds an ICMP echo flow of outbound NAT stays open without a packet either
+    /// way (at least 1).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().icmp_timeout.as_secs())]
+    pub nat_icmp_timeout: u64,
+    /// Seconds an established TCP connection (outbound or to a published port)
+    /// stays open without a segment either way (at least 1); then both sides
+    /// are reset.
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = nat_defaults().tcp_timeout.as_secs())]
+    pub nat_tcp_timeout: u64,
+    /// Seconds a TCP connection in its handshake or closing stays without a
+    /// segment (at least 1).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = at_least_one::<u64>,
+        default_value_t = nat_defaults().tcp_transitory_timeout.as_secs()
+    )]
+    pub nat_tcp_transitory_timeout: u64,
+    /// Most API connections open at once (at least 1); one more is answered
+    /// with a TooManyClients error and closed (counted in `plexus info`).
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = daemon::DEFAULT_API_MAX_CLIENTS)]
+    pub api_max_clients: usize,
+    /// Seconds an API connection may wait between requests, or take to send one,
+    /// before the daemon closes it (at least 1; counted in `plexus info`).
+    #[arg(long, value_name = "SECS", value_parser = at_least_one::<u64>, default_value_t = daemon::DEFAULT_API_IDLE_SECS)]
+    pub api_idle_timeout: u64,
+    /// What the daemon logs on stderr: error, warn, info (what it does: start,
+    /// stop, each change), or debug. Repeated messages are rate-limited.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = logger::LogLevel::Info)]
+    pub log_level: logger::LogLevel,
+}
+
+/// The library's NAT limits and timeouts, which the daemon's flags default to.
+fn nat_defaults() -> plexus_switch::NatConfig {
+    plexus_switch::NatConfig::default()
+}
+
+impl DaemonArgs {
+    /// The NAT limits and timeouts the flags ask for.
+    pub fn nat(&self) -> plexus_switch::NatConfig {
+        plexus_switch::NatConfig {
+            max_flows: self.nat_max_flows,
+            max_flows_per_port: self.nat_max_flows_per_endpoint,
+            udp_timeout: std::time::Duration::from_secs(self.nat_udp_timeout),
+            icmp_timeout: std::time::Duration::from_secs(self.nat_icmp_timeout),
+            tcp_timeout: std::time::Duration::from_secs(self.nat_tcp_timeout),
+            tcp_transitory_timeout: std::time::Duration::from_secs(self.nat_tcp_transitory_timeout),
+            // Sized by the daemon from its descriptor limit.
+            fd_budget: None,
+        }
+    }
+}
+
+/// A positive integer (a flag's value parser).
+pub(super) fn at_least_one<T>(s: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + Default + PartialEq,
+    T::Err: std::fmt::Display,
+{
+    match s.parse::<T>() {
+        Ok(n) if n == T::default() => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `plexus::Config::default().busy_poll` in microseconds.
+fn default_busy_poll_us() -> u64 {
+    u64::try_from(plexus::Config::default().busy_poll.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Runs `plexus daemon` until SIGINT or SIGTERM.
+pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
+    crate::logger::init("plexus daemon", args.log_level);
+    daemon::run(daemon::Options {
+        nat: args.nat(),
+        state_dir: args
+            .state_dir
+            .unwrap_or_else(|| plexus::config::default_state_dir(plexus::mode::Mode::detect().0)),
+        socket: socket.to_owned(),
+        busy_poll: Duration::from_micros(args.busy_poll_us),
+        api_max_clients: args.api_max_clients,
+        api_idle: Duration::from_secs(args.api_idle_timeout),
+    })?;
+    Ok(0)
+}
