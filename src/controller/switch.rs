@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use plexus_drivers::{Driver, SwitchView};
 
-use super::{Controller, Core};
 use super::records::{endpoint_spec, network_spec};
+use super::{Controller, Core};
 use crate::error::{Error, Result};
 use crate::model::{FdbInfo, NatInfo, PortInfo};
 

@@ -95,6 +95,10 @@ drop_reasons! {
     /// A published port's listener failed to accept, or its socket to
     /// receive or send.
     ListenerError => "listener_error",
+    /// A published port's client came from the address and port of a
+    /// connection the switch is still closing: refused with a reset (the
+    /// client retries from another port).
+    FlowBusy => "flow_busy",
     /// A new flow refused: the daemon's file descriptors set aside for flows
     /// are used up (or the kernel refused one: EMFILE, ENFILE).
     FdBudget => "fd_budget",

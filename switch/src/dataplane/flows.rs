@@ -96,7 +96,10 @@ pub(crate) struct Nat {
     datagrams_again: Vec<FlowId>,
     /// TCP flows whose streams were ready: (flow, readable, writable).
     streams: Vec<(FlowId, bool, bool)>,
-    /// TCP flows that finished during a walk, closed after it: (flow, reset).
+    /// TCP flows that finished during the timer walk, closed right after it
+    /// (flow, reset). Never kept past the walk: a flow id is a slab key that
+    /// a new flow may take as soon as the old one is removed, so a queued id
+    /// would later close the wrong flow.
     closing: Vec<(FlowId, bool)>,
     /// Listeners ready, ready again, and out of descriptors (retried each tick).
     listeners_ready: Vec<usize>,
@@ -328,7 +331,7 @@ impl Nat {
             };
             match step {
                 Some(Step::Open(phase)) => self.table.touch_tcp(now, id, phase),
-                Some(Step::Done { reset }) => self.closing.push((id, reset)),
+                Some(Step::Done { reset }) => self.close_tcp(now, id, reset, sink),
                 None => self.relay.stray(now, ingress, packet, sink),
             }
             return;
@@ -587,6 +590,7 @@ impl Nat {
                 outside: client,
             };
             if self.table.find(&key).is_some() {
+                sink.engine.count_drop(port, DropReason::FlowBusy);
                 stream.reset_on_close();
                 continue;
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Poll;
+use smoltcp::socket::tcp;
 
 use super::DataplaneConfig;
 use super::worker::{Event, Worker};
@@ -562,4 +563,118 @@ fn a_dead_worker_says_why() {
     // Every later call names the cause instead of a bare "stopped".
     let err = dp.stats().unwrap_err();
     assert!(err.to_string().contains("a bug in a port"), "{err}");
+}
+
+/// Short connections to a published port, each closed by the container
+/// first (an HTTP/1.0 server), the next client accepted in the turn the
+/// previous flow ends: the new flow may take the old one's slab key, and
+/// nothing meant for the old flow may close it (it once did — a reset
+/// client in every few hundred under wrk).
+#[test]
+fn short_published_connections_follow_each_other_cleanly() {
+    let mut b = bench();
+    let mut x = b.container(2, false);
+    let binding = Binding {
+        host_ip: Ipv4Addr::UNSPECIFIED,
+        host_port: 8080,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    };
+    b.worker.publish(x.id, &[binding], x.ip).unwrap();
+    let listener = b.host.log().listeners[0].3.clone();
+    let client = |i: u16| {
+        let pipe = SharedPipe::default();
+        pipe.lock().room = usize::MAX;
+        pipe.lock().from_host.extend(b"GET");
+        (pipe, SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000 + i))
+    };
+    let listen = |stack: &mut IpStack| {
+        let mut sock = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; 4096]),
+            tcp::SocketBuffer::new(vec![0u8; 4096]),
+        );
+        sock.listen(80).unwrap();
+        stack.handle = stack.sockets.add(sock);
+    };
+    let mut stack = IpStack::new(b.stamp(), x.ip, GW);
+    listen(&mut stack);
+    let mut next = client(0);
+    listener.0.lock().unwrap().pending.push_back(next.clone());
+    // What the container's current socket received.
+    let mut got = Vec::new();
+    for i in 0..20u16 {
+        let pipe = next.0.clone();
+        let mut answered = false;
+        // The request arrives; the container answers and closes first.
+        exchange(
+            &format!("request {i}"),
+            &mut b,
+            &mut x,
+            &mut stack,
+            &mut got,
+            200,
+            |_, stack, got| {
+                if !answered && got == b"GET" && stack.sock().state() == tcp::State::Established {
+                    stack.sock().send_slice(b"OK").unwrap();
+                    stack.sock().close();
+                    answered = true;
+                }
+                pipe.lock().shut
+            },
+        );
+        assert_eq!(pipe.lock().to_host, b"OK", "connection {i}");
+        got.clear();
+        // The client closes too. Once the container has acknowledged the
+        // relay's FIN (its socket in TIME-WAIT: the old flow ends in the
+        // next turn), the next client arrives, to a new listening socket.
+        pipe.lock().host_closed = true;
+        let old = stack.handle;
+        let mut arrived = false;
+        exchange(
+            &format!("close {i}"),
+            &mut b,
+            &mut x,
+            &mut stack,
+            &mut got,
+            200,
+            |_, stack, _| {
+                if !arrived && stack.sockets.get::<tcp::Socket>(old).state() == tcp::State::TimeWait {
+                    listen(stack);
+                    next = client(i + 1);
+                    listener.0.lock().unwrap().pending.push_back(next.clone());
+                    arrived = true;
+                }
+                arrived && stack.sock().state() == tcp::State::Established
+            },
+        );
+        assert!(!pipe.lock().reset, "connection {i} ended with a reset");
+    }
+}
+
+/// A client from the address and port of a live connection is refused
+/// with a reset and counted; the live connection is untouched.
+#[test]
+fn a_client_on_a_busy_flow_is_reset_and_counted() {
+    let mut b = bench();
+    let x = b.container(2, false);
+    let binding = Binding {
+        host_ip: Ipv4Addr::UNSPECIFIED,
+        host_port: 8080,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    };
+    b.worker.publish(x.id, &[binding], x.ip).unwrap();
+    let listener = b.host.log().listeners[0].3.clone();
+    let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000);
+    let (first, second) = (SharedPipe::default(), SharedPipe::default());
+    listener.0.lock().unwrap().pending.push_back((first.clone(), from));
+    listener.0.lock().unwrap().pending.push_back((second.clone(), from));
+    let events = b.all_ready();
+    b.turn(Duration::from_millis(1), &events);
+    assert!(second.lock().reset, "the second client is reset");
+    assert!(!first.lock().reset);
+    assert_eq!(b.drops(x.id, DropReason::FlowBusy), 1);
+    let flows = b.worker.nat_flows(b.now);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].flow.key.outside, from);
 }

@@ -234,6 +234,8 @@ learned because the MAC table was full, and the frames dropped, by reason:
   nat_error     outbound NAT could not open or use the flow's host socket
   nat_recv_error  a flow's host socket failed to receive
   listener_error  a published port's listener failed to accept, receive or send
+  flow_busy     a published port's client came from the address and port of a
+                connection still closing: reset (it retries from another port)
   fd_budget     a new flow refused: the file descriptors the daemon sets aside for
                 flows are used up (plexus info shows the budget)
 
