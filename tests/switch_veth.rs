@@ -155,3 +155,63 @@ fn spoofed_sources_are_dropped_and_counted() {
     let st = dp.stats().unwrap().into_iter().find(|s| s.id == a).unwrap();
     assert!(st.counters.dropped(DropReason::Spoofed) >= 1, "{st:?}");
 }
+
+/// A port hears its own interface and nothing else, from the first frame:
+/// while another interface of the daemon's namespace is flooded, ports
+/// opened on a quiet one never receive a flooded frame (an AF_PACKET socket
+/// opened for every protocol hears every interface until it is bound, so a
+/// port once took a neighbour's frames at attach time).
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn a_port_hears_only_its_own_interface() {
+    use plexus_switch::frame::FrameBuf;
+    use plexus_switch::io::Port;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let topo = Topo::new(3);
+    let marker = MacAddr([0x02, 0, 0, 0, 0xbe, 0xef]);
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&marker.0);
+    frame.extend_from_slice(&[0x88, 0xb5]);
+    frame.resize(60, 0x5a);
+    let mut flood = plexus_sandbox::netns::run_in(&topo.ns("b"), || PacketPort::open("eth0", false))
+        .unwrap()
+        .unwrap();
+    let (stop, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+    let flooder = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let burst: Vec<&[u8]> = vec![&frame[..]; 32];
+            while !stop.load(Ordering::Relaxed) {
+                let r = flood.send(&burst);
+                sent.fetch_add(r.sent as u64, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut heard = 0;
+    let mut bufs: Vec<FrameBuf> = (0..32).map(|_| FrameBuf::default()).collect();
+    for _ in 0..100 {
+        let mut port = PacketPort::open(&topo.host("a"), false).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        while let Ok(r) = port.recv(&mut bufs) {
+            if r.frames == 0 {
+                break;
+            }
+            heard += bufs[..r.frames]
+                .iter()
+                .filter(|b| b.frame().get(6..12) == Some(&marker.0[..]))
+                .count();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flooder.join().unwrap();
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(sent > 10_000, "the flood did not run: {sent} frames");
+    assert_eq!(
+        heard,
+        0,
+        "a port on {} heard {heard} of {sent} frames sent on another interface",
+        topo.host("a")
+    );
+}

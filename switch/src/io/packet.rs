@@ -114,12 +114,16 @@ impl PacketPort {
             return Err(io::Error::last_os_error());
         }
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket hears nothing until bind names the protocol
+        // and the interface. Opened for ETH_P_ALL it would hear every
+        // interface of the namespace until then (a neighbour's frames, the
+        // host's) and hand them to the switch as this port's.
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = cvt(unsafe {
             libc::socket(
                 libc::AF_PACKET,
                 libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                proto.into(),
+                0,
             )
         })?;
         // SAFETY: `raw` is a fresh fd that nothing else owns.
