@@ -352,8 +352,10 @@ impl Runner {
 
     /// [`Runner::run`], with a panic recorded and logged as the cause of
     /// death like an epoll failure (the handle reports it).
-    pub(crate) fn run_guarded(self) {
-        let dead = self.dead.clone();
+    pub(crate) fn run_guarded(mut self) {
+        // `run` borrows: the runner, and with it the control channel's
+        // receiver, outlives a panic, so the cause is recorded before the
+        // channel closes and a caller never sees a bare "stopped".
         if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run())) {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -362,13 +364,13 @@ impl Runner {
                 .unwrap_or_else(|| "unknown cause".to_owned());
             let why = format!("panicked: {msg}");
             log::error!("the dataplane worker stops: {why}");
-            let _ = dead.set(why);
+            let _ = self.dead.set(why);
         }
     }
 
     /// Runs until shut down, or until epoll fails — then the cause is
     /// recorded (the handle reports it) and logged.
-    pub(crate) fn run(mut self) {
+    pub(crate) fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         let mut ready: Vec<Event> = Vec::with_capacity(256);
         loop {
