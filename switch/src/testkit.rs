@@ -192,6 +192,15 @@ impl SharedPipe {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Pipe> {
         self.0.lock().unwrap()
     }
+
+    /// An open stream that takes whatever is written and has `from_host`
+    /// to read.
+    pub(crate) fn open(from_host: &[u8]) -> SharedPipe {
+        let p = SharedPipe::default();
+        p.lock().room = usize::MAX;
+        p.lock().from_host.extend(from_host);
+        p
+    }
 }
 
 impl HostStream for SharedPipe {
@@ -255,6 +264,13 @@ pub(crate) struct Listening {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SharedListener(pub(crate) Arc<Mutex<Listening>>);
 
+impl SharedListener {
+    /// A client connects from `from`; `pipe` is its stream.
+    pub(crate) fn arrive(&self, pipe: &SharedPipe, from: SocketAddrV4) {
+        self.0.lock().unwrap().pending.push_back((pipe.clone(), from));
+    }
+}
+
 impl Listener for SharedListener {
     fn accept(&mut self, token: Token) -> io::Result<(Box<dyn Stream>, SocketAddrV4)> {
         let mut l = self.0.lock().unwrap();
@@ -295,8 +311,7 @@ impl Host for MemHost {
         Ok(Box::new(d))
     }
     fn connect(&mut self, to: SocketAddrV4, token: Token) -> io::Result<Box<dyn Stream>> {
-        let p = SharedPipe::default();
-        p.lock().room = usize::MAX;
+        let p = SharedPipe::open(&[]);
         self.log().streams.push((token, to, p.clone()));
         Ok(Box::new(p))
     }

@@ -91,7 +91,10 @@ pub(crate) struct Nat {
     /// The frame being delivered to a container.
     out: FrameBuf,
     /// Datagram flows whose sockets became readable; those whose burst ended
-    /// before they ran dry (for the next round).
+    /// before they ran dry (for the next round). An id kept for the next
+    /// round may by then name another flow (ids are slab keys, reused): the
+    /// worst it causes is one read that finds nothing, never an action on
+    /// the wrong flow — the one kind of id that may be kept across turns.
     datagrams: Vec<FlowId>,
     datagrams_again: Vec<FlowId>,
     /// TCP flows whose streams were ready: (flow, readable, writable).

@@ -16,7 +16,7 @@ use crate::io::fault::{FaultPort, Faults};
 use crate::io::{MemPort, Port};
 use crate::l2::{DomainConfig, PortConfig};
 use crate::nat::{Binding, NatProto, Protocol};
-use crate::testkit::{IpStack, MemHost, SharedPipe};
+use crate::testkit::{IpStack, MemHost, SharedListener, SharedPipe};
 use crate::types::{DomainId, DropReason, GatewayConfig, PortId};
 use crate::wire::{
     ArpOperation, ArpPacket, ArpRepr, ChecksumMode, ETHERNET_HEADER_LEN, EtherType, EthernetFrame, EthernetRepr,
@@ -101,6 +101,22 @@ impl Bench {
 
     fn container(&mut self, last: u8, offload: bool) -> Container {
         self.container_on(last, offload, |p| Box::new(p))
+    }
+
+    /// Publishes host TCP port 8080 on `c`'s port 80; returns the listener
+    /// the host opened for it.
+    fn publish_tcp(&mut self, c: &Container) -> SharedListener {
+        let binding = Binding {
+            host_ip: Ipv4Addr::UNSPECIFIED,
+            host_port: 8080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        self.worker.publish(c.id, &[binding], c.ip).unwrap();
+        let log = self.host.log();
+        let l = log.listeners.last().expect("a listener");
+        assert_eq!((l.1, l.2), (Protocol::Tcp, binding.host()));
+        l.3.clone()
     }
 
     /// One turn, `dt` later, with `events`.
@@ -465,28 +481,12 @@ fn a_tcp_transfer_survives_a_lossy_port() {
 fn a_published_port_delivers_clients_with_their_own_address() {
     let mut b = bench();
     let mut x = b.container(2, false);
-    let binding = Binding {
-        host_ip: Ipv4Addr::UNSPECIFIED,
-        host_port: 8080,
-        container_port: 80,
-        protocol: Protocol::Tcp,
-    };
-    b.worker.publish(x.id, &[binding], x.ip).unwrap();
-    let listener = {
-        let log = b.host.log();
-        assert_eq!(
-            (log.listeners[0].1, log.listeners[0].2),
-            (Protocol::Tcp, binding.host())
-        );
-        log.listeners[0].clone()
-    };
+    let listener = b.publish_tcp(&x);
     let mut stack = IpStack::new(b.stamp(), x.ip, GW);
     stack.sock().listen(80).unwrap();
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000);
-    let pipe = SharedPipe::default();
-    pipe.lock().room = usize::MAX;
-    pipe.lock().from_host.extend(b"GET / HTTP/1.0\r\n\r\n");
-    listener.3.0.lock().unwrap().pending.push_back((pipe.clone(), client));
+    let pipe = SharedPipe::open(b"GET / HTTP/1.0\r\n\r\n");
+    listener.arrive(&pipe, client);
     let mut got = Vec::new();
     exchange(
         "accept",
@@ -574,19 +574,12 @@ fn a_dead_worker_says_why() {
 fn short_published_connections_follow_each_other_cleanly() {
     let mut b = bench();
     let mut x = b.container(2, false);
-    let binding = Binding {
-        host_ip: Ipv4Addr::UNSPECIFIED,
-        host_port: 8080,
-        container_port: 80,
-        protocol: Protocol::Tcp,
-    };
-    b.worker.publish(x.id, &[binding], x.ip).unwrap();
-    let listener = b.host.log().listeners[0].3.clone();
+    let listener = b.publish_tcp(&x);
     let client = |i: u16| {
-        let pipe = SharedPipe::default();
-        pipe.lock().room = usize::MAX;
-        pipe.lock().from_host.extend(b"GET");
-        (pipe, SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000 + i))
+        (
+            SharedPipe::open(b"GET"),
+            SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000 + i),
+        )
     };
     let listen = |stack: &mut IpStack| {
         let mut sock = tcp::Socket::new(
@@ -599,7 +592,7 @@ fn short_published_connections_follow_each_other_cleanly() {
     let mut stack = IpStack::new(b.stamp(), x.ip, GW);
     listen(&mut stack);
     let mut next = client(0);
-    listener.0.lock().unwrap().pending.push_back(next.clone());
+    listener.arrive(&next.0, next.1);
     // What the container's current socket received.
     let mut got = Vec::new();
     for i in 0..20u16 {
@@ -641,7 +634,7 @@ fn short_published_connections_follow_each_other_cleanly() {
                 if !arrived && stack.sockets.get::<tcp::Socket>(old).state() == tcp::State::TimeWait {
                     listen(stack);
                     next = client(i + 1);
-                    listener.0.lock().unwrap().pending.push_back(next.clone());
+                    listener.arrive(&next.0, next.1);
                     arrived = true;
                 }
                 arrived && stack.sock().state() == tcp::State::Established
@@ -657,18 +650,11 @@ fn short_published_connections_follow_each_other_cleanly() {
 fn a_client_on_a_busy_flow_is_reset_and_counted() {
     let mut b = bench();
     let x = b.container(2, false);
-    let binding = Binding {
-        host_ip: Ipv4Addr::UNSPECIFIED,
-        host_port: 8080,
-        container_port: 80,
-        protocol: Protocol::Tcp,
-    };
-    b.worker.publish(x.id, &[binding], x.ip).unwrap();
-    let listener = b.host.log().listeners[0].3.clone();
+    let listener = b.publish_tcp(&x);
     let from = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 5), 40000);
     let (first, second) = (SharedPipe::default(), SharedPipe::default());
-    listener.0.lock().unwrap().pending.push_back((first.clone(), from));
-    listener.0.lock().unwrap().pending.push_back((second.clone(), from));
+    listener.arrive(&first, from);
+    listener.arrive(&second, from);
     let events = b.all_ready();
     b.turn(Duration::from_millis(1), &events);
     assert!(second.lock().reset, "the second client is reset");
