@@ -240,18 +240,39 @@ impl BridgeDriver {
             }
         };
         self.state().ports.insert(ep.id.clone(), (net.id.clone(), id));
-        if let (false, Some(addr)) = (ep.publish.is_empty(), ep.addr)
-            && let Err(e) = self.dataplane.publish(id, ep.publish.clone(), addr.addr())
-        {
+        if let Err(e) = self.publish_on(id, ep) {
             let _ = self.detach(ep);
-            return Err(match e {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Binds `ep.publish`'s host sockets for the endpoint behind `port`.
+    fn publish_on(&self, port: PortId, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let (false, Some(addr)) = (ep.publish.is_empty(), ep.addr) else {
+            return Ok(());
+        };
+        self.dataplane
+            .publish(port, ep.publish.clone(), addr.addr())
+            .map_err(|e| match e {
                 DataplaneError::Bind { host, proto, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
                     DriverError::PortInUse { host, proto }
                 }
                 e => e.into(),
-            });
-        }
-        Ok(())
+            })
+    }
+
+    /// The switch port of endpoint `ep`.
+    fn port_of(&self, ep: &EndpointSpec) -> Result<PortId, DriverError> {
+        self.state()
+            .ports
+            .get(&ep.id)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| DriverError::Unknown {
+                driver: "bridge",
+                what: "endpoint port",
+                id: ep.id.clone(),
+            })
     }
 
     /// port → (endpoint id, network id), for naming the dataplane's rows.
@@ -337,6 +358,18 @@ impl Driver for BridgeDriver {
             self.attach(net, ep, what)?;
         }
         Ok(present)
+    }
+
+    fn publish(&self, _net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        self.publish_on(self.port_of(ep)?, ep)
+    }
+
+    fn unpublish(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
+        match self.port_of(ep) {
+            Ok(port) => self.dataplane.unpublish(port).map(drop).map_err(Into::into),
+            // No port (a rootless endpoint outside a sandbox): nothing listens.
+            Err(_) => Ok(()),
+        }
     }
 
     fn switch(&self) -> Option<&dyn SwitchView> {

@@ -244,6 +244,25 @@ pub trait Driver: Send + Sync + Debug {
         Ok(true)
     }
 
+    /// Publishes `ep.publish` (host ports already reserved by the controller)
+    /// for an endpoint that exists, besides what it publishes already.
+    fn publish(&self, net: &NetworkSpec, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let _ = net;
+        if ep.publish.is_empty() {
+            return Ok(());
+        }
+        Err(DriverError::Unsupported {
+            driver: self.name(),
+            reason: "it publishes no ports".into(),
+        })
+    }
+
+    /// Closes every published port of the endpoint.
+    fn unpublish(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
+        let _ = ep;
+        Ok(())
+    }
+
     /// The switch's view of this driver's networks, if it has one.
     fn switch(&self) -> Option<&dyn SwitchView> {
         None

@@ -205,16 +205,23 @@ impl Nat {
         self.table
             .remove_port(port, |_, e| close_io(now, relay, sink, e.io, true));
         self.relay.remove_stack(port);
+        self.unpublish(port);
+    }
+
+    /// Closes port `port`'s published listeners and their UDP conversations;
+    /// returns how many listeners closed.
+    pub(crate) fn unpublish(&mut self, port: PortId) -> usize {
         let gone: Vec<usize> = self
             .listeners
             .iter()
             .filter(|(_, l)| l.port == port)
             .map(|(k, _)| k)
             .collect();
-        for k in gone {
+        for &k in &gone {
             self.listeners.remove(k);
             self.conversations.retain(|_, c| c.listener != k);
         }
+        gone.len()
     }
 
     /// Tells the table how many descriptors ports and listeners hold.

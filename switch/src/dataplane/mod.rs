@@ -139,6 +139,7 @@ pub(crate) enum Command {
     Stats(Sender<Vec<PortStats>>),
     Nat(Sender<Vec<NatFlow>>),
     Publish(PortId, Vec<Binding>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
+    Unpublish(PortId, Sender<usize>),
     FdUse(Sender<FdUse>),
     Health(Sender<Health>),
     Shutdown,
@@ -283,5 +284,11 @@ impl Dataplane {
     /// when the port is removed.
     pub fn publish(&self, port: PortId, bindings: Vec<Binding>, container: Ipv4Addr) -> Result<(), DataplaneError> {
         self.call(|r| Command::Publish(port, bindings, container, r))?
+    }
+
+    /// Closes every published listener of `port` (its conversations go with
+    /// them; established connections keep running). Returns how many closed.
+    pub fn unpublish(&self, port: PortId) -> Result<usize, DataplaneError> {
+        self.call(|r| Command::Unpublish(port, r))
     }
 }

@@ -514,6 +514,28 @@ fn a_published_port_delivers_clients_with_their_own_address() {
     assert_eq!(pipe.lock().to_host, b"hello from the container");
 }
 
+#[test]
+fn unpublishing_closes_a_ports_listeners_and_frees_their_descriptors() {
+    let mut b = bench();
+    let x = b.container(2, false);
+    let y = b.container(3, false);
+    b.publish_tcp(&x);
+    let other = Binding {
+        host_ip: Ipv4Addr::UNSPECIFIED,
+        host_port: 8081,
+        container_port: 80,
+        protocol: Protocol::Tcp,
+    };
+    b.worker.publish(y.id, &[other], y.ip).unwrap();
+    assert_eq!(b.worker.fd_use().listeners, 2);
+    assert_eq!(b.worker.unpublish(x.id), 1);
+    assert_eq!(b.worker.fd_use().listeners, 1, "only x's listener closed");
+    assert_eq!(b.worker.unpublish(x.id), 0, "nothing left to close");
+    // The port stays attached and can publish again.
+    b.publish_tcp(&x);
+    assert_eq!(b.worker.fd_use().listeners, 2);
+}
+
 /// A port that panics when the worker reads it: a stand-in for a bug.
 #[derive(Debug)]
 struct PanickingPort;

@@ -270,6 +270,9 @@ impl Worker {
                 self.nat.set_fixed(self.ports.count());
                 let _ = r.send(added);
             }
+            Command::Unpublish(port, r) => {
+                let _ = r.send(self.unpublish(port));
+            }
             Command::FdUse(r) => {
                 let _ = r.send(self.nat.fd_use());
             }
@@ -333,6 +336,20 @@ impl Worker {
         let r = self.nat.publish(port, bindings, container);
         self.nat.set_fixed(self.ports.count());
         r
+    }
+}
+
+impl Worker {
+    /// Closes the published listeners of `port`; returns how many.
+    pub fn unpublish(&mut self, port: PortId) -> usize {
+        let closed = self.nat.unpublish(port);
+        self.nat.set_fixed(self.ports.count());
+        closed
+    }
+
+    /// Where the descriptor budget stands.
+    pub fn fd_use(&self) -> crate::FdUse {
+        self.nat.fd_use()
     }
 }
 
