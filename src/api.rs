@@ -885,6 +885,12 @@ mod tests {
             },
             E::NotJoined("e".into()),
             E::HostNetworkExists("h".into()),
+            E::OwnedByEngine {
+                what: "network",
+                name: "n".into(),
+                engine: "docker",
+                hint: "docker network rm",
+            },
             E::SandboxMode {
                 sandbox: "s".into(),
                 reason: "r",

@@ -88,6 +88,19 @@ pub enum Error {
         /// Why the join is refused.
         reason: &'static str,
     },
+    /// The object belongs to a container engine (made through its plugin):
+    /// only that engine changes it.
+    #[error("{what} {name} belongs to {engine}: change it through {engine} ({hint})")]
+    OwnedByEngine {
+        /// "network" or "endpoint".
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// The engine.
+        engine: &'static str,
+        /// The engine's command that does it.
+        hint: &'static str,
+    },
     /// IPAM refused.
     #[error(transparent)]
     Ipam(#[from] IpamError),
@@ -125,6 +138,7 @@ impl Error {
             Error::NotJoined(_) => "NotJoined",
             Error::HostNetworkExists(_) => "HostNetworkExists",
             Error::SandboxMode { .. } => "SandboxMode",
+            Error::OwnedByEngine { .. } => "OwnedByEngine",
             Error::Ipam(e) => match e {
                 I::BadCidr(_) => "BadCidr",
                 I::OverlapPool { .. } => "OverlapPool",

@@ -69,6 +69,9 @@ pub enum IpamError {
     /// No pool with this subnet.
     #[error("no pool {0}")]
     NoSuchPool(Ipv4Net),
+    /// No pool has this id (the Docker IPAM plugin's pool ids).
+    #[error("pool {0} not found")]
+    NoSuchPoolId(String),
     /// A subnet shorter than a /8: its bitmap would be too large (a /8 already
     /// takes 2 MiB).
     #[error("subnet {0} is too large (at most a /8)")]

@@ -41,6 +41,44 @@ pub struct NetworkRecord {
     /// MAC learning and anti-spoofing settings.
     #[serde(default)]
     pub switching: Switching,
+    /// The engine that made it through its plugin (its id is then the
+    /// engine's id for it); `None` for Plexus's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+}
+
+/// A container engine that drives Plexus through its plugin protocol and owns
+/// what it made: its networks and endpoints are changed only through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// Docker, through libnetwork's remote driver protocol.
+    Docker,
+}
+
+impl Engine {
+    /// Its name as shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Docker => "docker",
+        }
+    }
+}
+
+/// An address pool handed out by the Docker IPAM plugin (`RequestPool`), with
+/// the addresses handed out of it (`RequestAddress`, the gateway included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerPool {
+    /// The pool id Docker uses (`AddressSpace/Pool[/SubPool]`).
+    pub id: String,
+    /// The pool.
+    pub subnet: Ipv4Net,
+    /// The sub-pool dynamic addresses come from, if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_pool: Option<Ipv4Net>,
+    /// Addresses handed out, in order.
+    #[serde(default)]
+    pub addresses: Vec<Ipv4Addr>,
 }
 
 /// An endpoint as stored.
@@ -81,6 +119,13 @@ pub struct EndpointRecord {
     /// it, joined or not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The engine that made it (see [`NetworkRecord::engine`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// While an engine's sandbox holds its interface: that sandbox's key
+    /// (the engine moved the interface there and configured it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_sandbox: Option<PathBuf>,
 }
 
 /// A sandbox as stored.
@@ -139,6 +184,9 @@ pub struct State {
     /// Changes under way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intents: Vec<Intent>,
+    /// Pools of the Docker IPAM plugin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub docker_pools: Vec<DockerPool>,
 }
 
 /// What is wrong with a state that decodes but cannot be true.
@@ -279,6 +327,9 @@ pub struct NetworkInfo {
     pub switching: Switching,
     /// Names of its endpoints.
     pub endpoints: Vec<String>,
+    /// The engine that made it (its id is the engine's id for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
 }
 
 /// What an endpoint looks like from outside.
@@ -310,6 +361,12 @@ pub struct EndpointInfo {
     /// Addresses it may send from besides its own (`--allowed-address`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_addresses: Vec<Ipv4Net>,
+    /// The engine that made it (its id is the engine's id for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+    /// The engine's sandbox that holds its interface now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_sandbox: Option<PathBuf>,
 }
 
 /// What a sandbox looks like from outside.
@@ -361,6 +418,7 @@ mod tests {
             host_loopback: false,
             mtu: 1500,
             switching: Switching::default(),
+            engine: None,
         }
     }
 
@@ -382,6 +440,8 @@ mod tests {
             bindings: vec![],
             allowed: vec![],
             owner: None,
+            engine: None,
+            external_sandbox: None,
         }
     }
 
@@ -402,6 +462,7 @@ mod tests {
                 domainname: None,
             }],
             intents: vec![],
+            docker_pools: vec![],
         }
     }
 

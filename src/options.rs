@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use plexus_drivers::EndpointKind;
 
+use crate::model::Engine;
 use crate::publish::PortMapping;
 use plexus_switch::MacAddr;
 
@@ -48,6 +49,9 @@ pub struct NetworkOptions {
     pub mac_table_size: Option<usize>,
     /// `--no-anti-spoofing`: accept frames whatever their source MAC.
     pub no_anti_spoofing: bool,
+    /// The engine that makes it through its plugin, with its id for the
+    /// network (12-64 lowercase hex digits, used as the Plexus id).
+    pub engine: Option<(Engine, String)>,
 }
 
 impl NetworkOptions {
@@ -115,6 +119,9 @@ pub struct EndpointOptions {
     /// `--allowed-address`: addresses the container may send from besides its
     /// own (anti-spoofing; for a router or a VM inside).
     pub allowed: Vec<Ipv4Net>,
+    /// The engine that makes it, with its id for the endpoint (see
+    /// [`NetworkOptions::engine`]).
+    pub engine: Option<(Engine, String)>,
 }
 
 impl EndpointOptions {

@@ -1,7 +1,7 @@
 //! Endpoints: create (an address, a MAC and host ports reserved, the
 //! driver's interfaces made), join, leave, delete.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use plexus_switch::MacAddr;
@@ -9,6 +9,7 @@ use plexus_switch::MacAddr;
 use super::records::{endpoint_spec, network_spec};
 use super::{Controller, Core, Endpoint, Sandbox, validate_name};
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use crate::model::{EndpointInfo, EndpointRecord, Intent};
 use crate::options::{EndpointOptions, JoinOptions};
 use crate::publish::{Binding, PortMapping, PublishError, os_port_free};
@@ -113,6 +114,8 @@ impl Controller {
             bindings,
             allowed: opts.allowed.clone(),
             owner,
+            engine: opts.engine.as_ref().map(|(e, _)| *e),
+            external_sandbox: None,
         };
         let release = |core: &mut Core| {
             if let (Some(a), Some(s)) = (addr, net.subnet) {
@@ -167,6 +170,12 @@ impl Controller {
 
     pub(super) fn delete_endpoint(&self, core: &mut Core, endpoint_id: &str, force: bool) -> Result<()> {
         let ep = core.endpoint_by_id(endpoint_id)?.clone();
+        if let (Some(key), false) = (&ep.external_sandbox, force) {
+            return Err(Error::ActiveContainer {
+                endpoint: ep.name,
+                sandbox: key.display().to_string(),
+            });
+        }
         if let Some(s) = &ep.sandbox {
             if !force {
                 let sandbox = core
@@ -296,6 +305,12 @@ impl Endpoint {
     pub(super) fn join_locked(&self, core: &mut Core, sandbox_id: &str) -> Result<PathBuf> {
         let ep = core.endpoint_by_id(&self.id)?.clone();
         let sb = core.sandbox_by_id(sandbox_id)?.clone();
+        if let Some(key) = &ep.external_sandbox {
+            return Err(Error::AlreadyJoined {
+                endpoint: ep.name,
+                sandbox: key.display().to_string(),
+            });
+        }
         if let Some(s) = &ep.sandbox {
             let sandbox = core
                 .sandbox_by_id(s)
@@ -360,5 +375,135 @@ impl Endpoint {
     pub fn delete(&self, force: bool) -> Result<()> {
         let mut core = self.ctrl.lock();
         self.ctrl.delete_endpoint(&mut core, &self.id, force)
+    }
+}
+
+/// What an engine that owns the sandbox needs to take an endpoint's
+/// interface in ([`Endpoint::join_external`]): Docker's `Join` answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ExternalJoin {
+    /// The interface to move into the sandbox, by its name in the daemon's
+    /// namespace (its MAC and MTU are set; the engine names it, gives it the
+    /// address and brings it up).
+    pub ifname: String,
+    /// Its address, with the subnet's prefix length.
+    pub addr: Option<Ipv4Net>,
+    /// Its MAC.
+    pub mac: Option<MacAddr>,
+    /// The gateway to route through; `None` on an internal network.
+    pub gateway: Option<std::net::Ipv4Addr>,
+}
+
+impl Endpoint {
+    /// Lends the endpoint's interface to a sandbox another engine owns and
+    /// configures (Docker's `SandboxKey`): the engine moves the interface
+    /// (its name is in the answer), the switch side stays attached. Asked
+    /// again with the same key (an engine replaying its calls), it answers
+    /// the same; with another key, [`Error::AlreadyJoined`].
+    pub fn join_external(&self, key: &Path) -> Result<ExternalJoin> {
+        if self.ctrl.inner.config.mode == Mode::Rootless {
+            return Err(Error::InvalidOption(
+                "a rootless daemon has no interface to lend: an engine's sandbox needs a rootful daemon".into(),
+            ));
+        }
+        let mut core = self.ctrl.lock();
+        let ep = core.endpoint_by_id(&self.id)?.clone();
+        let net = core.network_by_id(&ep.network)?.clone();
+        let answer = ExternalJoin {
+            ifname: ep.peer_ifname.clone(),
+            addr: ep.addr,
+            mac: ep.mac,
+            gateway: net.gateway.filter(|_| !net.internal),
+        };
+        let sandbox = match (&ep.sandbox, &ep.external_sandbox) {
+            (None, None) => None,
+            (None, Some(k)) if k == key => return Ok(answer),
+            (Some(s), _) => Some(core.sandbox_by_id(s).map_or_else(|_| s.clone(), |s| s.name.clone())),
+            (None, Some(k)) => Some(k.display().to_string()),
+        };
+        if let Some(sandbox) = sandbox {
+            return Err(Error::AlreadyJoined {
+                endpoint: ep.name,
+                sandbox,
+            });
+        }
+        if ep.kind != plexus_drivers::EndpointKind::Veth {
+            return Err(Error::InvalidOption(format!(
+                "endpoint {}: only a veth endpoint is lent to another engine's sandbox",
+                ep.name
+            )));
+        }
+        core.endpoint_mut(&self.id)?.external_sandbox = Some(key.to_owned());
+        if let Err(e) = core.commit() {
+            core.endpoint_mut(&self.id)?.external_sandbox = None;
+            return Err(e);
+        }
+        Ok(answer)
+    }
+
+    /// The engine took the interface back out of its sandbox (Docker moves it
+    /// back to the daemon's namespace under its old name before `Leave`).
+    /// Leaving twice is no error (an engine may replay it).
+    pub fn leave_external(&self) -> Result<()> {
+        let mut core = self.ctrl.lock();
+        let ep = core.endpoint_by_id(&self.id)?;
+        if ep.external_sandbox.is_none() {
+            return Ok(());
+        }
+        let old = core.endpoint_mut(&self.id)?.external_sandbox.take();
+        if let Err(e) = core.commit() {
+            core.endpoint_mut(&self.id)?.external_sandbox = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Publishes more host ports for the endpoint (all of `mappings` or
+    /// none): reserved, bound by the switch, recorded (a restarted daemon
+    /// binds them again). Returns the bindings made.
+    pub fn publish(&self, mappings: &[PortMapping]) -> Result<Vec<Binding>> {
+        for m in mappings {
+            m.validate()?;
+        }
+        let mut core = self.ctrl.lock();
+        let ep = core.endpoint_by_id(&self.id)?.clone();
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.ctrl.driver(&net.driver)?;
+        let first = self.ctrl.inner.namespaces.first_bindable_port();
+        let made = publish_bindings(&mut core, first, ep.addr.is_some(), mappings)?;
+        let mut spec = endpoint_spec(&ep);
+        spec.publish = made.clone();
+        if let Err(e) = drv.publish(&network_spec(&net), &spec) {
+            core.ports.release(&made);
+            return Err(driver_error(e));
+        }
+        core.endpoint_mut(&self.id)?.bindings.extend(made.iter().cloned());
+        if let Err(e) = core.commit() {
+            // Back to what is recorded: close all, bind the old ones again.
+            let _ = drv.unpublish(&spec);
+            let rec = core.endpoint_mut(&self.id)?;
+            rec.bindings.truncate(ep.bindings.len());
+            core.ports.release(&made);
+            let _ = drv.publish(&network_spec(&net), &endpoint_spec(&ep));
+            return Err(e);
+        }
+        Ok(made)
+    }
+
+    /// Closes every published port of the endpoint and releases the host
+    /// ports; returns what was published.
+    pub fn unpublish(&self) -> Result<Vec<Binding>> {
+        let mut core = self.ctrl.lock();
+        let ep = core.endpoint_by_id(&self.id)?.clone();
+        if ep.bindings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.ctrl.driver(&net.driver)?;
+        drv.unpublish(&endpoint_spec(&ep)).map_err(driver_error)?;
+        core.endpoint_mut(&self.id)?.bindings.clear();
+        core.ports.release(&ep.bindings);
+        core.commit()?;
+        Ok(ep.bindings)
     }
 }

@@ -28,6 +28,7 @@
 //! rootless holder), chosen once at start.
 
 mod endpoint;
+pub use endpoint::ExternalJoin;
 mod namespaces;
 mod network;
 mod records;
@@ -112,6 +113,18 @@ fn validate_name(what: &'static str, name: &str) -> Result<()> {
             what,
             name: name.to_owned(),
         })
+    }
+}
+
+/// An engine's id for an object it makes through its plugin (Docker's are 64
+/// lowercase hex digits): it becomes the Plexus id, so it must look like one.
+fn validate_engine_id(id: &str) -> Result<()> {
+    if (12..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidOption(format!(
+            "id {id:?}: an engine's id must be 12-64 lowercase hex digits"
+        )))
     }
 }
 

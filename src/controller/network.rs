@@ -5,7 +5,7 @@ use plexus_drivers::Switching;
 use plexus_sandbox::netlink::Netlink;
 
 use super::records::network_spec;
-use super::{Controller, Core, Endpoint, Network, new_id, validate_name};
+use super::{Controller, Core, Endpoint, Network, new_id, validate_engine_id, validate_name};
 use crate::error::{Error, Result};
 use crate::ipam::PoolRequest;
 use crate::model::{NetworkInfo, NetworkRecord};
@@ -38,9 +38,17 @@ impl Controller {
                 switching.mac_table_size
             )));
         }
+        if let Some((_, id)) = &opts.engine {
+            validate_engine_id(id)?;
+        }
         let mut core = self.lock();
         if core.state.networks.iter().any(|n| n.name == name) {
             return Err(Error::NetworkExists(name.to_owned()));
+        }
+        if let Some((_, id)) = &opts.engine
+            && core.state.networks.iter().any(|n| &n.id == id)
+        {
+            return Err(Error::NetworkExists(id.clone()));
         }
         if drv.host_mode()
             && let Some(n) = core.state.networks.iter().find(|n| n.driver == driver)
@@ -48,7 +56,7 @@ impl Controller {
             return Err(Error::HostNetworkExists(n.name.clone()));
         }
         let mut rec = NetworkRecord {
-            id: new_id(),
+            id: opts.engine.as_ref().map_or_else(new_id, |(_, id)| id.clone()),
             name: name.to_owned(),
             driver: driver.to_owned(),
             subnet: None,
@@ -59,6 +67,7 @@ impl Controller {
             host_loopback: opts.host_loopback.unwrap_or(false),
             mtu,
             switching,
+            engine: opts.engine.as_ref().map(|(e, _)| *e),
         };
         if drv.uses_ipam() {
             core.ipam.set_host_routes(host_routes()?);
@@ -143,10 +152,18 @@ impl Network {
     /// Creates an endpoint: reserves its address and MAC and makes its interface
     /// (for `bridge`, a veth pair whose host end the switch will attach).
     pub fn create_endpoint(&self, name: &str, opts: EndpointOptions) -> Result<Endpoint> {
+        if let Some((_, id)) = &opts.engine {
+            validate_engine_id(id)?;
+        }
+        let id = opts.engine.as_ref().map_or_else(new_id, |(_, id)| id.clone());
         let mut core = self.ctrl.lock();
-        let id = self
-            .ctrl
-            .create_endpoint(&mut core, &self.id, name, &opts, new_id(), None)?;
+        if core.state.endpoints.iter().any(|e| e.id == id) {
+            return Err(Error::EndpointExists {
+                network: core.network_by_id(&self.id)?.name.clone(),
+                endpoint: id,
+            });
+        }
+        let id = self.ctrl.create_endpoint(&mut core, &self.id, name, &opts, id, None)?;
         Ok(Endpoint {
             ctrl: self.ctrl.clone(),
             id,
@@ -217,4 +234,32 @@ impl Network {
 fn host_routes() -> Result<Vec<Ipv4Net>> {
     let mut nl = Netlink::open()?;
     Ok(nl.routes()?.into_iter().map(|r| r.dst).collect())
+}
+
+impl Controller {
+    /// Runs `f` over the Docker IPAM plugin's pools, with the subnets of
+    /// Plexus's networks and the daemon's routes (what a new pool must not
+    /// overlap); commits the pools with the rest of the state if `f`
+    /// succeeds, else leaves them as they were.
+    pub fn docker_pools<R, E>(
+        &self,
+        f: impl FnOnce(&mut Vec<crate::model::DockerPool>, &[Ipv4Net], &[Ipv4Net]) -> std::result::Result<R, E>,
+    ) -> Result<std::result::Result<R, E>> {
+        let routes = host_routes()?;
+        let mut core = self.lock();
+        let taken: Vec<Ipv4Net> = core.state.networks.iter().filter_map(|n| n.subnet).collect();
+        let mut pools = core.state.docker_pools.clone();
+        let r = match f(&mut pools, &taken, &routes) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        if pools != core.state.docker_pools {
+            let old = std::mem::replace(&mut core.state.docker_pools, pools);
+            if let Err(e) = core.commit() {
+                core.state.docker_pools = old;
+                return Err(e);
+            }
+        }
+        Ok(Ok(r))
+    }
 }

@@ -119,6 +119,7 @@ impl Core {
                 .filter(|e| e.network == n.id)
                 .map(|e| e.name.clone())
                 .collect(),
+            engine: n.engine,
         }
     }
 
@@ -141,6 +142,8 @@ impl Core {
             ifname: e.ifname.clone(),
             ports: e.bindings.clone(),
             allowed_addresses: e.allowed.clone(),
+            engine: e.engine,
+            external_sandbox: e.external_sandbox.clone(),
         }
     }
 

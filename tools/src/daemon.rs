@@ -38,20 +38,19 @@ use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{Shutdown, shutdown};
-use nix::sys::stat::{Mode, umask};
 use plexus::publish::PortMapping;
 use plexus::{
     Config, Controller, Endpoint, EndpointKind, EndpointOptions, Error, MacAddr, NetworkOptions, SandboxOptions,
@@ -92,6 +91,8 @@ pub struct Options {
     pub api_max_clients: usize,
     /// How long an API connection may idle.
     pub api_idle: Duration,
+    /// Also serve Docker's plugin protocol under this plugin name.
+    pub docker_plugin: Option<String>,
 }
 
 /// The daemon's descriptors: its limit, what it keeps, the switch's budget.
@@ -181,7 +182,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     signals.add(Signal::SIGTERM);
     signals.thread_block().context("blocking SIGINT and SIGTERM")?;
 
-    check_socket_path(&opts.socket)?;
+    crate::socket::check_path(&opts.socket)?;
     let fds = size_fds(opts.api_max_clients);
     let config = Config {
         state_dir: opts.state_dir.clone(),
@@ -196,7 +197,11 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     };
     let ctrl =
         Controller::new(config).with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
-    let listener = bind(&opts.socket)?;
+    let plugin = match &opts.docker_plugin {
+        Some(name) => Some(crate::docker_plugin::PluginServer::start(name, ctrl.clone())?),
+        None => None,
+    };
+    let listener = crate::socket::bind(&opts.socket)?;
     let bound = fs::metadata(&opts.socket).map(|m| (m.dev(), m.ino())).ok();
 
     let server = Arc::new(Server {
@@ -289,6 +294,11 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     if still_ours {
         let _ = fs::remove_file(&server.socket);
     }
+    // The plugin holds a controller too: it goes first, so the store's lock
+    // is released when the last one drops.
+    if let Some(p) = plugin {
+        p.stop();
+    }
     let ctrl = server.ctrl.write().unwrap_or_else(PoisonError::into_inner).take();
     drop(ctrl);
     log::info!("stopped");
@@ -344,46 +354,6 @@ fn read_line_by(
             return Ok(line.len());
         }
     }
-}
-
-/// Refuses a path that a live daemon answers on or that is not a socket; removes
-/// a stale socket.
-fn check_socket_path(path: &Path) -> anyhow::Result<()> {
-    let md = match fs::symlink_metadata(path) {
-        Ok(md) => md,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("checking socket {}", path.display())),
-    };
-    if !md.file_type().is_socket() {
-        bail!("{} exists and is not a socket; not replacing it", path.display());
-    }
-    match UnixStream::connect(path) {
-        Ok(_) => bail!("another plexus daemon is already listening on {}", path.display()),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
-            fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
-            log::info!("removed stale socket {}", path.display());
-            Ok(())
-        }
-        Err(e) => Err(e).with_context(|| format!("checking socket {}", path.display())),
-    }
-}
-
-/// Creates the parent directory (0755) and binds the socket with mode 0660.
-fn bind(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .with_context(|| format!("creating socket directory {}", dir.display()))?;
-    }
-    // The process is still single-threaded apart from the controller's own
-    // short-lived helpers, which create no files: the umask change is not
-    // observed by anyone else.
-    let old = umask(Mode::from_bits_truncate(0o117));
-    let listener = UnixListener::bind(path);
-    umask(old);
-    listener.with_context(|| format!("listening on {}", path.display()))
 }
 
 impl Server {
@@ -505,7 +475,9 @@ impl Server {
             Request::NetworkLs {} => json(ctrl.networks().iter().filter_map(|n| n.info().ok()).collect::<Vec<_>>()),
             Request::NetworkInspect { name } => json(ctrl.network(name)?.info()?),
             Request::NetworkRm { name } => {
-                ctrl.network(name)?.delete()?;
+                let net = ctrl.network(name)?;
+                not_owned("network", net.info()?.name, net.info()?.engine, "docker network rm")?;
+                net.delete()?;
                 Ok(Value::Null)
             }
 
@@ -548,16 +520,30 @@ impl Server {
             Request::EndpointInspect { name, network } => json(endpoint(ctrl, name, network.as_deref())?.info()?),
             Request::EndpointJoin { name, network, sandbox } => {
                 let ep = endpoint(ctrl, name, network.as_deref())?;
+                not_owned("endpoint", ep.info()?.name, ep.info()?.engine, "docker network connect")?;
                 ep.join_sandbox(&ctrl.sandbox(sandbox)?)?;
                 json(ep.info()?)
             }
             Request::EndpointLeave { name, network } => {
                 let ep = endpoint(ctrl, name, network.as_deref())?;
+                not_owned(
+                    "endpoint",
+                    ep.info()?.name,
+                    ep.info()?.engine,
+                    "docker network disconnect",
+                )?;
                 ep.leave()?;
                 json(ep.info()?)
             }
             Request::EndpointRm { name, network, force } => {
-                endpoint(ctrl, name, network.as_deref())?.delete(*force)?;
+                let ep = endpoint(ctrl, name, network.as_deref())?;
+                not_owned(
+                    "endpoint",
+                    ep.info()?.name,
+                    ep.info()?.engine,
+                    "docker rm or docker network disconnect",
+                )?;
+                ep.delete(*force)?;
                 Ok(Value::Null)
             }
 
@@ -665,6 +651,24 @@ fn send(w: &mut UnixStream, resp: &Response) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(resp).map_err(std::io::Error::other)?;
     line.push(b'\n');
     w.write_all(&line)
+}
+
+/// Refuses to change through the API what a container engine made.
+fn not_owned(
+    what: &'static str,
+    name: String,
+    engine: Option<plexus::Engine>,
+    hint: &'static str,
+) -> Result<(), Error> {
+    match engine {
+        Some(e) => Err(Error::OwnedByEngine {
+            what,
+            name,
+            engine: e.as_str(),
+            hint,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn json<T: Serialize>(v: T) -> Result<Value, ApiError> {
@@ -799,24 +803,5 @@ mod tests {
         // The default protocol is TCP; refusing it (for now) is the library's job.
         let o = endpoint_options(None, None, EndpointKind::Veth, &["8080:80".to_owned()], &[]).unwrap();
         assert_eq!(o.publish[0].to_string(), "8080:80/tcp");
-    }
-
-    #[test]
-    fn refuses_a_path_that_is_not_a_socket() {
-        let dir = std::env::temp_dir().join(format!("plexus-tools-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("not-a-socket");
-        fs::write(&file, b"x").unwrap();
-        assert!(check_socket_path(&file).is_err());
-        assert!(file.exists());
-        // A stale socket (nobody listening) is removed; a live one is refused.
-        let sock = dir.join("s.sock");
-        drop(UnixListener::bind(&sock).unwrap());
-        check_socket_path(&sock).unwrap();
-        assert!(!sock.exists());
-        let live = UnixListener::bind(&sock).unwrap();
-        assert!(check_socket_path(&sock).is_err());
-        drop(live);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

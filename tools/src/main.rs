@@ -15,7 +15,9 @@ mod cli;
 mod client;
 mod daemon;
 mod demo;
+mod docker_plugin;
 mod logger;
+mod socket;
 
 use std::process::ExitCode;
 

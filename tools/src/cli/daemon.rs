@@ -74,6 +74,20 @@ pub struct DaemonArgs {
     /// stop, each change), or debug. Repeated messages are rate-limited.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = logger::LogLevel::Info)]
     pub log_level: logger::LogLevel,
+    /// Also be a Docker network and IPAM plugin named NAME (default: plexus).
+    ///
+    /// Serves libnetwork's remote driver protocol on
+    /// /run/docker/plugins/NAME.sock, so `docker network create -d NAME
+    /// --ipam-driver NAME NET` makes a Plexus network (its id is Docker's,
+    /// its name docker-ID) and `docker run --network NET -p 8080:80 ...`
+    /// puts the container on this daemon's switch with its ports published
+    /// (client address kept). `-o` options of such a network:
+    /// com.docker.network.driver.mtu, plexus.name, plexus.host_loopback,
+    /// plexus.anti_spoofing, plexus.mac_ageing, plexus.mac_table_size.
+    /// Rootful only; dockerd must run in the daemon's network namespace.
+    /// See docs/docker.md.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "plexus", require_equals = false)]
+    pub docker_plugin: Option<String>,
 }
 
 /// The library's NAT limits and timeouts, which the daemon's flags default to.
@@ -127,6 +141,7 @@ pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
         busy_poll: Duration::from_micros(args.busy_poll_us),
         api_max_clients: args.api_max_clients,
         api_idle: Duration::from_secs(args.api_idle_timeout),
+        docker_plugin: args.docker_plugin,
     })?;
     Ok(0)
 }

@@ -125,11 +125,20 @@ pub fn networks_table(nets: &[NetworkInfo]) -> String {
                 or_dash(n.subnet),
                 or_dash(n.gateway),
                 n.endpoints.len().to_string(),
+                or_dash(n.engine.map(plexus::Engine::as_str)),
             ]
         })
         .collect();
     table(
-        &["NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "ENDPOINTS"],
+        &[
+            "NETWORK ID",
+            "NAME",
+            "DRIVER",
+            "SUBNET",
+            "GATEWAY",
+            "ENDPOINTS",
+            "ENGINE",
+        ],
         &rows,
     )
 }
@@ -139,6 +148,7 @@ pub fn network(n: &NetworkInfo) -> String {
         ("Name", n.name.clone()),
         ("ID", n.id.clone()),
         ("Driver", n.driver.clone()),
+        ("Engine", or_dash(n.engine.map(plexus::Engine::as_str))),
         ("Subnet", or_dash(n.subnet)),
         ("IP range", or_dash(n.ip_range)),
         ("Gateway", or_dash(n.gateway)),
@@ -188,6 +198,21 @@ pub fn sandbox(s: &SandboxInfo) -> String {
     ])
 }
 
+/// The sandbox an endpoint is in: a Plexus sandbox's name, or for an
+/// engine's sandbox `ENGINE:KEY_NAME` (Docker's key ends in its sandbox id).
+fn where_joined(e: &EndpointInfo) -> String {
+    match (&e.sandbox, &e.external_sandbox, e.engine) {
+        (Some(s), _, _) => s.clone(),
+        (None, Some(key), engine) => format!(
+            "{}:{}",
+            engine.map_or("external", plexus::Engine::as_str),
+            key.file_name()
+                .map_or_else(|| key.display().to_string(), |n| n.to_string_lossy().into_owned())
+        ),
+        (None, None, _) => "-".into(),
+    }
+}
+
 pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
     let rows: Vec<Vec<String>> = eps
         .iter()
@@ -199,7 +224,7 @@ pub fn endpoints_table(eps: &[EndpointInfo]) -> String {
                 e.kind.to_string(),
                 or_dash(e.address),
                 or_dash(e.mac),
-                or_dash(e.sandbox.as_deref()),
+                where_joined(e),
                 or_dash(e.ifname.as_deref()),
                 ports(e),
             ]
@@ -231,7 +256,7 @@ pub fn endpoint(e: &EndpointInfo) -> String {
         ("Gateway", or_dash(e.gateway)),
         ("Kind", e.kind.to_string()),
         ("Host interface", or_dash(Some(&e.host_ifname))),
-        ("Sandbox", or_dash(e.sandbox.as_deref())),
+        ("Sandbox", where_joined(e)),
         ("Interface", or_dash(e.ifname.as_deref())),
         ("Ports", ports(e)),
     ])
