@@ -12,6 +12,7 @@
 //! | `px_iperf3` | `iperf3` is on `PATH` (the test whose client is iperf3) |
 //! | `px_userns` | as root, with unprivileged user namespaces allowed and a test user (`$PLEXUS_TEST_USER`, else `nobody`) |
 //! | `px_user_tun` | `px_userns`, and `/dev/net/tun` opens for that user |
+//! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
 //!
 //! The probes run when the crate is built, so cargo re-runs them when `PATH`,
 //! `PLEXUS_TEST_USER` or a `PATH` directory changes (a package installed);
@@ -21,7 +22,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    for cfg in ["px_root", "px_ip", "px_iperf3", "px_userns", "px_user_tun"] {
+    for cfg in ["px_root", "px_ip", "px_iperf3", "px_userns", "px_user_tun", "px_docker"] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!("cargo::rerun-if-changed=build.rs");
@@ -38,12 +39,22 @@ fn main() {
     let user = test_user();
     let userns = root && user.is_some() && user_namespaces_allowed();
     let user_tun = userns && user.is_some_and(|(uid, gid)| tun_usable_by(uid, gid));
+    let find = |program: &str| dirs.iter().map(|d| d.join(program)).find(|p| executable(p));
+    let busybox = Some(PathBuf::from("/bin/busybox"))
+        .filter(|p| executable(p))
+        .or_else(|| find("busybox"));
+    let docker = root
+        && has("dockerd")
+        && has("tar")
+        && (executable(Path::new("/usr/bin/docker")) || has("docker"))
+        && busybox.is_some_and(|b| static_elf(&b));
     for (cfg, on) in [
         ("px_root", root),
         ("px_ip", has("ip")),
         ("px_iperf3", has("iperf3")),
         ("px_userns", userns),
         ("px_user_tun", user_tun),
+        ("px_docker", docker),
     ] {
         if on {
             println!("cargo::rustc-cfg={cfg}");
@@ -65,6 +76,42 @@ fn is_char_device(p: &str) -> bool {
 
 fn executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
+/// `p` is an ELF executable without a program interpreter (`PT_INTERP`): a
+/// static binary, which runs in an image that has no C library (Debian's
+/// `busybox-static`; its plain `busybox` is dynamic).
+fn static_elf(p: &Path) -> bool {
+    let Ok(b) = std::fs::read(p) else {
+        return false;
+    };
+    if b.len() < 64 || &b[..4] != b"\x7fELF" {
+        return false;
+    }
+    let (wide, little) = (b[4] == 2, b[5] == 1);
+    let int = |at: usize, len: usize| -> Option<usize> {
+        let bytes = b.get(at..at.checked_add(len)?)?;
+        let fold = |acc: u64, x: &u8| (acc << 8) | u64::from(*x);
+        let v = if little {
+            bytes.iter().rev().fold(0, fold)
+        } else {
+            bytes.iter().fold(0, fold)
+        };
+        usize::try_from(v).ok()
+    };
+    let header = if wide {
+        (int(0x20, 8), int(0x36, 2), int(0x38, 2))
+    } else {
+        (int(0x1c, 4), int(0x2a, 2), int(0x2c, 2))
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = header else {
+        return false;
+    };
+    const PT_INTERP: usize = 3;
+    (0..phnum).all(|i| {
+        let at = i.checked_mul(phentsize).and_then(|o| o.checked_add(phoff));
+        at.and_then(|at| int(at, 4)).is_some_and(|t| t != PT_INTERP)
+    })
 }
 
 /// (uid, gid) of the rootless tests' user: `$PLEXUS_TEST_USER`, else `nobody`.

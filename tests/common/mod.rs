@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests: unique names, cleanup, the daemon,
 //! and ([`net`], [`peers`]) namespaces and the clients and servers that talk
-//! through them — in-process, so no `ping`, `python3` or `ip` is needed.
+//! through them — in-process, so no `ping`, `python3` or `ip` is needed — and
+//! ([`docker`]) a private Docker engine in a test's namespace.
 //!
 //! Every test gets a [`TestEnv`]: a random tag that prefixes its namespaces
 //! (`{tag}-NAME`) and interfaces (`{tag}h…`, `{tag}c…`), and a private state
@@ -13,6 +14,7 @@
 //! here is counted as ignored, never as passed.
 #![allow(dead_code)]
 
+pub mod docker;
 pub mod frames;
 pub mod net;
 pub mod peers;
