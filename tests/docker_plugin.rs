@@ -104,6 +104,15 @@ impl Bed {
         self.docker.ok(&all).trim().to_owned()
     }
 
+    /// `docker run OPTS bb CMD…` (OPTS split at blanks); returns its stdout.
+    fn run(&self, opts: &str, cmd: &[&str]) -> String {
+        let mut args = vec!["run"];
+        args.extend(opts.split_whitespace());
+        args.push("bb");
+        args.extend(cmd);
+        self.docker.ok(&args)
+    }
+
     /// `docker exec NAME sh -c SCRIPT`, whatever its outcome: (success, stdout).
     fn exec(&self, name: &str, script: &str) -> (bool, String) {
         let out = self.docker.docker(&["exec", name, "sh", "-c", script]);
@@ -166,20 +175,12 @@ fn docker_containers_talk_through_the_plexus_switch() {
     net::in_netns(&mut httpd, &b.ho.outside_path());
     let _httpd = Proc(httpd.spawn().expect("start httpd outside"));
 
-    b.docker.ok(&["run", "-d", "--name", "srv", "--network", "pxnet", "bb", "sh", "-c",
-        // nc quits when its stdin ends: a FIFO held open keeps it reading.
-        "mkfifo /tmp/in; sleep 1000 > /tmp/in & nc -l -p 5000 < /tmp/in > /tmp/got; sha256sum /tmp/got > /tmp/sum; sleep 1000"]);
-    b.docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "peer",
-        "--network",
-        "pxnet",
-        "bb",
-        "sleep",
-        "1000",
-    ]);
+    // The receiver: nc quits when its stdin ends, so a FIFO held open keeps
+    // it reading until the sender closes.
+    let receive = "mkfifo /tmp/in; sleep 1000 > /tmp/in & nc -l -p 5000 < /tmp/in > /tmp/got; \
+                   sha256sum /tmp/got > /tmp/sum; sleep 1000";
+    b.run("-d --name srv --network pxnet", &["sh", "-c", receive]);
+    b.run("-d --name peer --network pxnet", &["sleep", "1000"]);
     let ip = |name: &str| {
         b.docker
             .ok(&[
@@ -280,22 +281,10 @@ fn docker_published_ports_keep_the_client_address_and_internal_networks_stay_ins
     let b = Bed::new(62);
     b.network("pxnet", &[]);
     b.network("pxint", &["--internal", "--subnet", "10.124.0.0/24"]);
-    b.docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "--network",
-        "pxnet",
-        "-p",
-        "8080:80",
-        "-p",
-        "8053:53/udp",
-        "bb",
-        "sh",
-        "-c",
-        "addr_echo 80 & exec addr_echo 53",
-    ]);
+    b.run(
+        "-d --name web --network pxnet --mac-address 02:42:de:ad:be:ef -p 8080:80 -p 8053:53/udp",
+        &["sh", "-c", "addr_echo 80 & exec addr_echo 53"],
+    );
     let host = b.host_ip();
     let outside: Ipv4Addr = b.ho.outside_ip.parse().unwrap();
     // TCP: the container sees the outside client's own address.
@@ -314,21 +303,12 @@ fn docker_published_ports_keep_the_client_address_and_internal_networks_stay_ins
         .map(|p| format!("{}/{}", p["host_port"], p["protocol"].as_str().unwrap()))
         .collect();
     assert_eq!(ports, ["8080/tcp", "8053/udp"]);
+    // The MAC Docker gave is the endpoint's (and the switch's anti-spoofing
+    // lets it through).
+    assert_eq!(eps[0]["mac"], "02:42:de:ad:be:ef");
 
     // An internal network: no default route, nothing outside, nothing published.
-    b.docker.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "inner",
-        "--network",
-        "pxint",
-        "-p",
-        "8090:7000",
-        "bb",
-        "addr_echo",
-        "7000",
-    ]);
+    b.run("-d --name inner --network pxint -p 8090:7000", &["addr_echo", "7000"]);
     let (_, route) = b.exec("inner", "ip route");
     assert!(!route.contains("default"), "{route}");
     let (ok, out) = b.exec("inner", &format!("ping -c 1 -W 2 {outside}"));
@@ -356,24 +336,21 @@ fn docker_published_ports_keep_the_client_address_and_internal_networks_stay_ins
 fn docker_network_connect_disconnect_and_restarts_of_both_daemons() {
     let mut b = Bed::new(63);
     b.network("net1", &["--subnet", "10.125.0.0/24"]);
-    b.network("net2", &["--subnet", "10.126.0.0/24"]);
+    // net2 with Docker's own IPAM: Plexus takes the pool and addresses it gives.
     b.docker.ok(&[
-        "run",
+        "network",
+        "create",
         "-d",
-        "--name",
-        "one",
-        "--restart",
-        "always",
-        "--network",
-        "net1",
-        "-p",
-        "8081:7000",
-        "bb",
-        "addr_echo",
-        "7000",
+        &b.plugin,
+        "--subnet",
+        "10.126.0.0/24",
+        "net2",
     ]);
-    b.docker
-        .ok(&["run", "-d", "--name", "two", "--network", "net2", "bb", "sleep", "1000"]);
+    b.run(
+        "-d --name one --restart always --network net1 -p 8081:7000",
+        &["addr_echo", "7000"],
+    );
+    b.run("-d --name two --network net2", &["sleep", "1000"]);
     let two = "10.126.0.2";
 
     // connect: a second interface on the second network, through the switch.
@@ -528,6 +505,12 @@ fn the_plugin_answers_every_call_and_refuses_bad_ones_with_err() {
         assert_eq!(st, status, "{method} {path}: {err}");
         assert!(err.contains(text), "{path}: {err}");
     }
+    // Node discovery is answered (nothing to learn locally); swarm's calls are refused.
+    let discover = r#"{"DiscoveryType": 1, "DiscoveryData": {"Address": "198.18.0.9", "self": false}}"#;
+    assert_eq!(call("NetworkDriver.DiscoverNew", discover), (200, json!({})));
+    assert_eq!(call("NetworkDriver.DiscoverDelete", discover), (200, json!({})));
+    let (st, v) = call("NetworkDriver.AllocateNetwork", r#"{"NetworkID": "x"}"#);
+    assert!(st == 500 && v["Err"].as_str().unwrap().contains("local scope"), "{v}");
     // Nothing was made by the refused calls.
     assert_eq!(d.json(&["network", "ls"]), json!([]));
 

@@ -15,7 +15,7 @@ use crate::model::{FdbInfo, NatInfo, PortInfo};
 impl Controller {
     /// Rebuilds the drivers' runtime state (bridge domains, switch ports) from
     /// the records; an endpoint whose interface had to be made again is
-    /// recorded as not joined.
+    /// recorded as not joined (to a Plexus or an engine's sandbox).
     pub(super) fn restore_dataplane(&self) -> Result<()> {
         let mut core = self.lock();
         for n in core.state.networks.clone() {
@@ -33,6 +33,10 @@ impl Controller {
             if !drv.restore_endpoint(&network_spec(&net), &endpoint_spec(&e), sb.as_ref())? {
                 let rec = core.endpoint_mut(&e.id)?;
                 changed |= rec.sandbox.take().is_some();
+                // An engine's sandbox lost the interface with it (the
+                // container's namespace went while the daemon was down): the
+                // engine joins again or deletes it.
+                changed |= rec.external_sandbox.take().is_some();
                 rec.ifname = None;
                 rec.default_route = false;
             }
