@@ -426,6 +426,9 @@ pub struct DaemonInfo {
     pub state_dir: PathBuf,
     /// The socket it listens on.
     pub socket: PathBuf,
+    /// The Docker plugin socket it also serves (`--docker-plugin`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_plugin: Option<PathBuf>,
     /// Built-in drivers.
     pub drivers: Vec<String>,
     /// Prefix of sandbox namespace names.

@@ -654,5 +654,5 @@ fn the_plugin_answers_every_call_and_refuses_bad_ones_with_err() {
     assert_eq!(state["state"].get("docker_pools"), None, "no pool left: {state}");
     // After all that the daemon still serves both sockets.
     assert_eq!(call("Plugin.Activate", "").0, 200);
-    d.ok(&["info"]);
+    assert_eq!(d.json(&["info"])["docker_plugin"], sock.display().to_string());
 }

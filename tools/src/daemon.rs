@@ -144,6 +144,8 @@ struct Server {
     /// shutdown takes the write side, so it waits for them.
     ctrl: RwLock<Option<Controller>>,
     socket: PathBuf,
+    /// The Docker plugin's socket, if it serves one.
+    docker_plugin: Option<PathBuf>,
     fds: Fds,
     api: ApiBounds,
 }
@@ -207,6 +209,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     let server = Arc::new(Server {
         ctrl: RwLock::new(Some(ctrl)),
         socket: opts.socket,
+        docker_plugin: plugin.as_ref().map(|p| p.socket().to_owned()),
         fds,
         api: ApiBounds {
             max_clients: opts.api_max_clients,
@@ -597,6 +600,7 @@ impl Server {
                     rootless_checks: rootless_checks(config.mode),
                     state_dir: config.state_dir.clone(),
                     socket: self.socket.clone(),
+                    docker_plugin: self.docker_plugin.clone(),
                     drivers: ctrl.drivers().into_iter().map(str::to_owned).collect(),
                     netns_prefix: config.netns_prefix.clone(),
                     ifname_prefix: config.ifname_prefix.clone(),

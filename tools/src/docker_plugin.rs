@@ -96,6 +96,11 @@ impl PluginServer {
         })
     }
 
+    /// The socket it serves.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Stops serving, waits for calls in flight, removes the socket.
     pub fn stop(mut self) {
         self.shutdown();

@@ -276,6 +276,12 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Mode", format!("{} ({})", i.mode.as_str(), i.mode_reason)),
         ("State dir", i.state_dir.display().to_string()),
         ("Socket", i.socket.display().to_string()),
+        (
+            "Docker plugin",
+            i.docker_plugin
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
+        ),
         ("Drivers", list(&i.drivers)),
         ("Netns prefix", i.netns_prefix.clone()),
         ("Ifname prefix", i.ifname_prefix.clone()),
