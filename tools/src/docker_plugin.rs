@@ -10,6 +10,8 @@
 //!   is answered 503 with an `Err`): a slow or stuck call never holds up the
 //!   others, and no caller can take every thread. The controller serializes
 //!   what must be serialized.
+//! - A call that panics (a bug) answers 500 with an `Err`; the plugin keeps
+//!   serving.
 //! - Every call is logged at debug level with its body; a failed call at
 //!   warn level, a successful change at info level.
 //! - Stop: the listener is unblocked, in-flight calls finish, and the socket
@@ -182,7 +184,15 @@ fn call(mut request: tiny_http::Request, plugin: &Plugin) {
         return respond(request, 413, &error_body(&e));
     }
     log::debug!("docker plugin: {method} {}", String::from_utf8_lossy(&body));
-    let (status, answer) = plugin.answer(&method, &body);
+    // A bug in a call answers an Err and leaves the plugin serving, as the
+    // API does.
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plugin.answer(&method, &body)));
+    let (status, answer) = answered.unwrap_or_else(|_| {
+        (
+            500,
+            serde_json::json!({ "Err": format!("{method}: internal error (a bug in Plexus; see the daemon's log)") }),
+        )
+    });
     if status == 200 {
         let changes = !method.ends_with("GetCapabilities")
             && !method.ends_with("GetDefaultAddressSpaces")
