@@ -5,7 +5,10 @@
 //! What it answers today:
 //! - ARP requests for the gateway address (so containers resolve their default
 //!   route's next hop to the gateway's MAC);
-//! - ICMP echo requests to the gateway address.
+//! - ICMP echo requests to the gateway address;
+//! - DNS: UDP to the gateway's port 53 is [`Action::Dns`], which the
+//!   gateways' DNS server ([`crate::dns`]) answers (it takes precedence over
+//!   the host-loopback mapping of that one port).
 //!
 //! Everything else that reaches the gateway is a routed packet, and its fate is
 //! decided here in this order, each with its own drop counter:
@@ -38,6 +41,8 @@ use crate::wire::{
 };
 
 const UDP_HEADER_LEN: usize = 8;
+/// The port the gateway answers DNS on.
+pub const DNS_PORT: u16 = 53;
 
 /// What the gateway does with a frame addressed to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +53,9 @@ pub enum Action {
     Drop(DropReason),
     /// A packet routed out of the network: outbound NAT carries it.
     Routed(Routed),
+    /// A DNS query to the gateway's UDP port 53 (its payload range and
+    /// client in the [`Routed`]): the gateways' DNS answers it.
+    Dns(Routed),
 }
 
 /// A routed packet that outbound NAT can carry: its flow, and where the bytes
@@ -136,20 +144,28 @@ fn ipv4(gw: &GatewayConfig, isolated: impl Fn(Ipv4Addr) -> bool, eth: &EthernetF
     let l4 = ETHERNET_HEADER_LEN + usize::from(packet.header_len());
     let segment = packet.into_payload();
     // The flow (container side, outside side) and what of the frame goes out.
+    let flow = |proto, inside_port, outside_port, payload, syn| Routed {
+        key: FlowKey {
+            proto,
+            inside: SocketAddrV4::new(ip.src_addr, inside_port),
+            outside: SocketAddrV4::new(dst, outside_port),
+        },
+        payload,
+        syn,
+        src_mac: eth.src(),
+    };
     let routed = |proto, inside_port, outside_port, payload, syn| {
-        Action::Routed(Routed {
-            key: FlowKey {
-                proto,
-                inside: SocketAddrV4::new(ip.src_addr, inside_port),
-                outside: SocketAddrV4::new(dst, outside_port),
-            },
-            payload,
-            syn,
-            src_mac: eth.src(),
-        })
+        Action::Routed(flow(proto, inside_port, outside_port, payload, syn))
     };
     match ip.protocol {
         IpProtocol::Udp => match UdpPacket::new_checked(segment) {
+            Ok(udp) if dst == gw.ip && udp.dst_port() == DNS_PORT => Action::Dns(flow(
+                NatProto::Udp,
+                udp.src_port(),
+                udp.dst_port(),
+                l4 + UDP_HEADER_LEN..l4 + usize::from(udp.length()),
+                false,
+            )),
             Ok(udp) => routed(
                 NatProto::Udp,
                 udp.src_port(),

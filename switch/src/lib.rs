@@ -23,6 +23,7 @@
 #![deny(unsafe_code)]
 
 pub mod dataplane;
+pub mod dns;
 pub mod frame;
 pub mod gateway;
 pub mod io;

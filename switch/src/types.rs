@@ -102,6 +102,12 @@ drop_reasons! {
     /// A new flow refused: the daemon's file descriptors set aside for flows
     /// are used up (or the kernel refused one: EMFILE, ENFILE).
     FdBudget => "fd_budget",
+    /// A DNS query to the gateway that is not one (too short for a header, a
+    /// response, a reply that would not fit).
+    DnsMalformed => "dns_malformed",
+    /// A DNS query the gateway would forward while too many of the port's
+    /// (or everyone's) are in flight upstream.
+    DnsFull => "dns_full",
 }
 
 /// Number of drop reasons.

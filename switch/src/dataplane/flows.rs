@@ -23,7 +23,9 @@ use mio::Token;
 use slab::Slab;
 
 use super::DataplaneError;
+use super::dns::{DNS_TOKENS, GatewayDns};
 use super::ports::PortSink;
+use crate::dns::DnsConfig;
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::gateway::Routed;
 use crate::io::{Datagram, Host, Listener as HostListener, Stream};
@@ -81,6 +83,8 @@ struct Conversation {
 /// NAT and published ports: the flows, the relay, the listeners, the host.
 pub(crate) struct Nat {
     pub(crate) table: NatTable<FlowIo>,
+    /// The gateways' DNS (its upstream sockets come from `host` too).
+    pub(crate) dns: GatewayDns,
     relay: TcpRelay,
     host: Box<dyn Host>,
     listeners: Slab<Listener>,
@@ -113,9 +117,16 @@ pub(crate) struct Nat {
 impl Nat {
     /// No flows yet. `epoch` and `tsval` are the relay's clocks (see
     /// [`TcpRelay::new`]).
-    pub(crate) fn new(config: NatConfig, epoch: Instant, tsval: fn() -> u32, host: Box<dyn Host>) -> Nat {
+    pub(crate) fn new(
+        config: NatConfig,
+        dns: DnsConfig,
+        epoch: Instant,
+        tsval: fn() -> u32,
+        host: Box<dyn Host>,
+    ) -> Nat {
         Nat {
             table: NatTable::new(config),
+            dns: GatewayDns::new(dns),
             relay: TcpRelay::new(epoch, tsval),
             host,
             listeners: Slab::new(),
@@ -144,6 +155,8 @@ impl Nat {
             }
         } else if t >= PUB_TOKENS {
             self.listeners_ready.push(t - PUB_TOKENS);
+        } else if t >= DNS_TOKENS {
+            self.dns.on_event(t);
         }
     }
 
@@ -154,7 +167,32 @@ impl Nat {
 
     /// When the relay's timers next need a turn.
     pub(crate) fn next_timer(&self, now: Instant) -> Option<std::time::Duration> {
-        self.relay.next_timer(now)
+        let dns = self.dns.resolver.next_timer(now);
+        match (self.relay.next_timer(now), dns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A DNS query to the gateway's port 53.
+    pub(crate) fn dns_query(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        frame: &[u8],
+        r: &Routed,
+        gw: GatewayConfig,
+        sink: &mut PortSink<'_>,
+    ) {
+        let client = crate::dns::Client {
+            port: ingress,
+            mac: r.src_mac,
+            addr: r.key.inside,
+            gateway: gw.ip,
+            gateway_mac: gw.mac,
+        };
+        let query = frame.get(r.payload.clone()).unwrap_or(&[]);
+        self.dns.query(now, &mut *self.host, client, query, gw.internal, sink);
     }
 
     /// Serves what is ready: replies on flows' sockets, host streams, clients
@@ -171,6 +209,10 @@ impl Nat {
         }
         while let Some(i) = self.listeners_ready.pop() {
             frames += self.published_inbound(now, i, sink);
+        }
+        frames += self.dns.serve(now, sink);
+        if self.dns.resolver.next_timer(now).is_some_and(|t| t.is_zero()) {
+            self.dns.expire(now, &mut *self.host, sink);
         }
         if self.relay.timers_due(now) {
             let closing = &mut self.closing;
@@ -206,6 +248,7 @@ impl Nat {
             .remove_port(port, |_, e| close_io(now, relay, sink, e.io, true));
         self.relay.remove_stack(port);
         self.unpublish(port);
+        self.dns.remove_port(port);
     }
 
     /// Closes port `port`'s published listeners and their UDP conversations;

@@ -20,6 +20,7 @@
 //! A worker that dies (epoll failing is the one way) records why, logs it, and
 //! every later call reports it ([`DataplaneError::Dead`]).
 
+mod dns;
 pub mod flows;
 pub mod ports;
 pub mod worker;
@@ -43,13 +44,15 @@ use crate::types::{DomainId, PortCounters, PortId};
 use worker::{Runner, WAKER, Worker};
 
 /// Dataplane settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataplaneConfig {
     /// How long to keep polling after the last frame before sleeping in the
     /// kernel. Zero makes the worker purely event driven.
     pub busy_poll: Duration,
     /// Outbound NAT's limits and timeouts.
     pub nat: NatConfig,
+    /// The gateways' DNS: upstreams, timeouts, bounds.
+    pub dns: crate::dns::DnsConfig,
 }
 
 impl Default for DataplaneConfig {
@@ -57,6 +60,7 @@ impl Default for DataplaneConfig {
         DataplaneConfig {
             busy_poll: Duration::from_millis(5),
             nat: NatConfig::default(),
+            dns: crate::dns::DnsConfig::default(),
         }
     }
 }
@@ -140,6 +144,8 @@ pub(crate) enum Command {
     Nat(Sender<Vec<NatFlow>>),
     Publish(PortId, Vec<Binding>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
     Unpublish(PortId, Sender<usize>),
+    SetNames(crate::dns::DnsNames, Sender<()>),
+    DnsStats(Sender<crate::dns::DnsStats>),
     FdUse(Sender<FdUse>),
     Health(Sender<Health>),
     Shutdown,
@@ -284,6 +290,17 @@ impl Dataplane {
     /// when the port is removed.
     pub fn publish(&self, port: PortId, bindings: Vec<Binding>, container: Ipv4Addr) -> Result<(), DataplaneError> {
         self.call(|r| Command::Publish(port, bindings, container, r))?
+    }
+
+    /// Replaces the names the gateways answer: one table per domain, and
+    /// the other domains each port's container sees (it is on them too).
+    pub fn set_names(&self, names: crate::dns::DnsNames) -> Result<(), DataplaneError> {
+        self.call(|r| Command::SetNames(names, r))
+    }
+
+    /// The gateways' DNS counters.
+    pub fn dns_stats(&self) -> Result<crate::dns::DnsStats, DataplaneError> {
+        self.call(Command::DnsStats)
     }
 
     /// Closes every published listener of `port` (its conversations go with

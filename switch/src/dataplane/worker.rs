@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Registry, Token};
 
-use super::flows::{Nat, PUB_TOKENS};
+use super::dns::DNS_TOKENS;
+use super::flows::Nat;
 use super::ports::{PortSink, Ports};
 use super::{Command, DataplaneConfig, DataplaneError, Health, NatFlow, PortStats};
 use crate::frame::BATCH;
@@ -89,11 +90,12 @@ impl Worker {
         epoch: Instant,
         tsval: fn() -> u32,
     ) -> Worker {
+        let nat = Nat::new(config.nat, config.dns.clone(), epoch, tsval, host);
         Worker {
             config,
             engine: Engine::new(),
             ports: Ports::new(registry),
-            nat: Nat::new(config.nat, epoch, tsval, host),
+            nat,
             health: Health::default(),
             last_expire: epoch,
             last_work: epoch,
@@ -106,7 +108,7 @@ impl Worker {
         for ev in events {
             match ev.token {
                 WAKER => {}
-                Token(t) if t >= PUB_TOKENS => self.nat.on_event(t, ev.readable, ev.writable),
+                Token(t) if t >= DNS_TOKENS => self.nat.on_event(t, ev.readable, ev.writable),
                 Token(t) => self.ports.mark_ready(t),
             }
         }
@@ -202,6 +204,14 @@ impl Worker {
                             out.set_built(n);
                             replies += 1;
                         }
+                        Action::Dns(query) => {
+                            let frame = self.ports.batch.bufs[k].frame();
+                            let mut sink = PortSink {
+                                slots: &mut self.ports.slots,
+                                engine: &mut self.engine,
+                            };
+                            self.nat.dns_query(now, ingress, frame, &query, gw, &mut sink);
+                        }
                         Action::Routed(routed) => {
                             let frame = self.ports.batch.bufs[k].frame();
                             let mut sink = PortSink {
@@ -269,6 +279,13 @@ impl Worker {
                 let added = self.nat.publish(port, &bindings, container);
                 self.nat.set_fixed(self.ports.count());
                 let _ = r.send(added);
+            }
+            Command::SetNames(names, r) => {
+                self.nat.dns.resolver.set_names(names);
+                let _ = r.send(());
+            }
+            Command::DnsStats(r) => {
+                let _ = r.send(self.nat.dns.resolver.stats());
             }
             Command::Unpublish(port, r) => {
                 let _ = r.send(self.unpublish(port));

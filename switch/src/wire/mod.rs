@@ -60,6 +60,7 @@ use crate::MacAddr;
 
 pub mod arp;
 pub mod checksum;
+pub mod dns;
 pub mod ethernet;
 pub mod icmpv4;
 pub mod ipv4;
