@@ -12,6 +12,7 @@
 //! | `px_iperf3` | `iperf3` is on `PATH` (the test whose client is iperf3) |
 //! | `px_userns` | as root, with unprivileged user namespaces allowed and a test user (`$PLEXUS_TEST_USER`, else `nobody`) |
 //! | `px_user_tun` | `px_userns`, and `/dev/net/tun` opens for that user |
+//! | `px_dns` | `px_root`, with `dig` (bind9-dnsutils), `dnsmasq` and `getent` on `PATH`: the tests of the gateways' DNS with real resolvers and a real upstream |
 //! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
 //!
 //! The probes run when the crate is built, so cargo re-runs them when `PATH`,
@@ -22,7 +23,15 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    for cfg in ["px_root", "px_ip", "px_iperf3", "px_userns", "px_user_tun", "px_docker"] {
+    for cfg in [
+        "px_root",
+        "px_ip",
+        "px_iperf3",
+        "px_userns",
+        "px_user_tun",
+        "px_docker",
+        "px_dns",
+    ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
     println!("cargo::rerun-if-changed=build.rs");
@@ -55,6 +64,7 @@ fn main() {
         ("px_userns", userns),
         ("px_user_tun", user_tun),
         ("px_docker", docker),
+        ("px_dns", root && has("dig") && has("dnsmasq") && has("getent")),
     ] {
         if on {
             println!("cargo::rustc-cfg={cfg}");

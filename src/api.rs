@@ -108,6 +108,15 @@ pub enum Request {
         /// Domain name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domainname: Option<String>,
+        /// Nameservers instead of the network's gateway (`--dns`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns: Vec<String>,
+        /// Search domains (`--dns-search`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns_search: Vec<String>,
+        /// Resolver options (`--dns-option`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns_options: Vec<String>,
     },
     /// List sandboxes.
     #[serde(rename = "sandbox.ls")]
@@ -149,6 +158,9 @@ pub enum Request {
         /// (anti-spoofing; `"192.168.50.0/24"`).
         #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
         allowed_addresses: Vec<String>,
+        /// More names the network's DNS answers for it (`--alias`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        aliases: Vec<String>,
     },
     /// List endpoints, of all networks or of one.
     #[serde(rename = "endpoint.ls")]
@@ -229,6 +241,25 @@ pub enum Request {
         /// Domain name.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         domainname: Option<String>,
+        /// More names for the endpoint, as `endpoint.create`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        aliases: Vec<String>,
+        /// Nameservers instead of the network's gateway (`--dns`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns: Vec<String>,
+        /// Search domains (`--dns-search`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns_search: Vec<String>,
+        /// Resolver options (`--dns-option`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        dns_options: Vec<String>,
+    },
+
+    /// The names a network's gateway answers, sorted by name.
+    #[serde(rename = "dns")]
+    Dns {
+        /// Network name or id.
+        network: String,
     },
 
     /// A network's MAC table, sorted by MAC.
@@ -300,6 +331,7 @@ impl Request {
             Request::EndpointLeave { .. } => "endpoint.leave",
             Request::EndpointRm { .. } => "endpoint.rm",
             Request::Run { .. } => "run",
+            Request::Dns { .. } => "dns",
             Request::Fdb { .. } => "fdb",
             Request::Stats { .. } => "stats",
             Request::Nat {} => "nat",
@@ -615,6 +647,7 @@ mod tests {
             }
             Request::Run { .. } => is::<RunResult>(result),
             Request::Fdb { .. } => is::<Vec<FdbInfo>>(result),
+            Request::Dns { .. } => is::<Vec<crate::model::DnsRecord>>(result),
             Request::Stats { .. } => {
                 let ports: Vec<PortInfo> = serde_json::from_value(result).unwrap();
                 let reasons: Vec<&str> = plexus_switch::DropReason::ALL.iter().map(|r| r.name()).collect();

@@ -29,6 +29,23 @@ pub struct Config {
     /// directory before giving up (a daemon restarted while the killed one
     /// is still exiting); zero refuses at once.
     pub lock_wait: std::time::Duration,
+    /// Where the gateways' DNS forwards names that are not local; `None`:
+    /// the IPv4 nameservers of this process's `/etc/resolv.conf` when the
+    /// controller starts (a loopback one such as 127.0.0.53 works: queries
+    /// leave as the daemon's own sockets).
+    pub dns_upstreams: Option<Vec<std::net::SocketAddrV4>>,
+}
+
+/// The IPv4 nameservers of a resolv.conf text, port 53.
+pub fn resolv_conf_upstreams(text: &str) -> Vec<std::net::SocketAddrV4> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+        })
+        .filter_map(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| std::net::SocketAddrV4::new(ip, 53))
+        .collect()
 }
 
 /// The default state directory (rootful).
@@ -69,16 +86,37 @@ impl Default for Config {
             mode,
             mode_reason,
             lock_wait: std::time::Duration::ZERO,
+            dns_upstreams: None,
         }
     }
 }
 
 impl Config {
+    /// The upstreams the gateways' DNS forwards to ([`Config::dns_upstreams`]).
+    pub fn upstreams(&self) -> Vec<std::net::SocketAddrV4> {
+        self.dns_upstreams
+            .clone()
+            .unwrap_or_else(|| resolv_conf_upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()))
+    }
+
     /// The default configuration with another state directory.
     pub fn with_state_dir(dir: impl Into<PathBuf>) -> Config {
         Config {
             state_dir: dir.into(),
             ..Config::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_are_the_ipv4_nameservers() {
+        let text =
+            "# c\nnameserver 127.0.0.53\nnameserver ::1\nsearch x\nnameserver 9.9.9.9 # q\nnameserverx 1.1.1.1\n";
+        let got: Vec<String> = resolv_conf_upstreams(text).iter().map(ToString::to_string).collect();
+        assert_eq!(got, ["127.0.0.53:53", "9.9.9.9:53"]);
     }
 }

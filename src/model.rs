@@ -126,6 +126,9 @@ pub struct EndpointRecord {
     /// (the engine moved the interface there and configured it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_sandbox: Option<PathBuf>,
+    /// More names the network's DNS answers for it (`--alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// A sandbox as stored.
@@ -141,6 +144,42 @@ pub struct SandboxRecord {
     pub hostname: String,
     /// Domain name.
     pub domainname: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`: what its resolv.conf says
+    /// instead of the gateway's DNS and the host's search list.
+    #[serde(default, skip_serializing_if = "DnsSettings::is_empty")]
+    pub dns: DnsSettings,
+}
+
+/// A sandbox's resolver settings (`docker run --dns ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsSettings {
+    /// Nameservers instead of the network's gateway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub servers: Vec<Ipv4Addr>,
+    /// Search domains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    /// Resolver options (`ndots:2`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+impl DnsSettings {
+    /// Nothing set.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
+}
+
+/// One name the gateway's DNS answers (`plexus dns NET`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsRecord {
+    /// The name.
+    pub name: String,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The endpoint it belongs to.
+    pub endpoint: String,
 }
 
 /// A change of several steps, recorded before its first step acts and
@@ -367,6 +406,9 @@ pub struct EndpointInfo {
     /// The engine's sandbox that holds its interface now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_sandbox: Option<PathBuf>,
+    /// More names the network's DNS answers for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// What a sandbox looks like from outside.
@@ -442,6 +484,7 @@ mod tests {
             owner: None,
             engine: None,
             external_sandbox: None,
+            aliases: vec![],
         }
     }
 
@@ -460,6 +503,7 @@ mod tests {
                 netns: Some("plexus-box".into()),
                 hostname: "box".into(),
                 domainname: None,
+                dns: DnsSettings::default(),
             }],
             intents: vec![],
             docker_pools: vec![],

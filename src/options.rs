@@ -122,6 +122,8 @@ pub struct EndpointOptions {
     /// The engine that makes it, with its id for the endpoint (see
     /// [`NetworkOptions::engine`]).
     pub engine: Option<(Engine, String)>,
+    /// `--alias`: more names the network's DNS answers for it.
+    pub aliases: Vec<String>,
 }
 
 impl EndpointOptions {
@@ -150,6 +152,11 @@ impl EndpointOptions {
         self.kind = kind;
         self
     }
+    /// One more name the network's DNS answers for the endpoint.
+    pub fn alias(mut self, name: impl Into<String>) -> Self {
+        self.aliases.push(name.into());
+        self
+    }
     /// Delete the endpoint when its sandbox is deleted.
     pub fn remove_with_sandbox(mut self, yes: bool) -> Self {
         self.remove_with_sandbox = yes;
@@ -167,6 +174,8 @@ pub struct SandboxOptions {
     pub domainname: Option<String>,
     /// Use the host's network namespace.
     pub host_mode: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: crate::model::DnsSettings,
 }
 
 impl SandboxOptions {

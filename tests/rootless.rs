@@ -355,6 +355,11 @@ fn rootless_sandboxes_talk_through_the_switch_over_tap_endpoints() {
     assert_eq!(common::net::addrs(&c1, "eth0"), ["10.86.1.2/24".parse().unwrap()]);
     assert_eq!(common::net::link(&c1, "eth0").kind.as_deref(), Some("tun"));
     assert!(user.ping("c1", "10.86.1.3", 2), "c1 cannot ping c2");
+    // The gateway's DNS answers the sandboxes' names rootless too (glibc's
+    // resolver, through the resolv.conf `exec` mounts).
+    let hosts = user.exec("c1", "getent hosts c2 c2.rl");
+    assert_eq!(hosts.lines().count(), 2, "{hosts}");
+    assert!(hosts.lines().all(|l| l.starts_with("10.86.1.3 ")), "{hosts}");
     // 10 MB over TCP through the switch, checked byte for byte.
     let sink = peers::tcp_server(&c2, Ipv4Addr::UNSPECIFIED, &[9000]);
     let put = peers::tcp_client(

@@ -52,8 +52,10 @@ use plexus_switch::{
 };
 
 use crate::{
-    Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NatRow, NetworkSpec, PortRow, SandboxSpec, SwitchView,
+    Driver, DriverError, EndpointKind, EndpointSpec, FdbRow, NatRow, NetworkNames, NetworkSpec, PortRow, SandboxSpec,
+    SwitchView,
 };
+use plexus_switch::dns::{DnsNames, NameTable};
 
 /// The userspace-switch bridge driver.
 #[derive(Debug)]
@@ -370,6 +372,31 @@ impl Driver for BridgeDriver {
             // No port (a rootless endpoint outside a sandbox): nothing listens.
             Err(_) => Ok(()),
         }
+    }
+
+    fn set_names(&self, names: &[NetworkNames], scopes: &[(String, Vec<String>)]) -> Result<(), DriverError> {
+        let (tables, ports) = {
+            let st = self.state();
+            let tables = names
+                .iter()
+                .filter_map(|n| {
+                    let d = *st.domains.get(&n.network_id)?;
+                    let table = NameTable::new(n.records.iter().map(|(name, ip)| (name.as_str(), *ip)));
+                    Some((d, std::sync::Arc::new(table)))
+                })
+                .collect();
+            let ports = scopes
+                .iter()
+                .filter_map(|(ep, nets)| {
+                    let (_, port) = st.ports.get(ep)?;
+                    let domains = nets.iter().filter_map(|n| st.domains.get(n).copied()).collect();
+                    Some((*port, domains))
+                })
+                .collect();
+            (tables, ports)
+        };
+        self.dataplane.set_names(DnsNames { tables, scopes: ports })?;
+        Ok(())
     }
 
     fn switch(&self) -> Option<&dyn SwitchView> {

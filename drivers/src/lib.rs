@@ -263,10 +263,27 @@ pub trait Driver: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Replaces the names the networks' gateways answer (`names`, per
+    /// network id) and, per endpoint id, the other networks whose names its
+    /// container sees (`scopes`: it is on them too).
+    fn set_names(&self, names: &[NetworkNames], scopes: &[(String, Vec<String>)]) -> Result<(), DriverError> {
+        let _ = (names, scopes);
+        Ok(())
+    }
+
     /// The switch's view of this driver's networks, if it has one.
     fn switch(&self) -> Option<&dyn SwitchView> {
         None
     }
+}
+
+/// The names one network's gateway answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkNames {
+    /// The network's id.
+    pub network_id: String,
+    /// `(name, address)` records.
+    pub records: Vec<(String, Ipv4Addr)>,
 }
 
 /// One MAC table row, with the endpoint it points at.

@@ -122,11 +122,62 @@ pub fn resolv_conf_content(host_resolv_conf: &str, domainname: Option<&str>) -> 
     out
 }
 
+/// What a sandbox's resolv.conf says instead of the host's (`--dns`,
+/// `--dns-search`, `--dns-option`, or the network's gateway).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvOverrides {
+    /// Nameservers instead of the host's (the gateway, or `--dns`).
+    pub nameservers: Vec<std::net::Ipv4Addr>,
+    /// Search domains instead of the host's or the domain name.
+    pub search: Vec<String>,
+    /// Options besides the host's.
+    pub options: Vec<String>,
+}
+
+/// [`resolv_conf_content`] with `over` applied: its nameservers replace the
+/// host's, its search list the search line, its options are added.
+pub fn resolv_conf_with(host_resolv_conf: &str, domainname: Option<&str>, over: &ResolvOverrides) -> String {
+    let base = resolv_conf_content(host_resolv_conf, domainname);
+    let mut out = String::new();
+    for ns in &over.nameservers {
+        out.push_str(&format!("nameserver {ns}\n"));
+    }
+    for line in base.lines() {
+        let first = line.split_whitespace().next();
+        let replaced = match first {
+            Some("nameserver") => !over.nameservers.is_empty(),
+            Some("search" | "domain") => !over.search.is_empty(),
+            _ => false,
+        };
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !over.search.is_empty() {
+        out.push_str(&format!("search {}\n", over.search.join(" ")));
+    }
+    if !over.options.is_empty() {
+        out.push_str(&format!("options {}\n", over.options.join(" ")));
+    }
+    out
+}
+
 /// Writes resolv.conf from the host's: its nameservers minus loopback ones
 /// (they do not work from another namespace), `search` set to `domainname` if
 /// given (else the host's search line), and the host's options.
 pub fn write_resolv_conf(path: &Path, host_resolv_conf: &str, domainname: Option<&str>) -> Result<(), SandboxError> {
     write_atomic(path, resolv_conf_content(host_resolv_conf, domainname).as_bytes())
+}
+
+/// Writes resolv.conf as [`resolv_conf_with`] makes it.
+pub fn write_resolv_conf_with(
+    path: &Path,
+    host_resolv_conf: &str,
+    domainname: Option<&str>,
+    over: &ResolvOverrides,
+) -> Result<(), SandboxError> {
+    write_atomic(path, resolv_conf_with(host_resolv_conf, domainname, over).as_bytes())
 }
 
 /// Distinguishes temp files of concurrent writers in one process.
@@ -225,6 +276,33 @@ mod tests {
             let e = hosts_content(&entries).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn resolv_conf_overrides_replace_servers_and_search_and_add_options() {
+        let host = "nameserver 9.9.9.9\nsearch corp.example\noptions edns0\n";
+        let over = ResolvOverrides {
+            nameservers: vec!["10.88.0.1".parse().unwrap()],
+            search: vec![],
+            options: vec!["ndots:2".into()],
+        };
+        assert_eq!(
+            resolv_conf_with(host, None, &over),
+            "nameserver 10.88.0.1\nsearch corp.example\noptions edns0\noptions ndots:2\n"
+        );
+        let over = ResolvOverrides {
+            nameservers: vec![],
+            search: vec!["a.test".into(), "b.test".into()],
+            options: vec![],
+        };
+        assert_eq!(
+            resolv_conf_with(host, Some("d.example"), &over),
+            "nameserver 9.9.9.9\noptions edns0\nsearch a.test b.test\n"
+        );
+        assert_eq!(
+            resolv_conf_with(host, None, &ResolvOverrides::default()),
+            resolv_conf_content(host, None)
+        );
     }
 
     #[test]

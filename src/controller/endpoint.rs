@@ -50,6 +50,9 @@ impl Controller {
         owner: Option<String>,
     ) -> Result<String> {
         validate_name("endpoint", name)?;
+        for a in &opts.aliases {
+            validate_name("alias", a)?;
+        }
         let net = core.network_by_id(network_id)?.clone();
         if core
             .state
@@ -116,6 +119,7 @@ impl Controller {
             owner,
             engine: opts.engine.as_ref().map(|(e, _)| *e),
             external_sandbox: None,
+            aliases: opts.aliases.clone(),
         };
         let release = |core: &mut Core| {
             if let (Some(a), Some(s)) = (addr, net.subnet) {

@@ -29,6 +29,7 @@
 
 mod endpoint;
 pub use endpoint::ExternalJoin;
+mod names;
 mod namespaces;
 mod network;
 mod records;
@@ -76,6 +77,37 @@ struct Core {
     driver_options: BTreeMap<String, DriverOptions>,
     /// What the start finished or undid of changes left half done.
     recovered: Vec<String>,
+    /// A commit changed the records since the names were last pushed.
+    names_stale: bool,
+}
+
+/// The controller's lock. Released, it pushes the networks' names to the
+/// drivers if a commit changed the records ([`names`]).
+struct CoreGuard<'a> {
+    core: MutexGuard<'a, Core>,
+    ctrl: &'a Controller,
+}
+
+impl std::ops::Deref for CoreGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl std::ops::DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        if self.core.names_stale {
+            self.core.names_stale = false;
+            self.ctrl.push_names(&self.core);
+        }
+    }
 }
 
 /// A network handle.
@@ -154,6 +186,10 @@ impl Controller {
         let switch = DataplaneConfig {
             busy_poll: config.busy_poll,
             nat: config.nat,
+            dns: plexus_switch::dns::DnsConfig {
+                upstreams: config.upstreams(),
+                ..plexus_switch::dns::DnsConfig::default()
+            },
         };
         let drivers = plexus_drivers::builtin(switch, config.mode == Mode::Rootless)?
             .into_iter()
@@ -167,6 +203,8 @@ impl Controller {
             store,
             driver_options: BTreeMap::new(),
             recovered: Vec::new(),
+            // Pushed once the switch has its domains and ports again (below).
+            names_stale: false,
         };
         let ctrl = Controller {
             inner: Arc::new(Inner {
@@ -179,6 +217,8 @@ impl Controller {
         ctrl.reconcile();
         ctrl.restore_dataplane()?;
         ctrl.recover();
+        // The switch has its domains and ports again: their names go now.
+        ctrl.lock().names_stale = true;
         Ok(ctrl)
     }
 
@@ -187,11 +227,14 @@ impl Controller {
         &self.inner.config
     }
 
-    fn lock(&self) -> MutexGuard<'_, Core> {
+    fn lock(&self) -> CoreGuard<'_> {
         // A panic while holding the lock cannot leave the records half-updated in a
         // way later calls could not handle (each operation commits at its end), so
         // a poisoned lock is taken over.
-        self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
+        CoreGuard {
+            core: self.inner.core.lock().unwrap_or_else(|p| p.into_inner()),
+            ctrl: self,
+        }
     }
 
     fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {

@@ -39,6 +39,7 @@ fn by_name_or_id<'a, T: Record>(items: &'a [T], key: &str) -> Option<&'a T> {
 
 impl Core {
     pub(super) fn commit(&mut self) -> Result<()> {
+        self.names_stale = true;
         self.store.commit(&self.state).map_err(Into::into)
     }
 
@@ -144,6 +145,7 @@ impl Core {
             allowed_addresses: e.allowed.clone(),
             engine: e.engine,
             external_sandbox: e.external_sandbox.clone(),
+            aliases: e.aliases.clone(),
         }
     }
 

@@ -32,6 +32,7 @@ impl Controller {
             netns: (!opts.host_mode).then(|| format!("{}{}", self.inner.config.netns_prefix, name)),
             hostname: opts.hostname.clone().unwrap_or_else(|| name.to_owned()),
             domainname: opts.domainname.clone(),
+            dns: opts.dns.clone(),
         };
         if let Some(ns) = &rec.netns {
             self.inner.namespaces.create(ns)?;
@@ -105,7 +106,26 @@ impl Controller {
             .collect();
         files::write_hosts(&dir.join("hosts"), &entries)?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        files::write_resolv_conf(&dir.join("resolv.conf"), &host_resolv, sb.domainname.as_deref())?;
+        // The gateway's DNS of the first network joined that has a gateway
+        // (it answers the names of every network the sandbox is on), unless
+        // --dns says otherwise.
+        let gateway = core
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.sandbox.as_deref() == Some(sandbox_id))
+            .filter_map(|e| core.network_by_id(&e.network).ok())
+            .find_map(|n| n.gateway.filter(|_| n.driver == "bridge"));
+        let over = files::ResolvOverrides {
+            nameservers: if sb.dns.servers.is_empty() {
+                gateway.into_iter().collect()
+            } else {
+                sb.dns.servers.clone()
+            },
+            search: sb.dns.search.clone(),
+            options: sb.dns.options.clone(),
+        };
+        files::write_resolv_conf_with(&dir.join("resolv.conf"), &host_resolv, sb.domainname.as_deref(), &over)?;
         Ok(())
     }
 

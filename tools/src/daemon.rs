@@ -93,6 +93,8 @@ pub struct Options {
     pub api_idle: Duration,
     /// Also serve Docker's plugin protocol under this plugin name.
     pub docker_plugin: Option<String>,
+    /// The gateways' DNS upstreams (`None`: the daemon's resolv.conf).
+    pub dns_upstreams: Option<Vec<std::net::SocketAddrV4>>,
 }
 
 /// The daemon's descriptors: its limit, what it keeps, the switch's budget.
@@ -191,6 +193,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
         busy_poll: opts.busy_poll,
         // A daemon restarted right after a kill waits for the old one to go.
         lock_wait: LOCK_WAIT,
+        dns_upstreams: opts.dns_upstreams.clone(),
         nat: plexus_switch::NatConfig {
             fd_budget: Some(usize::try_from(fds.budget).unwrap_or(usize::MAX)),
             ..opts.nat
@@ -488,7 +491,13 @@ impl Server {
                 name,
                 hostname,
                 domainname,
-            } => json(ctrl.new_sandbox(name, sandbox_options(hostname, domainname))?.info()?),
+                dns,
+                dns_search,
+                dns_options,
+            } => {
+                let opts = sandbox_options(hostname, domainname, dns, dns_search, dns_options)?;
+                json(ctrl.new_sandbox(name, opts)?.info()?)
+            }
             Request::SandboxLs {} => json(
                 ctrl.sandboxes()
                     .iter()
@@ -509,8 +518,10 @@ impl Server {
                 kind,
                 publish,
                 allowed_addresses,
+                aliases,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?;
+                let mut opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?;
+                opts.aliases.clone_from(aliases);
                 json(ctrl.network(network)?.create_endpoint(name, opts)?.info()?)
             }
             Request::EndpointLs { network } => {
@@ -560,16 +571,23 @@ impl Server {
                 allowed_addresses,
                 hostname,
                 domainname,
+                aliases,
+                dns,
+                dns_search,
+                dns_options,
             } => {
-                let opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?
+                let mut opts = endpoint_options(ip.as_deref(), mac.as_deref(), *kind, publish, allowed_addresses)?
                     .remove_with_sandbox(true);
-                let (sandbox, endpoint) = ctrl.run(name, network, opts, sandbox_options(hostname, domainname))?;
+                opts.aliases.clone_from(aliases);
+                let sb = sandbox_options(hostname, domainname, dns, dns_search, dns_options)?;
+                let (sandbox, endpoint) = ctrl.run(name, network, opts, sb)?;
                 json(RunResult {
                     sandbox: sandbox.info()?,
                     endpoint: endpoint.info()?,
                 })
             }
 
+            Request::Dns { network } => json(ctrl.dns(network)?),
             Request::Fdb { network } => {
                 let mut rows = ctrl.fdb(network)?;
                 rows.sort_by_key(|r| r.mac);
@@ -643,6 +661,7 @@ fn mutates(req: &Request) -> bool {
             | Request::SandboxInspect { .. }
             | Request::EndpointLs { .. }
             | Request::EndpointInspect { .. }
+            | Request::Dns { .. }
             | Request::Fdb { .. }
             | Request::Stats { .. }
             | Request::Nat {}
@@ -704,7 +723,13 @@ fn ipv4(s: &str, what: &str) -> Result<Ipv4Addr, Error> {
         .map_err(|_| Error::InvalidOption(format!("invalid IPv4 address {s:?} for {what}")))
 }
 
-fn sandbox_options(hostname: &Option<String>, domainname: &Option<String>) -> SandboxOptions {
+fn sandbox_options(
+    hostname: &Option<String>,
+    domainname: &Option<String>,
+    dns: &[String],
+    search: &[String],
+    options: &[String],
+) -> Result<SandboxOptions, Error> {
     let mut o = SandboxOptions::default();
     if let Some(h) = hostname {
         o = o.hostname(h);
@@ -712,7 +737,20 @@ fn sandbox_options(hostname: &Option<String>, domainname: &Option<String>) -> Sa
     if let Some(d) = domainname {
         o = o.domainname(d);
     }
-    o
+    for s in dns {
+        o.dns.servers.push(ipv4(s, "dns")?);
+    }
+    for (what, list) in [("dns-search", search), ("dns-option", options)] {
+        if let Some(bad) = list
+            .iter()
+            .find(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(Error::InvalidOption(format!("--{what} {bad:?}: one word, no blanks")));
+        }
+    }
+    o.dns.search = search.to_vec();
+    o.dns.options = options.to_vec();
+    Ok(o)
 }
 
 /// The endpoint options of `endpoint.create` and `run`. Port specs are parsed with

@@ -88,6 +88,24 @@ pub struct DaemonArgs {
     /// See docs/docker.md.
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "plexus", require_equals = false)]
     pub docker_plugin: Option<String>,
+    /// Where the networks' gateways forward names that are not their own
+    /// (repeatable, tried in order; PORT defaults to 53).
+    ///
+    /// Default: the IPv4 nameservers of the daemon's /etc/resolv.conf. A
+    /// loopback resolver such as 127.0.0.53 works: the queries leave as the
+    /// daemon's own sockets. Each gateway answers its network's names itself
+    /// (`plexus dns NET`); an --internal network forwards nothing.
+    #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = parse_upstream)]
+    pub dns_upstreams: Vec<std::net::SocketAddrV4>,
+}
+
+/// `IP` or `IP:PORT` of a DNS upstream.
+fn parse_upstream(s: &str) -> Result<std::net::SocketAddrV4, String> {
+    if let Ok(ip) = s.parse::<std::net::Ipv4Addr>() {
+        return Ok(std::net::SocketAddrV4::new(ip, 53));
+    }
+    s.parse::<std::net::SocketAddrV4>()
+        .map_err(|_| format!("{s:?} is not an IPv4 address or IPv4:PORT"))
 }
 
 /// The library's NAT limits and timeouts, which the daemon's flags default to.
@@ -142,6 +160,7 @@ pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
         api_max_clients: args.api_max_clients,
         api_idle: Duration::from_secs(args.api_idle_timeout),
         docker_plugin: args.docker_plugin,
+        dns_upstreams: (!args.dns_upstreams.is_empty()).then_some(args.dns_upstreams),
     })?;
     Ok(0)
 }

@@ -21,6 +21,14 @@ not the endpoint's own address (counted ip_spoofed) and an ARP packet whose send
 not the endpoint's address and MAC (arp_spoofed). A network created with \
 --no-anti-spoofing checks nothing.";
 
+/// Short help of `--alias`.
+pub const ALIAS_HELP: &str = "One more name the network's DNS answers for it (repeatable)";
+/// Long help of `--alias` (`endpoint create`, `run`).
+pub const ALIAS_LONG_HELP: &str = "One more name the network's DNS answers for the endpoint \
+(repeatable). The gateway answers every joined endpoint's name, its sandbox's name and its \
+aliases, each also as NAME.NETWORK, to the containers on that network; an alias several \
+endpoints share answers all their addresses, in turn. `plexus dns NET` lists them.";
+
 /// Short help of `--publish`.
 pub const PUBLISH_HELP: &str = "Publish a container port on the host: \
 [HOST_IP:][HOST_PORT[-END]]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable; the container sees the client's address)";
@@ -105,6 +113,8 @@ Examples:
         publish: Vec<String>,
         #[arg(long = "allowed-address", value_name = "CIDR", help = ALLOWED_HELP, long_help = ALLOWED_LONG_HELP)]
         allowed_addresses: Vec<String>,
+        #[arg(long = "alias", value_name = "NAME", help = ALIAS_HELP, long_help = ALIAS_LONG_HELP)]
+        aliases: Vec<String>,
         /// Endpoint name, unique within its network.
         name: String,
     },
@@ -170,6 +180,7 @@ pub fn run(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
             kind,
             publish,
             allowed_addresses,
+            aliases,
             name,
         } => {
             let e: EndpointInfo = c.call_as(&Request::EndpointCreate {
@@ -180,6 +191,7 @@ pub fn run(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
                 kind: kind.into(),
                 publish,
                 allowed_addresses,
+                aliases,
             })?;
             print_id(&e.id)
         }

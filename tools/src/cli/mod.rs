@@ -180,6 +180,28 @@ Examples:
     )]
     Run(run::RunArgs),
 
+    /// Show the names a network's gateway answers (its DNS).
+    #[command(
+        long_about = "\
+Show the names a network's gateway answers: the DNS server in the switch at the \
+gateway's address (port 53, UDP), which every sandbox gets as its nameserver. Each \
+joined endpoint answers to its name, its sandbox's name and its --alias names, \
+each also as NAME.NETWORK; containers see the names of every network they are on \
+and no other. Other names are forwarded to the daemon's upstreams \
+(`plexus daemon --dns-upstream`, else its resolv.conf); an --internal network \
+forwards nothing.",
+        after_help = "\
+Examples:
+  plexus dns n1
+  plexus dns n1 --format json"
+    )]
+    Dns {
+        #[command(flatten)]
+        format: FormatArgs,
+        /// Network name or id.
+        network: String,
+    },
+
     /// Show a network's MAC table: address, endpoint, age; sorted by MAC.
     #[command(
         long_about = "\
@@ -238,6 +260,9 @@ learned because the MAC table was full, and the frames dropped, by reason:
                 connection still closing: reset (it retries from another port)
   fd_budget     a new flow refused: the file descriptors the daemon sets aside for
                 flows are used up (plexus info shows the budget)
+  dns_malformed  a DNS query to the gateway that is not one (too short, a response)
+  dns_full      a DNS query to forward while too many of the endpoint's (128) or
+                everyone's (1024) wait for an upstream (see plexus dns --help)
 
 The table shows only the nonzero drops; --format json lists every reason.",
         after_help = "\
@@ -350,6 +375,10 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Endpoint(cmd) => endpoint::run(socket, cmd),
         Command::Run(a) => run::run(socket, a),
         Command::Exec(a) => run::exec(socket, a),
+        Command::Dns { format, network } => {
+            let rows: Vec<plexus::model::DnsRecord> = Client::connect(socket)?.call_as(&Request::Dns { network })?;
+            show(format.format, &rows, |v| output::dns_table(v))
+        }
         Command::Fdb { format, network } => {
             let mut rows: Vec<FdbInfo> = Client::connect(socket)?.call_as(&Request::Fdb { network })?;
             rows.sort_by_key(|r| r.mac);

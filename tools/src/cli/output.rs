@@ -361,6 +361,14 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
 }
 
 /// `plexus fdb`: one row per learned MAC.
+pub fn dns_table(rows: &[plexus::model::DnsRecord]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| vec![r.name.clone(), r.address.to_string(), r.endpoint.clone()])
+        .collect();
+    table(&["NAME", "ADDRESS", "ENDPOINT"], &rows)
+}
+
 pub fn fdb_table(rows: &[FdbInfo]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()

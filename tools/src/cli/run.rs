@@ -7,7 +7,9 @@ use clap::Args;
 use plexus::SandboxInfo;
 use plexus::api::{Request, RunResult};
 
-use super::endpoint::{ALLOWED_HELP, ALLOWED_LONG_HELP, EndpointType, PUBLISH_HELP, PUBLISH_LONG_HELP};
+use super::endpoint::{
+    ALIAS_HELP, ALIAS_LONG_HELP, ALLOWED_HELP, ALLOWED_LONG_HELP, EndpointType, PUBLISH_HELP, PUBLISH_LONG_HELP,
+};
 use super::{exec, output};
 use crate::client::Client;
 
@@ -29,6 +31,19 @@ pub struct RunArgs {
     pub publish: Vec<String>,
     #[arg(long = "allowed-address", value_name = "CIDR", help = ALLOWED_HELP, long_help = ALLOWED_LONG_HELP)]
     pub allowed_addresses: Vec<String>,
+    #[arg(long = "alias", value_name = "NAME", help = ALIAS_HELP, long_help = ALIAS_LONG_HELP)]
+    pub aliases: Vec<String>,
+    /// Nameserver for the sandbox's resolv.conf instead of the network's
+    /// gateway, which answers the names of the sandbox's networks and
+    /// forwards the rest (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Search domain for the sandbox's resolv.conf (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Resolver option for the sandbox's resolv.conf, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPT")]
+    pub dns_options: Vec<String>,
     /// Hostname inside the sandbox. Default: NAME.
     #[arg(long, value_name = "H")]
     pub hostname: Option<String>,
@@ -71,6 +86,10 @@ pub fn run(socket: &Path, a: RunArgs) -> anyhow::Result<u8> {
         allowed_addresses: a.allowed_addresses,
         hostname: a.hostname,
         domainname: a.domainname,
+        aliases: a.aliases,
+        dns: a.dns,
+        dns_search: a.dns_search,
+        dns_options: a.dns_options,
     };
     let res: RunResult = Client::connect(socket)?.call_as(&req)?;
     if a.cmd.is_empty() {

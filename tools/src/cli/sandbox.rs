@@ -25,6 +25,17 @@ Examples:
         /// Domain name (added to /etc/hosts and as search domain in resolv.conf).
         #[arg(long, value_name = "D")]
         domainname: Option<String>,
+        /// Nameserver for the sandbox's resolv.conf instead of the network's
+        /// gateway, which answers the names of the sandbox's networks and
+        /// forwards the rest (repeatable).
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<String>,
+        /// Search domain for the sandbox's resolv.conf (repeatable).
+        #[arg(long = "dns-search", value_name = "DOMAIN")]
+        dns_search: Vec<String>,
+        /// Resolver option for the sandbox's resolv.conf, e.g. ndots:2 (repeatable).
+        #[arg(long = "dns-option", value_name = "OPT")]
+        dns_options: Vec<String>,
         /// Sandbox name (the container id): 1-64 characters of [A-Za-z0-9_.-].
         name: String,
     },
@@ -54,12 +65,18 @@ pub fn run(socket: &Path, cmd: SandboxCmd) -> anyhow::Result<u8> {
         SandboxCmd::Create {
             hostname,
             domainname,
+            dns,
+            dns_search,
+            dns_options,
             name,
         } => {
             let s: SandboxInfo = c.call_as(&Request::SandboxCreate {
                 name,
                 hostname,
                 domainname,
+                dns,
+                dns_search,
+                dns_options,
             })?;
             print_id(&s.id)
         }
