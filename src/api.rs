@@ -189,6 +189,9 @@ pub enum Request {
         network: Option<String>,
         /// Sandbox name or id.
         sandbox: String,
+        /// Names added to the endpoint's aliases before it joins.
+        #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_empty")]
+        aliases: Vec<String>,
     },
     /// Take an endpoint out of its sandbox (it keeps its address).
     #[serde(rename = "endpoint.leave")]

@@ -107,7 +107,7 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
     d.ok(&["run", "--network", "n3", "c4"]);
     // c1 is on n2 too: it sees n2's names, c2 does not.
     d.ok(&["endpoint", "create", "--network", "n2", "c1b"]);
-    d.ok(&["endpoint", "join", "c1b", "c1"]);
+    d.ok(&["endpoint", "join", "--alias", "db", "c1b", "c1"]);
     let (c1, c2, c3) = ("10.61.0.2", "10.61.0.3", "10.62.0.2");
 
     // Sandboxes get their gateway as nameserver.
@@ -140,6 +140,9 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
     // Names of a network the querier is not on stay there.
     assert_eq!(short(&d, "c1", "c3"), [c3]);
     assert!(!short(&d, "c2", "c3").contains(&c3.to_owned()));
+    // An alias given at join, on n2: c3 finds it, n1's containers do not.
+    assert_eq!(short(&d, "c3", "db.n2"), ["10.62.0.3"]);
+    assert!(!short(&d, "c2", "db").contains(&"10.62.0.3".to_owned()));
 
     // Everything else: forwarded to dnsmasq (the test zone), NXDOMAIN relayed.
     assert_eq!(short(&d, "c2", "www.zone.test"), ["203.0.113.80"]);

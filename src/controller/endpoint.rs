@@ -462,6 +462,30 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Adds names the network's DNS answers for the endpoint (`--alias` at
+    /// `endpoint join`); ones it has already are kept once.
+    pub fn add_aliases(&self, aliases: &[String]) -> Result<()> {
+        for a in aliases {
+            validate_name("alias", a)?;
+        }
+        let mut core = self.ctrl.lock();
+        let old = core.endpoint_by_id(&self.id)?.aliases.clone();
+        let rec = core.endpoint_mut(&self.id)?;
+        for a in aliases {
+            if !rec.aliases.contains(a) {
+                rec.aliases.push(a.clone());
+            }
+        }
+        if rec.aliases == old {
+            return Ok(());
+        }
+        if let Err(e) = core.commit() {
+            core.endpoint_mut(&self.id)?.aliases = old;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Publishes more host ports for the endpoint (all of `mappings` or
     /// none): reserved, bound by the switch, recorded (a restarted daemon
     /// binds them again). Returns the bindings made.

@@ -532,10 +532,17 @@ impl Server {
                 json(eps.iter().filter_map(|e| e.info().ok()).collect::<Vec<_>>())
             }
             Request::EndpointInspect { name, network } => json(endpoint(ctrl, name, network.as_deref())?.info()?),
-            Request::EndpointJoin { name, network, sandbox } => {
+            Request::EndpointJoin {
+                name,
+                network,
+                sandbox,
+                aliases,
+            } => {
                 let ep = endpoint(ctrl, name, network.as_deref())?;
                 not_owned("endpoint", ep.info()?.name, ep.info()?.engine, "docker network connect")?;
-                ep.join_sandbox(&ctrl.sandbox(sandbox)?)?;
+                let sb = ctrl.sandbox(sandbox)?;
+                ep.add_aliases(aliases)?;
+                ep.join_sandbox(&sb)?;
                 json(ep.info()?)
             }
             Request::EndpointLeave { name, network } => {

@@ -148,6 +148,8 @@ Examples:
         name: String,
         /// Sandbox name or id.
         sandbox: String,
+        #[arg(long = "alias", value_name = "NAME", help = ALIAS_HELP, long_help = ALIAS_LONG_HELP)]
+        aliases: Vec<String>,
     },
     /// Take an endpoint out of its sandbox; it keeps its address.
     Leave {
@@ -210,11 +212,13 @@ pub fn run(socket: &Path, cmd: EndpointCmd) -> anyhow::Result<u8> {
             endpoint,
             name,
             sandbox,
+            aliases,
         } => {
             c.call(&Request::EndpointJoin {
                 name,
                 network: endpoint.network,
                 sandbox,
+                aliases,
             })?;
             Ok(0)
         }
