@@ -75,8 +75,11 @@ fn exec(d: &Daemon, sb: &str, cmd: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn short(d: &Daemon, sb: &str, name: &str) -> Vec<String> {
-    let out = exec(d, sb, &["dig", "+short", "+time=2", "+tries=1", name]);
+/// `dig +short` of `query` (words: a name, or options and a name).
+fn short(d: &Daemon, sb: &str, query: &str) -> Vec<String> {
+    let mut args = vec!["dig", "+short", "+time=2", "+tries=1"];
+    args.extend(query.split_whitespace());
+    let out = exec(d, sb, &args);
     out.lines().map(str::to_owned).collect()
 }
 
@@ -124,6 +127,10 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
     assert_eq!(short(&d, "c2", "WEB.N1"), [c1]);
     let ptr = exec(&d, "c1", &["dig", "+short", "-x", c2]);
     assert_eq!(ptr.trim(), "c2.");
+    // Over TCP too: local, reverse and forwarded names.
+    assert_eq!(short(&d, "c2", "+tcp c1"), [c1]);
+    let ptr = exec(&d, "c1", &["dig", "+short", "+tcp", "-x", c2]);
+    assert_eq!(ptr.trim(), "c2.");
     // A shared alias: every address, the first in turn.
     let mut firsts = std::collections::HashSet::new();
     for _ in 0..6 {
@@ -146,6 +153,8 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
 
     // Everything else: forwarded to dnsmasq (the test zone), NXDOMAIN relayed.
     assert_eq!(short(&d, "c2", "www.zone.test"), ["203.0.113.80"]);
+    assert_eq!(short(&d, "c1", "+tcp www.zone.test"), ["203.0.113.80"]);
+    assert_eq!(status(&d, "c2", &["+tcp", "tcpnosuch.zone.test"]), "NXDOMAIN");
     assert_eq!(status(&d, "c2", &["nosuch.zone.test"]), "NXDOMAIN");
     let got = exec(&d, "c1", &["getent", "hosts", "www.zone.test"]);
     assert!(got.starts_with("203.0.113.80"), "{got}");

@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 40000),
         gateway: Ipv4Addr::new(10, 0, 0, 1),
         gateway_mac: MacAddr([2, 0x42, 10, 0, 0, 1]),
+        tcp: None,
     };
     let now = Instant::now();
     let mut out = vec![0u8; 4096];

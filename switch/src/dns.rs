@@ -163,6 +163,10 @@ pub struct Client {
     pub gateway: Ipv4Addr,
     /// The gateway's MAC.
     pub gateway_mac: MacAddr,
+    /// Over TCP: the relayed connection (flow) the answer goes back on and
+    /// that session's serial (a flow id is reused once its flow ends);
+    /// `None` over UDP.
+    pub tcp: Option<(crate::nat::FlowId, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -294,12 +298,16 @@ impl Resolver {
         if packet.opcode() != 0 {
             return error(msg, Rcode::NotImp, out);
         }
-        let Ok(q) = Question::parse(msg) else {
+        let Ok(mut q) = Question::parse(msg) else {
             return match dns::write_error(msg, Rcode::FormErr, out) {
                 Some(n) => Verdict::Reply(n),
                 None => Verdict::Drop(DropReason::DnsMalformed),
             };
         };
+        if client.tcp.is_some() {
+            // Over TCP the answer is as large as it needs (up to the buffer).
+            q.udp_size = out.len();
+        }
         if let Some(v) = self.local(client.port, domain, msg, &q, out) {
             self.stats.local += 1;
             return v;
@@ -599,6 +607,7 @@ mod tests {
             addr: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 40000),
             gateway: Ipv4Addr::new(10, 0, 0, 1),
             gateway_mac: MacAddr([2, 0x42, 10, 0, 0, 1]),
+            tcp: None,
         }
     }
 

@@ -8,7 +8,9 @@
 //! - ICMP echo requests to the gateway address;
 //! - DNS: UDP to the gateway's port 53 is [`Action::Dns`], which the
 //!   gateways' DNS server ([`crate::dns`]) answers (it takes precedence over
-//!   the host-loopback mapping of that one port).
+//!   the host-loopback mapping of that one port); TCP to that port is routed
+//!   as any TCP, and the relay serves it from the DNS server (see
+//!   `dataplane::dns`).
 //!
 //! Everything else that reaches the gateway is a routed packet, and its fate is
 //! decided here in this order, each with its own drop counter:

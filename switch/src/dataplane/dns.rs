@@ -5,8 +5,20 @@
 //! upstream (opened on first use, under tokens from [`DNS_TOKENS`]), and
 //! what the upstreams answer comes back on those sockets' readiness. The
 //! timer walk expires forwarded queries (next upstream, then SERVFAIL).
+//!
+//! DNS over TCP: a container's connection to `GATEWAY:53` is terminated by
+//! the TCP relay like any other, but its "host stream" is a [`TcpSession`]
+//! in memory instead of a socket: what the container sends is read as
+//! length-prefixed queries, each answered (or forwarded, over UDP) by the
+//! same resolver, and the answers are queued for the relay to send back.
+//! The session is shared between the relay's flow and this table; a flow
+//! with news is woken ([`GatewayDns::take_wakes`]), since an in-memory
+//! stream has no readiness of its own.
 
+use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use mio::Token;
@@ -14,8 +26,9 @@ use mio::Token;
 use super::ports::PortSink;
 use crate::dns::{Client, DnsConfig, Resolver, Verdict};
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
-use crate::io::{Datagram, Host};
-use crate::nat::NatProto;
+use crate::io::{Datagram, Host, Stream};
+use crate::nat::tcp::HostStream;
+use crate::nat::{FlowId, NatProto};
 use crate::types::{DropReason, PortId};
 use crate::wire::{EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
@@ -25,6 +38,80 @@ pub(crate) const DNS_TOKENS: usize = 1 << 29;
 const DNS_BURST: usize = 32;
 /// Largest DNS message handled (EDNS answers up to 4096 bytes).
 const MAX_MESSAGE: usize = 4096;
+/// Bytes a TCP session buffers from the container before it pushes back.
+const SESSION_BUFFER: usize = 64 * 1024;
+
+/// One DNS-over-TCP connection of a container: the bytes it sent not yet
+/// read as queries, the answers not yet sent, and what is still upstream.
+#[derive(Debug, Default)]
+pub(crate) struct TcpSession {
+    from_container: Vec<u8>,
+    to_container: Vec<u8>,
+    /// Queries of this session forwarded and not answered yet.
+    pending: usize,
+    /// The container sent FIN.
+    closed: bool,
+}
+
+/// The relay's end of a [`TcpSession`].
+#[derive(Debug, Clone)]
+pub(crate) struct SessionHandle(Arc<Mutex<TcpSession>>);
+
+impl SessionHandle {
+    fn lock(&self) -> MutexGuard<'_, TcpSession> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl HostStream for SessionHandle {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut s = self.lock();
+        if s.to_container.is_empty() {
+            // The "host" closes once the container did and every answer is out.
+            return if s.closed && s.pending == 0 {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = buf.len().min(s.to_container.len());
+        buf[..n].copy_from_slice(&s.to_container[..n]);
+        s.to_container.drain(..n);
+        Ok(n)
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.lock();
+        let room = SESSION_BUFFER.saturating_sub(s.from_container.len());
+        if room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(room);
+        s.from_container.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.lock().closed = true;
+        Ok(())
+    }
+}
+
+impl Stream for SessionHandle {
+    fn connected(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn reset_on_close(&mut self) {}
+}
+
+/// A TCP session and who it serves.
+struct Session {
+    handle: SessionHandle,
+    client: Client,
+    internal: bool,
+    serial: u64,
+}
 
 /// DNS state of the worker.
 pub(crate) struct GatewayDns {
@@ -36,6 +123,12 @@ pub(crate) struct GatewayDns {
     msg: Box<[u8]>,
     rx: Box<[u8]>,
     out: FrameBuf,
+    /// DNS-over-TCP connections, by their flow.
+    sessions: HashMap<FlowId, Session>,
+    /// Flows whose session has answers for the relay to send.
+    wakes: Vec<FlowId>,
+    /// The next session's serial.
+    serial: u64,
 }
 
 impl GatewayDns {
@@ -48,6 +141,104 @@ impl GatewayDns {
             msg: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             rx: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             out: FrameBuf::with_capacity(MAX_FRAME_LEN),
+            sessions: HashMap::new(),
+            wakes: Vec::new(),
+            serial: 0,
+        }
+    }
+
+    /// A new DNS-over-TCP connection (flow `id`) of `client`: its in-memory
+    /// stream for the relay.
+    pub(crate) fn open_session(&mut self, id: FlowId, client: Client, internal: bool) -> Box<dyn Stream> {
+        // Sessions whose flow is gone (only this table holds them) go first.
+        self.sessions.retain(|_, s| Arc::strong_count(&s.handle.0) > 1);
+        let handle = SessionHandle(Arc::default());
+        self.serial += 1;
+        let client = Client {
+            tcp: Some((id, self.serial)),
+            ..client
+        };
+        self.sessions.insert(
+            id,
+            Session {
+                handle: handle.clone(),
+                client,
+                internal,
+                serial: self.serial,
+            },
+        );
+        Box::new(handle)
+    }
+
+    /// Whether flow `id` is a DNS-over-TCP session.
+    pub(crate) fn is_session(&self, id: FlowId) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
+    /// Flows with answers to send (drained).
+    pub(crate) fn take_wakes(&mut self) -> Vec<FlowId> {
+        std::mem::take(&mut self.wakes)
+    }
+
+    /// Reads the whole queries session `id` received and answers or
+    /// forwards each.
+    pub(crate) fn session_input(&mut self, now: Instant, host: &mut dyn Host, id: FlowId, sink: &mut PortSink<'_>) {
+        let Some(session) = self.sessions.get(&id) else { return };
+        let (handle, client, internal) = (session.handle.clone(), session.client, session.internal);
+        let Some(domain) = sink.engine.port_config(client.port).map(|c| c.domain) else {
+            return;
+        };
+        loop {
+            let query = {
+                let mut s = handle.lock();
+                let Some(len) = s
+                    .from_container
+                    .get(..2)
+                    .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+                else {
+                    break;
+                };
+                if s.from_container.len() < 2 + len {
+                    break;
+                }
+                let q: Vec<u8> = s.from_container[2..2 + len].to_vec();
+                s.from_container.drain(..2 + len);
+                q
+            };
+            match self
+                .resolver
+                .query(now, domain, internal, client, &query, &mut self.msg)
+            {
+                Verdict::Reply(n) => {
+                    push_framed(&mut handle.lock().to_container, &self.msg[..n]);
+                    self.wakes.push(id);
+                }
+                Verdict::Forward { upstream, len } => {
+                    handle.lock().pending += 1;
+                    if self.send_upstream(host, upstream, len).is_err() {
+                        sink.engine.count_drop(client.port, DropReason::NatError);
+                    }
+                }
+                Verdict::Drop(reason) => sink.engine.count_drop(client.port, reason),
+            }
+        }
+    }
+
+    /// Hands `msg` to `client`: a UDP frame, or its TCP session's queue.
+    /// (The message is the first `msg_len` bytes of the message buffer.)
+    fn deliver(&mut self, client: Client, msg_len: usize, sink: &mut PortSink<'_>) {
+        let msg = &self.msg[..msg_len];
+        match client.tcp {
+            None => send_answer(&mut self.out, client, msg, sink),
+            Some((id, serial)) => {
+                // Only the session asked: not a later one on a reused flow id.
+                if let Some(s) = self.sessions.get(&id).filter(|s| s.serial == serial) {
+                    let mut st = s.handle.lock();
+                    st.pending = st.pending.saturating_sub(1);
+                    push_framed(&mut st.to_container, msg);
+                    self.wakes.push(id);
+                }
+            }
         }
     }
 
@@ -126,7 +317,7 @@ impl GatewayDns {
                     Err(_) => break,
                 };
                 if let Some((client, len)) = self.resolver.upstream_reply(now, i, &self.rx[..n], &mut self.msg) {
-                    send_answer(&mut self.out, client, &self.msg[..len], sink);
+                    self.deliver(client, len, sink);
                     delivered += 1;
                 }
             }
@@ -150,7 +341,9 @@ impl GatewayDns {
             let _ = self.send_upstream(host, u, len);
         }
         for (c, a) in answers {
-            send_answer(&mut self.out, c, &a, sink);
+            let len = a.len().min(self.msg.len());
+            self.msg[..len].copy_from_slice(&a[..len]);
+            self.deliver(c, len, sink);
         }
     }
 
@@ -158,6 +351,13 @@ impl GatewayDns {
     pub(crate) fn remove_port(&mut self, port: PortId) {
         self.resolver.remove_port(port);
     }
+}
+
+/// Appends `msg` with its two-byte length (DNS over TCP).
+fn push_framed(queue: &mut Vec<u8>, msg: &[u8]) {
+    let len = u16::try_from(msg.len()).unwrap_or(u16::MAX);
+    queue.extend_from_slice(&len.to_be_bytes());
+    queue.extend_from_slice(&msg[..usize::from(len)]);
 }
 
 /// Sends DNS message `msg` to `client` as a UDP datagram from its gateway's

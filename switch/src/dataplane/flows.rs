@@ -162,7 +162,7 @@ impl Nat {
 
     /// Whether work is left from the last turn (a burst that filled up).
     pub(crate) fn has_more(&self) -> bool {
-        !self.datagrams_again.is_empty() || !self.listeners_again.is_empty()
+        !self.datagrams_again.is_empty() || !self.listeners_again.is_empty() || !self.streams.is_empty()
     }
 
     /// When the relay's timers next need a turn.
@@ -190,6 +190,7 @@ impl Nat {
             addr: r.key.inside,
             gateway: gw.ip,
             gateway_mac: gw.mac,
+            tcp: None,
         };
         let query = frame.get(r.payload.clone()).unwrap_or(&[]);
         self.dns.query(now, &mut *self.host, client, query, gw.internal, sink);
@@ -200,7 +201,13 @@ impl Nat {
     pub(crate) fn serve(&mut self, now: Instant, sink: &mut PortSink<'_>) -> usize {
         self.datagrams.append(&mut self.datagrams_again);
         self.listeners_ready.append(&mut self.listeners_again);
-        let mut frames = 0;
+        let mut frames = self.dns.serve(now, sink);
+        if self.dns.resolver.next_timer(now).is_some_and(|t| t.is_zero()) {
+            self.dns.expire(now, &mut *self.host, sink);
+        }
+        // DNS-over-TCP sessions with answers: their relay reads them now.
+        self.streams
+            .extend(self.dns.take_wakes().into_iter().map(|id| (id, true, true)));
         while let Some(id) = self.datagrams.pop() {
             frames += self.datagram_inbound(now, id, sink);
         }
@@ -209,10 +216,6 @@ impl Nat {
         }
         while let Some(i) = self.listeners_ready.pop() {
             frames += self.published_inbound(now, i, sink);
-        }
-        frames += self.dns.serve(now, sink);
-        if self.dns.resolver.next_timer(now).is_some_and(|t| t.is_zero()) {
-            self.dns.expire(now, &mut *self.host, sink);
         }
         if self.relay.timers_due(now) {
             let closing = &mut self.closing;
@@ -387,18 +390,26 @@ impl Nat {
                 Some(Step::Done { reset }) => self.close_tcp(now, id, reset, sink),
                 None => self.relay.stray(now, ingress, packet, sink),
             }
+            if self.dns.is_session(id) {
+                self.dns.session_input(now, &mut *self.host, id, sink);
+                let wakes = self.dns.take_wakes();
+                self.streams.extend(wakes.into_iter().map(|id| (id, true, true)));
+            }
             return;
         }
         if let Some(cfg) = sink.engine.port_config(ingress) {
             self.relay.ensure_stack(now, ingress, stack_config(r.src_mac, &gw, cfg));
         }
-        let Some(target) = host_target(&gw, r.key.outside).filter(|_| r.syn) else {
-            return self.relay.stray(now, ingress, packet, sink);
-        };
         let path = FlowPath {
             port: ingress,
             mac: r.src_mac,
             gateway_mac: gw.mac,
+        };
+        if r.syn && r.key.outside == SocketAddrV4::new(gw.ip, crate::gateway::DNS_PORT) {
+            return self.dns_tcp_open(now, ingress, packet, r, gw, path, sink);
+        }
+        let Some(target) = host_target(&gw, r.key.outside).filter(|_| r.syn) else {
+            return self.relay.stray(now, ingress, packet, sink);
         };
         let (host, relay) = (&mut self.host, &mut self.relay);
         let opened = self.table.outbound(now, r.key, path, |id| {
@@ -408,6 +419,44 @@ impl Nat {
         });
         match opened {
             Outbound::New(_) | Outbound::Existing(_) => {}
+            refused => {
+                sink.engine.count_drop(ingress, refusal(&refused));
+                self.relay.stray(now, ingress, packet, sink);
+            }
+        }
+    }
+
+    /// A container opens DNS over TCP to its gateway: the relay terminates
+    /// the connection as any other, on an in-memory session of the gateways'
+    /// DNS instead of a host socket; it is "connected" at once.
+    #[allow(clippy::too_many_arguments)]
+    fn dns_tcp_open(
+        &mut self,
+        now: Instant,
+        ingress: PortId,
+        packet: &[u8],
+        r: &Routed,
+        gw: GatewayConfig,
+        path: FlowPath,
+        sink: &mut PortSink<'_>,
+    ) {
+        let client = crate::dns::Client {
+            port: ingress,
+            mac: r.src_mac,
+            addr: r.key.inside,
+            gateway: gw.ip,
+            gateway_mac: gw.mac,
+            tcp: None,
+        };
+        let (dns, relay) = (&mut self.dns, &mut self.relay);
+        let opened = self.table.outbound(now, r.key, path, |id| {
+            let stream = dns.open_session(id, client, gw.internal);
+            let conn = relay.hold_syn(ingress, packet);
+            Ok::<_, io::Error>(FlowIo::Tcp(Box::new(TcpIo { stream, conn })))
+        });
+        match opened {
+            // The connect "finishes" at the next serve.
+            Outbound::New(id) | Outbound::Existing(id) => self.streams.push((id, false, true)),
             refused => {
                 sink.engine.count_drop(ingress, refusal(&refused));
                 self.relay.stray(now, ingress, packet, sink);
