@@ -23,10 +23,17 @@ impl Drop for Proc {
     }
 }
 
-/// dnsmasq in "outside", authoritative for `zone.test` (one name, the rest
-/// NXDOMAIN), forwarding nothing.
+/// The TXT record of `big.zone.test`: three 200-byte strings, too large
+/// for a 512-byte UDP answer.
+fn big_txt() -> Vec<String> {
+    (0..3).map(|i| format!("{i}{}", "x".repeat(199))).collect()
+}
+
+/// dnsmasq in "outside", authoritative for `zone.test` (`www` and a large
+/// TXT `big`, the rest NXDOMAIN), forwarding nothing.
 fn upstream(env: &TestEnv, ho: &HostOutside) -> Proc {
     let mut cmd = Command::new("dnsmasq");
+    cmd.arg(format!("--txt-record=big.zone.test,{}", big_txt().join(",")));
     cmd.args([
         "--no-daemon",
         "--no-resolv",
@@ -155,6 +162,26 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
     assert_eq!(short(&d, "c2", "www.zone.test"), ["203.0.113.80"]);
     assert_eq!(short(&d, "c1", "+tcp www.zone.test"), ["203.0.113.80"]);
     assert_eq!(status(&d, "c2", &["+tcp", "tcpnosuch.zone.test"]), "NXDOMAIN");
+    // A large answer: truncated over UDP (the client's 512 bytes), whole over
+    // TCP — the gateway asks the upstream again over TCP when its UDP
+    // answer was truncated for a TCP client.
+    let udp = exec(
+        &d,
+        "c2",
+        &[
+            "dig",
+            "+noedns",
+            "+ignore",
+            "+time=3",
+            "+tries=1",
+            "TXT",
+            "big.zone.test",
+        ],
+    );
+    assert!(udp.contains("flags: qr tc") || udp.contains(" tc "), "{udp}");
+    let tcp = short(&d, "c2", "+tcp +noedns TXT big.zone.test");
+    let want: Vec<String> = big_txt().iter().map(|t| format!("\"{t}\"")).collect();
+    assert_eq!(tcp, [want.join(" ")], "the whole TXT over TCP");
     assert_eq!(status(&d, "c2", &["nosuch.zone.test"]), "NXDOMAIN");
     let got = exec(&d, "c1", &["getent", "hosts", "www.zone.test"]);
     assert!(got.starts_with("203.0.113.80"), "{got}");

@@ -169,8 +169,25 @@ pub struct Client {
     pub tcp: Option<(crate::nat::FlowId, u64)>,
 }
 
+/// What an upstream's answer leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// The answer (first `n` bytes of the output buffer) goes to this client.
+    Answer(Client, usize),
+    /// Truncated over UDP for a TCP client: send the query (first `len`
+    /// bytes of the output buffer) to upstream `upstream` over TCP.
+    RetryTcp {
+        /// Which upstream.
+        upstream: usize,
+        /// The query's length.
+        len: usize,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Pending {
+    /// Asked again over TCP after a truncated answer.
+    over_tcp: bool,
     client: Client,
     client_id: u16,
     upstream: usize,
@@ -214,6 +231,8 @@ pub struct DnsStats {
     pub refused: u64,
     /// Answers from upstreams that matched no pending query.
     pub stray: u64,
+    /// Truncated answers asked again over TCP.
+    pub tcp_retries: u64,
 }
 
 /// The gateways' DNS server.
@@ -338,6 +357,7 @@ impl Resolver {
         self.pending.insert(
             id,
             Pending {
+                over_tcp: false,
                 client,
                 client_id: packet.id(),
                 upstream: 0,
@@ -431,14 +451,10 @@ impl Resolver {
 
     /// An answer `msg` from upstream number `upstream`: if it answers a
     /// pending query, it is written into `out` for that query's client
-    /// (cached too); returns the client and the length.
-    pub fn upstream_reply(
-        &mut self,
-        now: Instant,
-        upstream: usize,
-        msg: &[u8],
-        out: &mut [u8],
-    ) -> Option<(Client, usize)> {
+    /// (cached too) — or, truncated over UDP for a client that asked over
+    /// TCP, the query is written into `out` to ask again over TCP (the
+    /// query stays pending, with its deadline renewed).
+    pub fn upstream_reply(&mut self, now: Instant, upstream: usize, msg: &[u8], out: &mut [u8]) -> Option<Relayed> {
         let Some(id) = Packet::new_checked(msg)
             .ok()
             .filter(|p| p.is_response())
@@ -458,13 +474,30 @@ impl Resolver {
             self.stats.stray += 1;
             return None;
         }
+        let truncated = Packet::new_checked(msg).is_ok_and(|p| p.flags() & dns::FLAG_TC != 0);
+        if let Some(p) = self.pending.get_mut(&id)
+            && truncated
+            && p.client.tcp.is_some()
+            && !p.over_tcp
+        {
+            p.over_tcp = true;
+            p.deadline = now + self.config.timeout;
+            let buf = out.get_mut(..p.query.len())?;
+            buf.copy_from_slice(&p.query);
+            Packet::new_unchecked(&mut *buf).set_id(id);
+            self.stats.tcp_retries += 1;
+            return Some(Relayed::RetryTcp {
+                upstream,
+                len: p.query.len(),
+            });
+        }
         let p = self.take(id)?;
         let buf = out.get_mut(..msg.len())?;
         buf.copy_from_slice(msg);
         Packet::new_unchecked(&mut *buf).set_id(p.client_id);
         self.store(now, p.key, msg);
         self.stats.relayed += 1;
-        Some((p.client, msg.len()))
+        Some(Relayed::Answer(p.client, msg.len()))
     }
 
     fn take(&mut self, id: u16) -> Option<Pending> {
@@ -743,7 +776,9 @@ mod tests {
         .unwrap();
         // From the wrong upstream: not accepted.
         assert_eq!(r.upstream_reply(t0, 1, &answer_buf[..n], &mut out), None);
-        let (c, m) = r.upstream_reply(t0, 0, &answer_buf[..n], &mut out).unwrap();
+        let Some(Relayed::Answer(c, m)) = r.upstream_reply(t0, 0, &answer_buf[..n], &mut out) else {
+            panic!("no answer")
+        };
         assert_eq!(c, client(P1));
         assert_eq!(Packet::new_checked(&out[..m]).unwrap().id(), 0x1234);
         assert_eq!(addrs(&out[..m]), [Ipv4Addr::new(203, 0, 113, 7)]);

@@ -24,7 +24,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::ports::PortSink;
-use crate::dns::{Client, DnsConfig, Resolver, Verdict};
+use crate::dns::{Client, DnsConfig, Relayed, Resolver, Verdict};
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::io::{Datagram, Host, Stream};
 use crate::nat::tcp::HostStream;
@@ -34,6 +34,9 @@ use crate::wire::{EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet
 
 /// Tokens from here up to the published listeners' are the upstream sockets.
 pub(crate) const DNS_TOKENS: usize = 1 << 29;
+/// Tokens from `DNS_TOKENS + DNS_TCP_TOKENS` up are TCP connections to
+/// upstreams (the UDP sockets take the first few).
+const DNS_TCP_TOKENS: usize = 1 << 20;
 /// Answers read from one upstream socket per wake-up.
 const DNS_BURST: usize = 32;
 /// Largest DNS message handled (EDNS answers up to 4096 bytes).
@@ -105,6 +108,20 @@ impl Stream for SessionHandle {
     fn reset_on_close(&mut self) {}
 }
 
+/// A TCP connection to an upstream, asking again a query whose UDP answer
+/// was truncated.
+struct UpstreamTcp {
+    stream: Box<dyn Stream>,
+    upstream: usize,
+    /// The framed query, and how much of it went.
+    out: Vec<u8>,
+    written: usize,
+    /// What came back so far (framed).
+    answer: Vec<u8>,
+    connected: bool,
+    started: Instant,
+}
+
 /// A TCP session and who it serves.
 struct Session {
     handle: SessionHandle,
@@ -129,6 +146,9 @@ pub(crate) struct GatewayDns {
     wakes: Vec<FlowId>,
     /// The next session's serial.
     serial: u64,
+    /// TCP connections to upstreams, and those ready.
+    tcp_upstreams: slab::Slab<UpstreamTcp>,
+    tcp_ready: Vec<usize>,
 }
 
 impl GatewayDns {
@@ -144,6 +164,8 @@ impl GatewayDns {
             sessions: HashMap::new(),
             wakes: Vec::new(),
             serial: 0,
+            tcp_upstreams: slab::Slab::new(),
+            tcp_ready: Vec::new(),
         }
     }
 
@@ -242,9 +264,14 @@ impl GatewayDns {
         }
     }
 
-    /// Readiness of token `t` (an upstream socket).
+    /// Readiness of token `t` (an upstream socket, UDP or TCP).
     pub(crate) fn on_event(&mut self, t: usize) {
-        self.ready.push(t - DNS_TOKENS);
+        let i = t - DNS_TOKENS;
+        if i >= DNS_TCP_TOKENS {
+            self.tcp_ready.push(i - DNS_TCP_TOKENS);
+        } else {
+            self.ready.push(i);
+        }
     }
 
     /// A query from `client`, the container behind its port, to its gateway
@@ -304,8 +331,9 @@ impl GatewayDns {
 
     /// Reads what ready upstreams answered and delivers it; returns the
     /// answers delivered.
-    pub(crate) fn serve(&mut self, now: Instant, sink: &mut PortSink<'_>) -> usize {
+    pub(crate) fn serve(&mut self, now: Instant, host: &mut dyn Host, sink: &mut PortSink<'_>) -> usize {
         let mut delivered = 0;
+        let mut retry = Vec::new();
         let ready = std::mem::take(&mut self.ready);
         for i in ready {
             for _ in 0..DNS_BURST {
@@ -316,17 +344,109 @@ impl GatewayDns {
                     // the timer walk takes the query on.
                     Err(_) => break,
                 };
-                if let Some((client, len)) = self.resolver.upstream_reply(now, i, &self.rx[..n], &mut self.msg) {
-                    self.deliver(client, len, sink);
-                    delivered += 1;
+                match self.resolver.upstream_reply(now, i, &self.rx[..n], &mut self.msg) {
+                    Some(Relayed::Answer(client, len)) => {
+                        self.deliver(client, len, sink);
+                        delivered += 1;
+                    }
+                    Some(Relayed::RetryTcp { upstream, len }) => retry.push((upstream, self.msg[..len].to_vec())),
+                    None => {}
                 }
             }
+        }
+        for (upstream, query) in retry {
+            self.open_tcp_upstream(now, host, upstream, &query);
+        }
+        for key in std::mem::take(&mut self.tcp_ready) {
+            delivered += self.drive_tcp_upstream(now, key, sink);
         }
         delivered
     }
 
+    /// Asks `query` again of `upstream` over TCP (its UDP answer was
+    /// truncated and the client asked over TCP).
+    fn open_tcp_upstream(&mut self, now: Instant, host: &mut dyn Host, upstream: usize, query: &[u8]) {
+        let Ok(to) = self.upstream(upstream) else { return };
+        let entry = self.tcp_upstreams.vacant_entry();
+        let token = Token(DNS_TOKENS + DNS_TCP_TOKENS + entry.key());
+        let Ok(stream) = host.connect(to, token) else { return };
+        let mut out = Vec::with_capacity(query.len() + 2);
+        push_framed(&mut out, query);
+        entry.insert(UpstreamTcp {
+            stream,
+            upstream,
+            out,
+            written: 0,
+            answer: Vec::new(),
+            connected: false,
+            started: now,
+        });
+    }
+
+    /// Moves TCP connection `key` to an upstream on: connect, send the
+    /// query, read the answer; a whole answer goes to its client.
+    fn drive_tcp_upstream(&mut self, now: Instant, key: usize, sink: &mut PortSink<'_>) -> usize {
+        let Some(t) = self.tcp_upstreams.get_mut(key) else {
+            return 0;
+        };
+        if !t.connected {
+            match t.stream.connected() {
+                Ok(true) => t.connected = true,
+                Ok(false) => return 0,
+                Err(_) => {
+                    // The query stays pending: the timer walk takes it on.
+                    self.tcp_upstreams.remove(key);
+                    return 0;
+                }
+            }
+        }
+        while t.written < t.out.len() {
+            match t.stream.write(&t.out[t.written..]) {
+                Ok(n) if n > 0 => t.written += n,
+                _ => break,
+            }
+        }
+        let mut buf = [0u8; 2048];
+        let done = loop {
+            match t.stream.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    t.answer.extend_from_slice(&buf[..n]);
+                    if t.answer.len() > MAX_MESSAGE + 2 {
+                        break true;
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        let whole = t
+            .answer
+            .get(..2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            .filter(|&len| t.answer.len() >= 2 + len && len <= MAX_MESSAGE);
+        if whole.is_none() && !done {
+            return 0;
+        }
+        let Some(t) = self.tcp_upstreams.try_remove(key) else {
+            return 0;
+        };
+        let Some(len) = whole else { return 0 };
+        let answer = &t.answer[2..2 + len];
+        match self.resolver.upstream_reply(now, t.upstream, answer, &mut self.msg) {
+            Some(Relayed::Answer(client, n)) => {
+                self.deliver(client, n, sink);
+                1
+            }
+            _ => 0,
+        }
+    }
+
     /// Forwarded queries that timed out: on to the next upstream, or SERVFAIL.
     pub(crate) fn expire(&mut self, now: Instant, host: &mut dyn Host, sink: &mut PortSink<'_>) {
+        // TCP connections to upstreams outlive no query: two timeouts at most.
+        let limit = self.resolver.config().timeout * 2;
+        self.tcp_upstreams
+            .retain(|_, t| now.saturating_duration_since(t.started) < limit);
         let mut resend: Vec<(usize, Vec<u8>)> = Vec::new();
         let mut answers: Vec<(Client, Vec<u8>)> = Vec::new();
         self.resolver.expire(

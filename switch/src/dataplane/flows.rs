@@ -201,7 +201,7 @@ impl Nat {
     pub(crate) fn serve(&mut self, now: Instant, sink: &mut PortSink<'_>) -> usize {
         self.datagrams.append(&mut self.datagrams_again);
         self.listeners_ready.append(&mut self.listeners_again);
-        let mut frames = self.dns.serve(now, sink);
+        let mut frames = self.dns.serve(now, &mut *self.host, sink);
         if self.dns.resolver.next_timer(now).is_some_and(|t| t.is_zero()) {
             self.dns.expire(now, &mut *self.host, sink);
         }
