@@ -485,6 +485,9 @@ pub struct DaemonInfo {
     /// Whether the switch's worker runs; absent if no driver has a switch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switch: Option<SwitchHealth>,
+    /// The gateways' DNS: upstreams and counters; absent without a switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
     /// Number of networks.
     pub networks: usize,
     /// Number of endpoints.
@@ -512,6 +515,29 @@ pub struct FdInfo {
     pub flows: usize,
     /// One endpoint's bound on flows now.
     pub per_endpoint: usize,
+}
+
+/// The gateways' DNS, as `info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsInfo {
+    /// Where names that are not local go, in order.
+    pub upstreams: Vec<std::net::SocketAddrV4>,
+    /// Queries answered from local names.
+    pub local: u64,
+    /// Queries answered from the cache.
+    pub cached: u64,
+    /// Queries forwarded upstream.
+    pub forwarded: u64,
+    /// Upstream answers relayed.
+    pub relayed: u64,
+    /// SERVFAIL answers (every upstream failed or timed out).
+    pub servfail: u64,
+    /// Queries refused (internal network, or no upstream).
+    pub refused: u64,
+    /// Upstream answers that matched no query.
+    pub stray: u64,
+    /// Truncated answers asked again over TCP.
+    pub tcp_retries: u64,
 }
 
 /// The switch worker's health, as `info` shows it.

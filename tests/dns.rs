@@ -229,4 +229,8 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
         .sum();
     assert_eq!(drops, 3, "{stats}");
     assert_eq!(short(&d, "c1", "web"), [c1]);
+    // `info` shows the upstream and what the DNS did (since the restart).
+    let dns = &d.json(&["info"])["dns"];
+    assert_eq!(dns["upstreams"], serde_json::json!([format!("{}:53", ho.outside_ip)]));
+    assert!(dns["local"].as_u64().unwrap() >= 3, "{dns}");
 }

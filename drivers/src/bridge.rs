@@ -665,6 +665,10 @@ impl SwitchView for BridgeDriver {
         self.dataplane.health()
     }
 
+    fn dns_stats(&self) -> Result<plexus_switch::dns::DnsStats, DriverError> {
+        Ok(self.dataplane.dns_stats()?)
+    }
+
     fn nat(&self) -> Result<Vec<NatRow>, DriverError> {
         let by_port = self.endpoints_by_port();
         Ok(self

@@ -356,6 +356,8 @@ pub trait SwitchView {
     fn fd_use(&self) -> Result<plexus_switch::FdUse, DriverError>;
     /// Whether the switch's worker runs (and why it died if not).
     fn health(&self) -> plexus_switch::Health;
+    /// The gateways' DNS counters.
+    fn dns_stats(&self) -> Result<plexus_switch::dns::DnsStats, DriverError>;
 }
 
 /// The built-in drivers; `bridge` starts its switch with `config` (`rootless`:

@@ -65,6 +65,8 @@ struct Inner {
     namespaces: Box<dyn namespaces::Namespaces>,
     drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
     core: Mutex<Core>,
+    /// Where the gateways' DNS forwards (resolved at start).
+    dns_upstreams: Vec<std::net::SocketAddrV4>,
 }
 
 #[derive(Debug)]
@@ -183,11 +185,12 @@ impl Controller {
             return Err(store.inconsistent(bad.record, bad.problem).into());
         }
         let (ipam, ports) = state.derive()?;
+        let dns_upstreams = config.upstreams();
         let switch = DataplaneConfig {
             busy_poll: config.busy_poll,
             nat: config.nat,
             dns: plexus_switch::dns::DnsConfig {
-                upstreams: config.upstreams(),
+                upstreams: dns_upstreams.clone(),
                 ..plexus_switch::dns::DnsConfig::default()
             },
         };
@@ -212,6 +215,7 @@ impl Controller {
                 namespaces,
                 drivers,
                 core: Mutex::new(core),
+                dns_upstreams,
             }),
         };
         ctrl.reconcile();

@@ -82,6 +82,11 @@ impl Controller {
         Ok(self.switch()?.fd_use()?)
     }
 
+    /// The gateways' DNS counters, and the upstreams it forwards to.
+    pub fn dns_stats(&self) -> Result<(plexus_switch::dns::DnsStats, Vec<std::net::SocketAddrV4>)> {
+        Ok((self.switch()?.dns_stats()?, self.inner.dns_upstreams.clone()))
+    }
+
     /// Whether the switch's worker runs, and why it died if it does not.
     pub fn health(&self) -> Result<plexus_switch::Health> {
         Ok(self.switch()?.health())

@@ -348,6 +348,26 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
                 ),
             },
         ),
+        (
+            "DNS",
+            i.dns.as_ref().map_or_else(
+                || "-".to_owned(),
+                |d| {
+                    let ups: Vec<String> = d.upstreams.iter().map(ToString::to_string).collect();
+                    format!(
+                        "upstreams {}; {} local, {} cached, {} forwarded ({} relayed, {} servfail, {} over TCP), {} refused",
+                        if ups.is_empty() { "none".to_owned() } else { ups.join(", ") },
+                        d.local,
+                        d.cached,
+                        d.forwarded,
+                        d.relayed,
+                        d.servfail,
+                        d.tcp_retries,
+                        d.refused
+                    )
+                },
+            ),
+        ),
         ("Networks", i.networks.to_string()),
         ("Endpoints", i.endpoints.to_string()),
         ("Sandboxes", i.sandboxes.to_string()),
