@@ -31,7 +31,7 @@
 //!   dropped (`dns_malformed`). Nothing here panics on any input: the wire
 //!   view checks every length ([`crate::wire::dns`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,7 +246,16 @@ pub struct Resolver {
     pending: HashMap<u16, Pending>,
     per_port: HashMap<PortId, usize>,
     cache: HashMap<CacheKey, Cached>,
-    next_id: u16,
+    /// Cache keys in the order they were stored: the oldest goes first when
+    /// the cache is full (keys of entries gone since are skipped).
+    cache_order: VecDeque<CacheKey>,
+    /// Forwarded queries by deadline, oldest first (ids whose query is gone
+    /// or was renewed are skipped): the next timer without a walk.
+    deadlines: VecDeque<(Instant, u16)>,
+    /// Keys the upstream ids come from (SipHash with random keys over a
+    /// counter): not guessable by whoever sees some of them.
+    ids: std::collections::hash_map::RandomState,
+    id_counter: u64,
     rotate: usize,
     stats: DnsStats,
 }
@@ -261,7 +270,10 @@ impl Resolver {
             pending: HashMap::new(),
             per_port: HashMap::new(),
             cache: HashMap::new(),
-            next_id: 0x5a5a,
+            cache_order: VecDeque::new(),
+            deadlines: VecDeque::new(),
+            ids: std::collections::hash_map::RandomState::new(),
+            id_counter: 0,
             rotate: 0,
             stats: DnsStats::default(),
         }
@@ -354,6 +366,7 @@ impl Resolver {
         let id = self.fresh_id();
         buf.copy_from_slice(msg);
         Packet::new_unchecked(&mut *buf).set_id(id);
+        self.deadlines.push_back((now + self.config.timeout, id));
         self.pending.insert(
             id,
             Pending {
@@ -375,12 +388,14 @@ impl Resolver {
     }
 
     fn fresh_id(&mut self) -> u16 {
+        use std::hash::BuildHasher;
         loop {
-            // A 16-bit LCG step: every id comes round, in an order a client
-            // does not see (it never learns the ids used upstream).
-            self.next_id = self.next_id.wrapping_mul(25_173).wrapping_add(13_849);
-            if !self.pending.contains_key(&self.next_id) {
-                return self.next_id;
+            // Random-looking, so an off-path sender cannot guess which id
+            // an upstream answer must carry.
+            self.id_counter += 1;
+            let id = u16::try_from(self.ids.hash_one(self.id_counter) & 0xffff).unwrap_or(0);
+            if !self.pending.contains_key(&id) {
+                return id;
             }
         }
     }
@@ -482,6 +497,7 @@ impl Resolver {
         {
             p.over_tcp = true;
             p.deadline = now + self.config.timeout;
+            self.deadlines.push_back((p.deadline, id));
             let buf = out.get_mut(..p.query.len())?;
             buf.copy_from_slice(&p.query);
             Packet::new_unchecked(&mut *buf).set_id(id);
@@ -505,6 +521,14 @@ impl Resolver {
         if let Some(n) = self.per_port.get_mut(&p.client.port) {
             *n = n.saturating_sub(1);
         }
+        // Deadlines of queries answered meanwhile leave the front at once,
+        // so the next timer is found without a walk.
+        while let Some(&(at, front)) = self.deadlines.front() {
+            if self.pending.get(&front).is_some_and(|q| q.deadline == at) {
+                break;
+            }
+            self.deadlines.pop_front();
+        }
         Some(p)
     }
 
@@ -523,12 +547,22 @@ impl Resolver {
         if keep.is_zero() {
             return;
         }
-        if self.cache.len() >= self.config.cache_entries && !self.cache.contains_key(&key) {
-            // Room: drop what expires first.
-            let first = self.cache.iter().min_by_key(|(_, c)| c.expires).map(|(k, _)| k.clone());
-            if let Some(k) = first {
-                self.cache.remove(&k);
+        while self.cache.len() >= self.config.cache_entries && !self.cache.contains_key(&key) {
+            // Room: the oldest entry goes (no walk of the cache).
+            match self.cache_order.pop_front() {
+                Some(old) => {
+                    self.cache.remove(&old);
+                }
+                None => break,
             }
+        }
+        if self.cache_order.len() > 2 * self.config.cache_entries {
+            // Keys of entries that expired meanwhile: drop them from the order.
+            let cache = &self.cache;
+            self.cache_order.retain(|k| cache.contains_key(k));
+        }
+        if !self.cache.contains_key(&key) {
+            self.cache_order.push_back(key.clone());
         }
         self.cache.insert(
             key,
@@ -544,10 +578,10 @@ impl Resolver {
 
     /// When the next forwarded query times out.
     pub fn next_timer(&self, now: Instant) -> Option<Duration> {
-        self.pending
-            .values()
-            .map(|p| p.deadline.saturating_duration_since(now))
-            .min()
+        self.deadlines
+            .iter()
+            .find(|(at, id)| self.pending.get(id).is_some_and(|p| p.deadline == *at))
+            .map(|(at, _)| at.saturating_duration_since(now))
     }
 
     /// Queries whose upstream did not answer in time: each goes to the next
@@ -560,12 +594,16 @@ impl Resolver {
         mut forward: impl FnMut(usize, &[u8]),
         mut reply: impl FnMut(Client, &[u8]),
     ) {
-        let late: Vec<u16> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(&id, _)| id)
-            .collect();
+        let mut late: Vec<u16> = Vec::new();
+        while let Some(&(at, id)) = self.deadlines.front() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if self.pending.get(&id).is_some_and(|p| p.deadline == at) {
+                late.push(id);
+            }
+        }
         for id in late {
             let Some(mut p) = self.take(id) else { continue };
             let next = p.upstream + 1;
@@ -578,6 +616,7 @@ impl Resolver {
                 forward(next, &q);
                 p.upstream = next;
                 p.deadline = now + self.config.timeout;
+                self.deadlines.push_back((p.deadline, new_id));
                 *self.per_port.entry(p.client.port).or_default() += 1;
                 self.pending.insert(new_id, p);
                 continue;
@@ -815,6 +854,55 @@ mod tests {
         assert_eq!(r.next_timer(t1), None);
         let s = r.stats();
         assert_eq!((s.forwarded, s.relayed, s.cached, s.servfail, s.stray), (2, 1, 1, 1, 2));
+    }
+
+    /// Forwards `name` from P1 and answers it from the upstream with `ttl`.
+    fn forward_and_answer(r: &mut Resolver, now: Instant, name: &str, ttl: u32) {
+        let mut out = vec![0u8; 1500];
+        let v = r.query(now, D1, false, client(P1), &query(name, TYPE_A, None), &mut out);
+        let Verdict::Forward { len, .. } = v else {
+            panic!("{name}: {v:?}")
+        };
+        let sent = out[..len].to_vec();
+        let q = Question::parse(&sent).unwrap();
+        let reply = dns::Reply {
+            rcode: Rcode::NoError,
+            ttl,
+            authoritative: false,
+            recursion: true,
+        };
+        let mut a = vec![0u8; 512];
+        let n = dns::write_answer(&sent, &q, &reply, &[Answer::A(Ipv4Addr::new(203, 0, 113, 1))], &mut a).unwrap();
+        assert!(matches!(
+            r.upstream_reply(now, 0, &a[..n], &mut out),
+            Some(Relayed::Answer(..))
+        ));
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_and_answered_queries_leave_no_timer() {
+        let mut r = Resolver::new(DnsConfig {
+            upstreams: vec![UP],
+            cache_entries: 2,
+            ..DnsConfig::default()
+        });
+        let now = Instant::now();
+        for name in ["a.test", "b.test", "c.test"] {
+            forward_and_answer(&mut r, now, name, 300);
+        }
+        assert_eq!(r.cache.len(), 2);
+        let mut out = vec![0u8; 1500];
+        let asked = |r: &mut Resolver, name: &str, out: &mut [u8]| {
+            r.query(now, D1, false, client(P2), &query(name, TYPE_A, None), out)
+        };
+        assert!(
+            matches!(asked(&mut r, "a.test", &mut out), Verdict::Forward { .. }),
+            "the oldest went"
+        );
+        assert!(matches!(asked(&mut r, "c.test", &mut out), Verdict::Reply(_)));
+        // Everything answered but the query just forwarded: one timer, no walk.
+        assert_eq!(r.deadlines.len(), 1);
+        assert!(r.next_timer(now).is_some());
     }
 
     #[test]

@@ -135,8 +135,10 @@ pub(crate) struct GatewayDns {
     pub(crate) resolver: Resolver,
     /// One socket per upstream, opened on first use.
     socks: Vec<Option<Box<dyn Datagram>>>,
-    /// Upstream sockets that became readable.
+    /// Upstream sockets that became readable, and those whose burst ended
+    /// before they ran dry.
     ready: Vec<usize>,
+    ready_again: Vec<usize>,
     msg: Box<[u8]>,
     rx: Box<[u8]>,
     out: FrameBuf,
@@ -158,6 +160,7 @@ impl GatewayDns {
             resolver: Resolver::new(config),
             socks: (0..n).map(|_| None).collect(),
             ready: Vec::new(),
+            ready_again: Vec::new(),
             msg: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             rx: vec![0u8; MAX_MESSAGE].into_boxed_slice(),
             out: FrameBuf::with_capacity(MAX_FRAME_LEN),
@@ -264,6 +267,11 @@ impl GatewayDns {
         }
     }
 
+    /// Whether a socket has more to read than the last burst took.
+    pub(crate) fn has_more(&self) -> bool {
+        !self.ready_again.is_empty()
+    }
+
     /// Readiness of token `t` (an upstream socket, UDP or TCP).
     pub(crate) fn on_event(&mut self, t: usize) {
         let i = t - DNS_TOKENS;
@@ -334,9 +342,14 @@ impl GatewayDns {
     pub(crate) fn serve(&mut self, now: Instant, host: &mut dyn Host, sink: &mut PortSink<'_>) -> usize {
         let mut delivered = 0;
         let mut retry = Vec::new();
-        let ready = std::mem::take(&mut self.ready);
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.append(&mut self.ready_again);
         for i in ready {
-            for _ in 0..DNS_BURST {
+            for round in 0..DNS_BURST {
+                if round + 1 == DNS_BURST {
+                    // Readiness is edge-triggered: come back for the rest.
+                    self.ready_again.push(i);
+                }
                 let Some(Some(sock)) = self.socks.get_mut(i) else { break };
                 let n = match sock.recv(&mut self.rx) {
                     Ok(n) => n,

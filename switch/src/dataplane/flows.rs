@@ -162,7 +162,10 @@ impl Nat {
 
     /// Whether work is left from the last turn (a burst that filled up).
     pub(crate) fn has_more(&self) -> bool {
-        !self.datagrams_again.is_empty() || !self.listeners_again.is_empty() || !self.streams.is_empty()
+        !self.datagrams_again.is_empty()
+            || !self.listeners_again.is_empty()
+            || !self.streams.is_empty()
+            || self.dns.has_more()
     }
 
     /// When the relay's timers next need a turn.
