@@ -6,73 +6,12 @@
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::net::{self, HostOutside};
+use common::dns::{big_txt, dnsmasq, upstream};
+use common::net::HostOutside;
 use common::{Daemon, TestEnv};
 use serde_json::Value;
-
-/// A process started inside a namespace, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The TXT record of `big.zone.test`: three 200-byte strings, too large
-/// for a 512-byte UDP answer.
-fn big_txt() -> Vec<String> {
-    (0..3).map(|i| format!("{i}{}", "x".repeat(199))).collect()
-}
-
-/// dnsmasq in "outside", authoritative for `zone.test` (`www` and a large
-/// TXT `big`, the rest NXDOMAIN), forwarding nothing.
-fn upstream(env: &TestEnv, ho: &HostOutside) -> Proc {
-    let mut cmd = Command::new("dnsmasq");
-    cmd.arg(format!("--txt-record=big.zone.test,{}", big_txt().join(",")));
-    cmd.args([
-        "--no-daemon",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--local=/zone.test/",
-        "--host-record=www.zone.test,203.0.113.80",
-        "--user=root",
-        "--port=53",
-    ])
-    .arg(format!("--listen-address={}", ho.outside_ip))
-    .arg(format!("--pid-file={}", env.state_dir.join("dnsmasq.pid").display()))
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    net::in_netns(&mut cmd, &ho.outside_path());
-    let p = Proc(cmd.spawn().expect("start dnsmasq"));
-    // Ready when it answers.
-    for _ in 0..100 {
-        if dig_in(
-            &ho.outside_path(),
-            &format!("@{}", ho.outside_ip),
-            &["+short", "+time=1", "www.zone.test"],
-        )
-        .contains("203.0.113.80")
-        {
-            return p;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("dnsmasq did not answer");
-}
-
-/// `dig ARGS` in namespace `ns`, with a nameserver argument.
-fn dig_in(ns: &std::path::Path, server: &str, args: &[&str]) -> String {
-    let mut cmd = Command::new("dig");
-    cmd.arg(server).args(args);
-    net::in_netns(&mut cmd, ns);
-    String::from_utf8_lossy(&cmd.output().expect("run dig").stdout).into_owned()
-}
 
 /// Runs `CMD` inside sandbox `sb` (its resolv.conf mounted over the host's).
 fn exec(d: &Daemon, sb: &str, cmd: &[&str]) -> String {
@@ -233,4 +172,68 @@ fn the_gateway_answers_names_and_forwards_the_rest() {
     let dns = &d.json(&["info"])["dns"];
     assert_eq!(dns["upstreams"], serde_json::json!([format!("{}:53", ho.outside_ip)]));
     assert!(dns["local"].as_u64().unwrap() >= 3, "{dns}");
+}
+
+#[test]
+#[cfg_attr(not(px_dns), ignore = "needs root, dig, dnsmasq and getent")]
+fn a_loopback_upstream_and_the_sandboxes_own_resolver_settings() {
+    let env = TestEnv::new();
+    let ho = HostOutside::new(&env, 72, false);
+    // The upstream on the daemon's own loopback, as systemd-resolved's
+    // 127.0.0.53 would be: reached because queries leave as the daemon's
+    // sockets, while containers can never reach that loopback themselves.
+    let _dnsmasq = dnsmasq(&env, &ho.host_path(), "127.0.0.1", 5353);
+    let d = Daemon::start_in(&env, Some(&ho.host), &["--dns-upstream", "127.0.0.1:5353"]);
+    d.ok(&["network", "create", "--subnet", "10.64.0.0/24", "n1"]);
+    d.ok(&["run", "--network", "n1", "c1"]);
+    assert_eq!(short(&d, "c1", "www.zone.test"), ["203.0.113.80"]);
+    let refused = exec(
+        &d,
+        "c1",
+        &[
+            "dig",
+            "+short",
+            "+time=2",
+            "+tries=1",
+            "-p",
+            "5353",
+            "@127.0.0.1",
+            "www.zone.test",
+        ],
+    );
+    assert!(
+        !refused.contains("203.0.113.80"),
+        "a container reached the host's loopback: {refused}"
+    );
+    // --dns-search and --dns-option as in docker run; the gateway stays the
+    // nameserver, and the search list completes a short name.
+    d.ok(&[
+        "run",
+        "--network",
+        "n1",
+        "--dns-search",
+        "zone.test",
+        "--dns-option",
+        "ndots:1",
+        "c2",
+    ]);
+    let sb: Value = d.json(&["sandbox", "inspect", "c2"]);
+    let resolv = std::fs::read_to_string(sb["resolv_conf_path"].as_str().unwrap()).unwrap();
+    assert!(resolv.starts_with("nameserver 10.64.0.1\n"), "{resolv}");
+    assert!(
+        resolv.contains("search zone.test\n") && resolv.contains("options ndots:1\n"),
+        "{resolv}"
+    );
+    let got = exec(&d, "c2", &["getent", "hosts", "www"]);
+    assert!(got.starts_with("203.0.113.80"), "{got}");
+    // --dns: another nameserver instead of the gateway.
+    d.ok(&["run", "--network", "n1", "--dns", "192.0.2.53", "c3"]);
+    let sb: Value = d.json(&["sandbox", "inspect", "c3"]);
+    let resolv = std::fs::read_to_string(sb["resolv_conf_path"].as_str().unwrap()).unwrap();
+    assert!(
+        resolv.starts_with("nameserver 192.0.2.53\n") && !resolv.contains("10.64.0.1"),
+        "{resolv}"
+    );
+    let e = d.fails(1, &["run", "--network", "n1", "--dns", "not-an-ip", "c4"]);
+    assert!(e.contains("dns"), "{e}");
 }

@@ -98,9 +98,16 @@ impl User {
 
     /// Starts the daemon, in network namespace `netns` if given.
     fn start_daemon_in(&mut self, netns: Option<&str>) {
+        self.start_daemon_with(netns, &[]);
+    }
+
+    /// [`User::start_daemon_in`] with more daemon arguments.
+    fn start_daemon_with(&mut self, netns: Option<&str>, extra: &[&str]) {
         let log = std::fs::File::create(self.home.join("daemon.log")).unwrap();
+        let mut args = vec!["daemon"];
+        args.extend(extra);
         let child = self
-            .command_in(netns, &["daemon"])
+            .command_in(netns, &args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -504,6 +511,39 @@ fn rootless_containers_reach_the_outside_through_unprivileged_sockets() {
     assert!(udp.starts_with("port=9101 from=198.18.46.2:"), "published UDP: {udp:?}");
     let out = user.plexus(&["sandbox", "rm", "c1"]);
     assert!(out.status.success(), "{out:?}");
+}
+
+/// The gateways' DNS rootless: local names and a forwarded one (the
+/// upstream, dnsmasq in "outside", reached through the daemon's own
+/// unprivileged socket), through glibc's resolver in the sandbox.
+#[test]
+#[cfg_attr(
+    not(all(px_user_tun, px_dns)),
+    ignore = "needs root, a test user, user namespaces, /dev/net/tun usable by that user, dig and dnsmasq"
+)]
+fn rootless_containers_resolve_names_through_their_gateway() {
+    let env = TestEnv::new();
+    let world = HostOutside::new(&env, 47, false);
+    let _upstream = common::dns::upstream(&env, &world);
+    let mut user = User::new(&env);
+    let upstream = world.outside_ip.clone();
+    user.start_daemon_with(Some(&world.host), &["--dns-upstream", &upstream]);
+    for args in [
+        &["network", "create", "--subnet", "10.86.4.0/24", "dn"][..],
+        &["run", "--network", "dn", "--alias", "api", "c1"][..],
+        &["run", "--network", "dn", "c2"][..],
+    ] {
+        let out = user.plexus(args);
+        assert!(out.status.success(), "{args:?}: {out:?}\n{}", user.log());
+    }
+    let got = user.exec("c2", "getent hosts api c1.dn www.zone.test");
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 3, "{got}");
+    assert!(
+        lines[0].starts_with("10.86.4.2 ") && lines[1].starts_with("10.86.4.2 "),
+        "{got}"
+    );
+    assert!(lines[2].starts_with("203.0.113.80 "), "{got}");
 }
 
 /// `plexus demo` run by an ordinary user runs rootless, needs nothing but

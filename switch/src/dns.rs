@@ -963,5 +963,13 @@ mod tests {
             r.query(now, D1, false, client(P1), &m, &mut out),
             Verdict::Drop(DropReason::DnsMalformed)
         );
+        // Larger than the buffer it would be forwarded from: dropped, counted.
+        let mut m = query("huge.example.test", TYPE_A, None);
+        m.resize(5000, 0);
+        assert_eq!(
+            r.query(now, D1, false, client(P1), &m, &mut out),
+            Verdict::Drop(DropReason::DnsMalformed)
+        );
+        assert!(r.pending.is_empty());
     }
 }
