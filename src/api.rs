@@ -517,27 +517,16 @@ pub struct FdInfo {
     pub per_endpoint: usize,
 }
 
-/// The gateways' DNS, as `info` shows it.
+/// The gateways' DNS, as `info` shows it: the upstreams and the switch's
+/// counters (flattened: `local`, `cached`, `forwarded`, `relayed`,
+/// `servfail`, `refused`, `stray`, `tcp_retries`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DnsInfo {
     /// Where names that are not local go, in order.
     pub upstreams: Vec<std::net::SocketAddrV4>,
-    /// Queries answered from local names.
-    pub local: u64,
-    /// Queries answered from the cache.
-    pub cached: u64,
-    /// Queries forwarded upstream.
-    pub forwarded: u64,
-    /// Upstream answers relayed.
-    pub relayed: u64,
-    /// SERVFAIL answers (every upstream failed or timed out).
-    pub servfail: u64,
-    /// Queries refused (internal network, or no upstream).
-    pub refused: u64,
-    /// Upstream answers that matched no query.
-    pub stray: u64,
-    /// Truncated answers asked again over TCP.
-    pub tcp_retries: u64,
+    /// What the DNS did.
+    #[serde(flatten)]
+    pub stats: plexus_switch::dns::DnsStats,
 }
 
 /// The switch worker's health, as `info` shows it.

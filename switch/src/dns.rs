@@ -215,7 +215,7 @@ struct Cached {
 }
 
 /// Counters of the gateways' DNS.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DnsStats {
     /// Queries answered from local names.
     pub local: u64,

@@ -649,17 +649,10 @@ impl Server {
                         idle_closed: self.api.idle_closed.load(Ordering::Relaxed),
                     }),
                     switch: ctrl.health().ok().map(Into::into),
-                    dns: ctrl.dns_stats().ok().map(|(s, upstreams)| plexus::api::DnsInfo {
-                        upstreams,
-                        local: s.local,
-                        cached: s.cached,
-                        forwarded: s.forwarded,
-                        relayed: s.relayed,
-                        servfail: s.servfail,
-                        refused: s.refused,
-                        stray: s.stray,
-                        tcp_retries: s.tcp_retries,
-                    }),
+                    dns: ctrl
+                        .dns_stats()
+                        .ok()
+                        .map(|(stats, upstreams)| plexus::api::DnsInfo { upstreams, stats }),
                     networks: ctrl.networks().len(),
                     endpoints: ctrl.endpoints().len(),
                     sandboxes: ctrl.sandboxes().len(),

@@ -187,14 +187,7 @@ impl Nat {
         gw: GatewayConfig,
         sink: &mut PortSink<'_>,
     ) {
-        let client = crate::dns::Client {
-            port: ingress,
-            mac: r.src_mac,
-            addr: r.key.inside,
-            gateway: gw.ip,
-            gateway_mac: gw.mac,
-            tcp: None,
-        };
+        let client = dns_client(ingress, r, &gw);
         let query = frame.get(r.payload.clone()).unwrap_or(&[]);
         self.dns.query(now, &mut *self.host, client, query, gw.internal, sink);
     }
@@ -443,14 +436,7 @@ impl Nat {
         path: FlowPath,
         sink: &mut PortSink<'_>,
     ) {
-        let client = crate::dns::Client {
-            port: ingress,
-            mac: r.src_mac,
-            addr: r.key.inside,
-            gateway: gw.ip,
-            gateway_mac: gw.mac,
-            tcp: None,
-        };
+        let client = dns_client(ingress, r, &gw);
         let (dns, relay) = (&mut self.dns, &mut self.relay);
         let opened = self.table.outbound(now, r.key, path, |id| {
             let stream = dns.open_session(id, client, gw.internal);
@@ -757,6 +743,19 @@ fn deliver(out: &mut FrameBuf, port: PortId, built: Option<usize>, sink: &mut Po
     };
     out.set_built(len);
     sink.send_counted(port, std::slice::from_ref(out)).map(|sent| sent == 1)
+}
+
+/// The DNS client behind `ingress` that sent `r` to gateway `gw` (over UDP;
+/// a TCP session sets its flow).
+fn dns_client(ingress: PortId, r: &Routed, gw: &GatewayConfig) -> crate::dns::Client {
+    crate::dns::Client {
+        port: ingress,
+        mac: r.src_mac,
+        addr: r.key.inside,
+        gateway: gw.ip,
+        gateway_mac: gw.mac,
+        tcp: None,
+    }
 }
 
 /// The ICMP error a socket error stands for.

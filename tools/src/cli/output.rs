@@ -357,13 +357,13 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
                     format!(
                         "upstreams {}; {} local, {} cached, {} forwarded ({} relayed, {} servfail, {} over TCP), {} refused",
                         if ups.is_empty() { "none".to_owned() } else { ups.join(", ") },
-                        d.local,
-                        d.cached,
-                        d.forwarded,
-                        d.relayed,
-                        d.servfail,
-                        d.tcp_retries,
-                        d.refused
+                        d.stats.local,
+                        d.stats.cached,
+                        d.stats.forwarded,
+                        d.stats.relayed,
+                        d.stats.servfail,
+                        d.stats.tcp_retries,
+                        d.stats.refused
                     )
                 },
             ),
