@@ -95,6 +95,8 @@ pub struct Options {
     pub docker_plugin: Option<String>,
     /// The gateways' DNS upstreams (`None`: the daemon's resolv.conf).
     pub dns_upstreams: Option<Vec<std::net::SocketAddrV4>>,
+    /// Serve the Prometheus metrics here.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The daemon's descriptors: its limit, what it keeps, the switch's budget.
@@ -206,6 +208,10 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
         Some(name) => Some(crate::docker_plugin::PluginServer::start(name, ctrl.clone())?),
         None => None,
     };
+    let metrics = match opts.metrics {
+        Some(addr) => Some(crate::metrics::MetricsServer::start(addr, ctrl.clone())?),
+        None => None,
+    };
     let listener = crate::socket::bind(&opts.socket)?;
     let bound = fs::metadata(&opts.socket).map(|m| (m.dev(), m.ino())).ok();
 
@@ -304,6 +310,9 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     // is released when the last one drops.
     if let Some(p) = plugin {
         p.stop();
+    }
+    if let Some(m) = metrics {
+        m.stop();
     }
     let ctrl = server.ctrl.write().unwrap_or_else(PoisonError::into_inner).take();
     drop(ctrl);

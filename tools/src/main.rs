@@ -17,6 +17,7 @@ mod daemon;
 mod demo;
 mod docker_plugin;
 mod logger;
+mod metrics;
 mod socket;
 
 use std::process::ExitCode;

@@ -97,6 +97,16 @@ pub struct DaemonArgs {
     /// (`plexus dns NET`); an --internal network forwards nothing.
     #[arg(long = "dns-upstream", value_name = "IP[:PORT]", value_parser = parse_upstream)]
     pub dns_upstreams: Vec<std::net::SocketAddrV4>,
+    /// Serve the switch's counters in the Prometheus text format at
+    /// http://ADDR:PORT/metrics (read-only; e.g. 127.0.0.1:9464).
+    ///
+    /// Per-port frames, bytes and drops by reason, MAC table sizes, NAT flows
+    /// by protocol and state, published ports, the gateways' DNS counters and
+    /// the switch worker's CPU time — the numbers `plexus stats`, `fdb`,
+    /// `nat` and `info` show. Use a loopback address unless the scraper is
+    /// elsewhere: the counters name every network and endpoint.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// `IP` or `IP:PORT` of a DNS upstream.
@@ -161,6 +171,7 @@ pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
         api_idle: Duration::from_secs(args.api_idle_timeout),
         docker_plugin: args.docker_plugin,
         dns_upstreams: (!args.dns_upstreams.is_empty()).then_some(args.dns_upstreams),
+        metrics: args.metrics,
     })?;
     Ok(0)
 }
