@@ -117,6 +117,20 @@ fn metrics_parse_and_match_plexus_stats() {
     );
     assert_eq!(m["plexus_switch_up"], 1.0);
     assert!(m.contains_key("plexus_switch_cpu_seconds_total"), "{text}");
+    // Live rates: while c1 pings c2, `stats --watch` sees c1 send.
+    let c1 = ns_path(&env.netns("c1"));
+    let pinger = std::thread::spawn(move || peers::ping(&c1, Ipv4Addr::new(10, 65, 0, 3), 12));
+    let out = d.ok(&["stats", "--watch", "0.5", "--count", "2", "--format", "json"]);
+    assert!(pinger.join().unwrap(), "ping during the watch");
+    let refreshes: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(refreshes.len(), 2, "{out}");
+    let c1_rate = refreshes
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter())
+        .filter(|p| p["endpoint"] == "c1")
+        .map(|p| p["rx_frames_per_sec"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(c1_rate > 0.0, "{out}");
     // Read-only, one path.
     assert_eq!(http(&host.name, "GET", "/").0, 404);
     assert_eq!(http(&host.name, "POST", "/metrics").0, 405);

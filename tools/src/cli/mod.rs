@@ -274,6 +274,14 @@ Examples:
         /// Only the ports of this network (name or id).
         #[arg(long, value_name = "NET")]
         network: Option<String>,
+        /// Refresh in place every SECS seconds (default 1), like top: per-port
+        /// frames/s, bits/s and drops/s each way since the last refresh.
+        /// Ctrl-C stops.
+        #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1", value_parser = watch_interval)]
+        watch: Option<f64>,
+        /// With --watch: stop after N refreshes.
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
         #[command(flatten)]
         format: FormatArgs,
     },
@@ -384,7 +392,18 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             rows.sort_by_key(|r| r.mac);
             show(format.format, &rows, |v| output::fdb_table(v))
         }
-        Command::Stats { network, format } => {
+        Command::Stats {
+            network,
+            watch: Some(secs),
+            count,
+            format,
+        } => watch_stats(socket, network, secs, count, format.format),
+        Command::Stats {
+            network,
+            watch: None,
+            format,
+            ..
+        } => {
             let ports: Vec<PortInfo> = Client::connect(socket)?.call_as(&Request::Stats { network })?;
             show(format.format, &ports, |v| output::stats_table(v))
         }
@@ -401,6 +420,49 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             let v: VersionInfo = Client::connect(socket)?.call_as(&Request::Version {})?;
             output::print(&format!("daemon: {} (API {})\n", v.version, v.api))?;
             Ok(0)
+        }
+    }
+}
+
+/// Seconds between refreshes of `stats --watch`: 0.1 to 3600.
+fn watch_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?}: give seconds from 0.1 to 3600")),
+    }
+}
+
+/// `plexus stats --watch`: the rates between two reads of the counters,
+/// redrawn in place (a JSON line per refresh with --format json).
+fn watch_stats(
+    socket: &std::path::Path,
+    network: Option<String>,
+    secs: f64,
+    count: Option<u64>,
+    format: output::Format,
+) -> anyhow::Result<u8> {
+    let mut client = Client::connect(socket)?;
+    let read = |c: &mut Client| -> anyhow::Result<(std::time::Instant, Vec<PortInfo>)> {
+        let ports: Vec<PortInfo> = c.call_as(&Request::Stats {
+            network: network.clone(),
+        })?;
+        Ok((std::time::Instant::now(), ports))
+    };
+    let mut last = read(&mut client)?;
+    let mut shown = 0;
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+        let now = read(&mut client)?;
+        let rates = output::port_rates(&last.1, &now.1, now.0.duration_since(last.0).as_secs_f64());
+        match format {
+            output::Format::Json => output::print(&format!("{}\n", serde_json::to_string(&rates)?))?,
+            // Home and clear, then the table: redrawn in place.
+            output::Format::Text => output::print(&format!("\x1b[H\x1b[2J{}", output::rates_table(&rates)))?,
+        }
+        last = now;
+        shown += 1;
+        if count.is_some_and(|n| shown >= n) {
+            return Ok(0);
         }
     }
 }
@@ -515,9 +577,24 @@ mod tests {
         ));
         assert!(p(&["plexus", "fdb"]).is_err());
         assert!(matches!(
+            p(&["plexus", "stats", "--watch", "--count", "3"]).unwrap(),
+            Command::Stats {
+                watch: Some(w),
+                count: Some(3),
+                ..
+            } if w == 1.0
+        ));
+        assert!(p(&["plexus", "stats", "--watch", "0"]).is_err());
+        assert!(
+            p(&["plexus", "stats", "--count", "3"]).is_err(),
+            "--count needs --watch"
+        );
+        assert!(matches!(
             p(&["plexus", "stats"]).unwrap(),
             Command::Stats {
                 network: None,
+                watch: None,
+                count: None,
                 format: FormatArgs { format: Format::Text }
             }
         ));

@@ -442,6 +442,86 @@ pub fn drops(p: &PortInfo) -> String {
 }
 
 /// `plexus stats`: one row per port.
+/// One port's rates between two reads of its counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PortRates {
+    pub network: String,
+    pub endpoint: String,
+    pub rx_frames_per_sec: f64,
+    pub rx_bits_per_sec: f64,
+    pub tx_frames_per_sec: f64,
+    pub tx_bits_per_sec: f64,
+    pub drops_per_sec: f64,
+}
+
+/// The rates of each port present in both reads, `secs` apart.
+#[allow(clippy::cast_precision_loss)]
+pub fn port_rates(before: &[PortInfo], after: &[PortInfo], secs: f64) -> Vec<PortRates> {
+    let secs = secs.max(1e-6);
+    let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+    after
+        .iter()
+        .filter_map(|p| {
+            let q = before
+                .iter()
+                .find(|q| q.network == p.network && q.endpoint == p.endpoint)?;
+            let drops = |x: &PortInfo| x.drops.values().sum::<u64>();
+            Some(PortRates {
+                network: p.network.clone(),
+                endpoint: p.endpoint.clone(),
+                rx_frames_per_sec: rate(q.rx_frames, p.rx_frames),
+                rx_bits_per_sec: 8.0 * rate(q.rx_bytes, p.rx_bytes),
+                tx_frames_per_sec: rate(q.tx_frames, p.tx_frames),
+                tx_bits_per_sec: 8.0 * rate(q.tx_bytes, p.tx_bytes),
+                drops_per_sec: rate(drops(q), drops(p)),
+            })
+        })
+        .collect()
+}
+
+/// A rate with an SI prefix: `1.2M`, `830k`, `12`.
+fn si(v: f64) -> String {
+    if v >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The table `stats --watch` redraws.
+pub fn rates_table(rates: &[PortRates]) -> String {
+    let rows: Vec<Vec<String>> = rates
+        .iter()
+        .map(|r| {
+            vec![
+                r.network.clone(),
+                r.endpoint.clone(),
+                si(r.rx_frames_per_sec),
+                format!("{}b", si(r.rx_bits_per_sec)),
+                si(r.tx_frames_per_sec),
+                format!("{}b", si(r.tx_bits_per_sec)),
+                si(r.drops_per_sec),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NETWORK",
+            "ENDPOINT",
+            "RX FRAMES/S",
+            "RX BITS/S",
+            "TX FRAMES/S",
+            "TX BITS/S",
+            "DROPS/S",
+        ],
+        &rows,
+    )
+}
+
 pub fn stats_table(ports: &[PortInfo]) -> String {
     let rows: Vec<Vec<String>> = ports
         .iter()
@@ -476,6 +556,30 @@ pub fn stats_table(ports: &[PortInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_are_deltas_over_the_interval() {
+        let port = |rx: u64, bytes: u64, dropped: u64| PortInfo {
+            endpoint: "c1".into(),
+            network: "n1".into(),
+            rx_frames: rx,
+            rx_bytes: bytes,
+            tx_frames: 0,
+            tx_bytes: 0,
+            learn_table_full: 0,
+            drops: [("spoofed".to_owned(), dropped)].into_iter().collect(),
+        };
+        let r = port_rates(&[port(100, 10_000, 1)], &[port(300, 260_000, 5)], 2.0);
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].rx_frames_per_sec, r[0].rx_bits_per_sec, r[0].drops_per_sec),
+            (100.0, 1e6, 2.0)
+        );
+        let t = rates_table(&r);
+        assert!(t.contains("1.0Mb") && t.contains("100"), "{t}");
+        // A port that appeared meanwhile has no rate yet.
+        assert!(port_rates(&[], &[port(1, 1, 0)], 1.0).is_empty());
+    }
 
     #[test]
     fn table_aligns_without_trailing_blanks() {
