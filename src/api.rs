@@ -258,6 +258,25 @@ pub enum Request {
         dns_options: Vec<String>,
     },
 
+    /// Capture the frames of a network's ports or one endpoint's, both
+    /// directions: the response line is followed on the connection by the
+    /// pcap stream in chunks (see docs/api.md, `capture`).
+    #[serde(rename = "capture")]
+    Capture {
+        /// Every port of this network.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        network: Option<String>,
+        /// Only this endpoint's port (name or id).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        /// Bytes kept of each frame; default 262144.
+        #[serde(default = "default_snaplen")]
+        snaplen: u32,
+        /// Stop after this many frames.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        count: Option<u64>,
+    },
+
     /// The names a network's gateway answers, sorted by name.
     #[serde(rename = "dns")]
     Dns {
@@ -288,6 +307,10 @@ pub enum Request {
     /// The daemon's configuration and counts.
     #[serde(rename = "info")]
     Info {},
+}
+
+fn default_snaplen() -> u32 {
+    262_144
 }
 
 fn default_driver() -> String {
@@ -335,6 +358,7 @@ impl Request {
             Request::EndpointRm { .. } => "endpoint.rm",
             Request::Run { .. } => "run",
             Request::Dns { .. } => "dns",
+            Request::Capture { .. } => "capture",
             Request::Fdb { .. } => "fdb",
             Request::Stats { .. } => "stats",
             Request::Nat {} => "nat",
@@ -517,6 +541,24 @@ pub struct FdInfo {
     pub per_endpoint: usize,
 }
 
+/// The first answer of `capture`: what is captured; the pcap stream follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureStart {
+    /// The endpoints whose ports are captured.
+    pub endpoints: Vec<String>,
+    /// Bytes kept of each frame.
+    pub snaplen: u32,
+}
+
+/// The last answer of `capture`, after the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureEnd {
+    /// Frames written.
+    pub captured: u64,
+    /// Frames dropped because the reader was slower than the switch.
+    pub dropped: u64,
+}
+
 /// The gateways' DNS, as `info` shows it: the upstreams and the switch's
 /// counters (flattened: `local`, `cached`, `forwarded`, `relayed`,
 /// `servfail`, `refused`, `stray`, `tcp_retries`).
@@ -666,6 +708,7 @@ mod tests {
             Request::Run { .. } => is::<RunResult>(result),
             Request::Fdb { .. } => is::<Vec<FdbInfo>>(result),
             Request::Dns { .. } => is::<Vec<crate::model::DnsRecord>>(result),
+            Request::Capture { .. } => is::<CaptureStart>(result),
             Request::Stats { .. } => {
                 let ports: Vec<PortInfo> = serde_json::from_value(result).unwrap();
                 let reasons: Vec<&str> = plexus_switch::DropReason::ALL.iter().map(|r| r.name()).collect();

@@ -665,6 +665,22 @@ impl SwitchView for BridgeDriver {
         self.dataplane.health()
     }
 
+    fn capture(
+        &self,
+        endpoints: &[String],
+        queue: usize,
+        snaplen: u32,
+    ) -> Result<plexus_switch::dataplane::capture::Capture, DriverError> {
+        let ports: Vec<PortId> = {
+            let st = self.state();
+            endpoints
+                .iter()
+                .filter_map(|e| st.ports.get(e).map(|(_, p)| *p))
+                .collect()
+        };
+        Ok(self.dataplane.capture(ports, queue, snaplen)?)
+    }
+
     fn dns_stats(&self) -> Result<plexus_switch::dns::DnsStats, DriverError> {
         Ok(self.dataplane.dns_stats()?)
     }

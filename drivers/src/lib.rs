@@ -358,6 +358,13 @@ pub trait SwitchView {
     fn health(&self) -> plexus_switch::Health;
     /// The gateways' DNS counters.
     fn dns_stats(&self) -> Result<plexus_switch::dns::DnsStats, DriverError>;
+    /// Starts capturing the ports of `endpoints` (ids).
+    fn capture(
+        &self,
+        endpoints: &[String],
+        queue: usize,
+        snaplen: u32,
+    ) -> Result<plexus_switch::dataplane::capture::Capture, DriverError>;
 }
 
 /// The built-in drivers; `bridge` starts its switch with `config` (`rootless`:

@@ -82,6 +82,55 @@ impl Controller {
         Ok(self.switch()?.fd_use()?)
     }
 
+    /// Starts capturing the ports of every endpoint of `network`, or of
+    /// `endpoint` alone: up to `queue` frames wait for the reader, each cut
+    /// to `snaplen` bytes. Returns the capture and the endpoints' names.
+    pub fn capture(
+        &self,
+        network: Option<&str>,
+        endpoint: Option<&str>,
+        queue: usize,
+        snaplen: u32,
+    ) -> Result<(plexus_switch::dataplane::capture::Capture, Vec<String>)> {
+        let core = self.lock();
+        let eps: Vec<crate::model::EndpointRecord> = match (network, endpoint) {
+            (_, Some(e)) => {
+                let e = match network {
+                    Some(n) => {
+                        let net = core.network(n)?.id.clone();
+                        core.state
+                            .endpoints
+                            .iter()
+                            .find(|x| x.network == net && (x.name == e || x.id == e))
+                            .cloned()
+                            .ok_or_else(|| Error::NoSuchEndpoint(e.to_owned()))?
+                    }
+                    None => core.endpoint_any(e)?.clone(),
+                };
+                vec![e]
+            }
+            (Some(n), None) => {
+                let net = core.network(n)?.id.clone();
+                core.state
+                    .endpoints
+                    .iter()
+                    .filter(|x| x.network == net)
+                    .cloned()
+                    .collect()
+            }
+            (None, None) => return Err(Error::InvalidOption("capture needs a network or an endpoint".into())),
+        };
+        let Some(first) = eps.first() else {
+            return Err(Error::InvalidOption("that network has no endpoints to capture".into()));
+        };
+        let net = core.network_by_id(&first.network)?.clone();
+        let drv = self.driver(&net.driver)?;
+        let sw = self.switch_of(&drv, &net.name)?;
+        let ids: Vec<String> = eps.iter().map(|e| e.id.clone()).collect();
+        let cap = sw.capture(&ids, queue, snaplen)?;
+        Ok((cap, eps.into_iter().map(|e| e.name).collect()))
+    }
+
     /// The gateways' DNS counters, and the upstreams it forwards to.
     pub fn dns_stats(&self) -> Result<(plexus_switch::dns::DnsStats, Vec<std::net::SocketAddrV4>)> {
         Ok((self.switch()?.dns_stats()?, self.inner.dns_upstreams.clone()))

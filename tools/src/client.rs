@@ -101,6 +101,11 @@ impl Client {
         resp.into_result().map_err(anyhow::Error::from)
     }
 
+    /// What follows the answer on the connection (a capture's stream).
+    pub fn into_reader(self) -> BufReader<UnixStream> {
+        self.reader
+    }
+
     /// Like [`Client::call`], decoding the result as `T`.
     pub fn call_as<T: DeserializeOwned>(&mut self, req: &Request) -> anyhow::Result<T> {
         let v = self.call(req)?;

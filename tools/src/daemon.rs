@@ -320,6 +320,39 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Frames a capture keeps for its reader; more are dropped and counted.
+const CAPTURE_QUEUE: usize = 4096;
+
+/// One captured frame as a pcap record.
+fn write_captured(
+    buf: &mut Vec<u8>,
+    f: &plexus_switch::dataplane::capture::Captured,
+    snaplen: u32,
+) -> std::io::Result<()> {
+    // The record's original length is the frame's, its bytes what was kept.
+    let mut h = [0u8; 16];
+    h[..4].copy_from_slice(&u32::try_from(f.ts.as_secs()).unwrap_or(u32::MAX).to_ne_bytes());
+    h[4..8].copy_from_slice(&f.ts.subsec_micros().to_ne_bytes());
+    let incl = u32::try_from(f.bytes.len()).unwrap_or(u32::MAX).min(snaplen);
+    h[8..12].copy_from_slice(&incl.to_ne_bytes());
+    h[12..].copy_from_slice(&f.orig_len.to_ne_bytes());
+    buf.extend_from_slice(&h);
+    buf.extend_from_slice(&f.bytes[..usize::try_from(incl).unwrap_or(0)]);
+    Ok(())
+}
+
+/// True if the client closed its end (a read would return end of file).
+fn peer_gone(w: &UnixStream) -> bool {
+    let mut b = [0u8; 1];
+    let _ = w.set_nonblocking(true);
+    let gone = matches!(
+        nix::sys::socket::recv(w.as_raw_fd(), &mut b, nix::sys::socket::MsgFlags::MSG_PEEK),
+        Ok(0)
+    );
+    let _ = w.set_nonblocking(false);
+    gone
+}
+
 /// Tells a client over the connection limit why it is closed (without
 /// waiting on it: a client that does not read loses the message).
 fn refuse(stream: UnixStream, max: usize) {
@@ -403,10 +436,101 @@ impl Server {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            if let Ok(Request::Capture {
+                network,
+                endpoint,
+                snaplen,
+                count,
+            }) = serde_json::from_slice::<Request>(&line)
+            {
+                // The connection carries the capture's stream, then ends.
+                return self.capture(&mut writer, network.as_deref(), endpoint.as_deref(), snaplen, count);
+            }
             let response = self.handle_line(&line);
             if send(&mut writer, &response).is_err() {
                 return;
             }
+        }
+    }
+
+    /// Streams a capture on `w`: the response line, then chunks of the pcap
+    /// stream (a 4-byte big-endian length, then that many bytes), then a
+    /// zero length and a last line with what was captured and dropped. Ends
+    /// after `count` frames, when the client goes, or when the daemon stops.
+    fn capture(
+        &self,
+        w: &mut UnixStream,
+        network: Option<&str>,
+        endpoint: Option<&str>,
+        snaplen: u32,
+        count: Option<u64>,
+    ) {
+        let Some(ctrl) = self.ctrl.read().unwrap_or_else(PoisonError::into_inner).clone() else {
+            let _ = send(
+                w,
+                &Response::failure(ApiError::new(KIND_SHUTTING_DOWN, "the daemon is shutting down")),
+            );
+            return;
+        };
+        let snaplen = snaplen.clamp(64, 262_144);
+        let started = ctrl.capture(network, endpoint, CAPTURE_QUEUE, snaplen);
+        let (cap, endpoints) = match started {
+            Ok(c) => c,
+            Err(e) => {
+                log::warn!("capture: {e}");
+                let _ = send(w, &Response::failure(e.into()));
+                return;
+            }
+        };
+        drop(ctrl);
+        log::info!("capture of {} started", endpoints.join(", "));
+        let start = plexus::api::CaptureStart { endpoints, snaplen };
+        if send(w, &Response::success(serde_json::to_value(&start).unwrap_or_default())).is_err() {
+            return;
+        }
+        let chunk = |w: &mut UnixStream, bytes: &[u8]| -> std::io::Result<()> {
+            w.write_all(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_be_bytes())?;
+            w.write_all(bytes)
+        };
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let _ = plexus_switch::io::pcap::write_header(&mut buf, snaplen);
+        let mut written = 0u64;
+        let mut alive = chunk(w, &buf).is_ok();
+        while alive && count.is_none_or(|n| written < n) {
+            if self.ctrl.read().unwrap_or_else(PoisonError::into_inner).is_none() {
+                break;
+            }
+            buf.clear();
+            match cap.frames().recv_timeout(Duration::from_millis(200)) {
+                Ok(f) => {
+                    let mut next = Some(f);
+                    while let Some(f) = next.take() {
+                        let _ = write_captured(&mut buf, &f, snaplen);
+                        written += 1;
+                        if count.is_some_and(|n| written >= n) || buf.len() > 60 * 1024 {
+                            break;
+                        }
+                        next = cap.frames().try_recv().ok();
+                    }
+                    alive = chunk(w, &buf).is_ok();
+                }
+                Err(plexus_switch::dataplane::capture::RecvTimeoutError::Timeout) => {
+                    // Nothing to write: notice a client that left.
+                    alive = !peer_gone(w);
+                }
+                Err(plexus_switch::dataplane::capture::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let (_, dropped) = cap.counts();
+        drop(cap);
+        log::info!("capture ended: {written} frames, {dropped} dropped");
+        if alive {
+            let end = plexus::api::CaptureEnd {
+                captured: written,
+                dropped,
+            };
+            let _ = w.write_all(&0u32.to_be_bytes());
+            let _ = send(w, &Response::success(serde_json::to_value(end).unwrap_or_default()));
         }
     }
 
@@ -604,6 +728,11 @@ impl Server {
             }
 
             Request::Dns { network } => json(ctrl.dns(network)?),
+            // Served as a stream by `serve` before it gets here.
+            Request::Capture { .. } => Err(ApiError::new(
+                KIND_BAD_REQUEST,
+                "capture streams on a connection of its own (its first request)",
+            )),
             Request::Fdb { network } => {
                 let mut rows = ctrl.fdb(network)?;
                 rows.sort_by_key(|r| r.mac);
@@ -682,6 +811,7 @@ fn mutates(req: &Request) -> bool {
             | Request::EndpointLs { .. }
             | Request::EndpointInspect { .. }
             | Request::Dns { .. }
+            | Request::Capture { .. }
             | Request::Fdb { .. }
             | Request::Stats { .. }
             | Request::Nat {}

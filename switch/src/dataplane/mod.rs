@@ -20,6 +20,7 @@
 //! A worker that dies (epoll failing is the one way) records why, logs it, and
 //! every later call reports it ([`DataplaneError::Dead`]).
 
+pub mod capture;
 mod dns;
 pub mod flows;
 pub mod ports;
@@ -145,6 +146,8 @@ pub(crate) enum Command {
     Publish(PortId, Vec<Binding>, Ipv4Addr, Sender<Result<(), DataplaneError>>),
     Unpublish(PortId, Sender<usize>),
     SetNames(crate::dns::DnsNames, Sender<()>),
+    Tap(capture::TapPorts, Arc<capture::Tap>, Sender<()>),
+    Untap(Arc<capture::Tap>),
     DnsStats(Sender<crate::dns::DnsStats>),
     FdUse(Sender<FdUse>),
     Health(Sender<Health>),
@@ -296,6 +299,20 @@ impl Dataplane {
     /// the other domains each port's container sees (it is on them too).
     pub fn set_names(&self, names: crate::dns::DnsNames) -> Result<(), DataplaneError> {
         self.call(|r| Command::SetNames(names, r))
+    }
+
+    /// Starts capturing the frames of `ports`, both directions: up to
+    /// `queue` frames wait for the reader (more are dropped and counted),
+    /// each cut to `snaplen` bytes. Stops when the capture is dropped.
+    pub fn capture(&self, ports: Vec<PortId>, queue: usize, snaplen: u32) -> Result<capture::Capture, DataplaneError> {
+        let (cap, tap) = capture::Capture::new(self.clone(), queue, snaplen);
+        self.call(|r| Command::Tap(ports, tap, r))?;
+        Ok(cap)
+    }
+
+    fn send_command(&self, cmd: Command) -> Result<(), DataplaneError> {
+        self.inner.tx.send(cmd).map_err(|_| self.gone())?;
+        self.inner.waker.wake().map_err(|_| self.gone())
     }
 
     /// The gateways' DNS counters.

@@ -28,6 +28,8 @@ pub(crate) struct Slot {
     pub(crate) ready: bool,
     /// Indices into the current rx batch, to send out of this port.
     gather: Vec<u8>,
+    /// Captures of this port's frames (empty: nobody captures).
+    pub(crate) taps: Vec<Arc<super::capture::Tap>>,
 }
 
 /// Every port, the burst being forwarded and the gateway's replies to it.
@@ -73,6 +75,7 @@ impl Ports {
             port,
             ready: true,
             gather: Vec::with_capacity(BATCH),
+            taps: Vec::new(),
         });
         if self.touched.capacity() < self.slots.len() {
             self.touched.reserve(self.slots.len() - self.touched.len());
@@ -158,6 +161,11 @@ impl Ports {
         for f in &frames[..r.sent.min(n)] {
             engine.count_tx(q, f.len() - hdr);
         }
+        for tap in &slot.taps {
+            for f in &frames[..r.sent.min(n)] {
+                tap.frame(f.get(hdr..).unwrap_or(&[]));
+            }
+        }
         slot.gather.clear();
         count_send_drops(engine, q, n, r);
     }
@@ -204,6 +212,11 @@ impl PortSink<'_> {
         let r = slot.port.send(&frames[..n]);
         for b in &bufs[..r.sent.min(n)] {
             self.engine.count_tx(port, b.len());
+        }
+        for tap in &slot.taps {
+            for b in &bufs[..r.sent.min(n)] {
+                tap.frame(b.frame());
+            }
         }
         count_send_drops(self.engine, port, n, r);
         Some(r.sent)

@@ -176,6 +176,11 @@ impl Worker {
         slot.ready = r.more;
         self.engine
             .count_drops(ingress, DropReason::Oversize, r.truncated as u64);
+        for tap in &slot.taps {
+            for buf in &self.ports.batch.bufs[..r.frames] {
+                tap.frame(buf.frame());
+            }
+        }
         let mut replies = 0;
         for k in 0..r.frames {
             let buf = &self.ports.batch.bufs[k];
@@ -279,6 +284,19 @@ impl Worker {
                 let added = self.nat.publish(port, &bindings, container);
                 self.nat.set_fixed(self.ports.count());
                 let _ = r.send(added);
+            }
+            Command::Tap(ports, tap, r) => {
+                for p in ports {
+                    if let Some(slot) = self.ports.slots.get_mut(p.0 as usize).and_then(Option::as_mut) {
+                        slot.taps.push(std::sync::Arc::clone(&tap));
+                    }
+                }
+                let _ = r.send(());
+            }
+            Command::Untap(tap) => {
+                for slot in self.ports.slots.iter_mut().flatten() {
+                    super::capture::untap(&mut slot.taps, &tap);
+                }
             }
             Command::SetNames(names, r) => {
                 self.nat.dns.resolver.set_names(names);

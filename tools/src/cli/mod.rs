@@ -180,6 +180,38 @@ Examples:
     )]
     Run(run::RunArgs),
 
+    /// Capture the frames of a network's ports, or one endpoint's, as pcap.
+    #[command(
+        long_about = "\
+Write the frames crossing the switch ports of every endpoint of a network (--network) \
+or of one endpoint (--endpoint), both directions, as a pcap stream that tcpdump, tshark \
+and Wireshark read as it is. Frames are written as the container sent or receives them \
+(an offload super-frame whole, with its original length). Capturing costs the switch \
+nothing when nobody captures, and a slow reader never stalls it: up to 4096 frames wait, \
+more are dropped and counted; at the end the counts are printed on stderr.",
+        after_help = "\
+Examples:
+  plexus capture --network n1 -w n1.pcap --count 100
+  plexus capture --endpoint c1 -w - | tcpdump -nr -"
+    )]
+    Capture {
+        /// Every endpoint of this network.
+        #[arg(long, short = 'n', value_name = "NET", required_unless_present = "endpoint")]
+        network: Option<String>,
+        /// Only this endpoint (name or id; with --network if the name is ambiguous).
+        #[arg(long, short = 'e', value_name = "EP")]
+        endpoint: Option<String>,
+        /// Where to write the pcap stream; - is stdout.
+        #[arg(long = "write", short = 'w', value_name = "FILE", default_value = "-")]
+        write: PathBuf,
+        /// Stop after N frames (default: until interrupted).
+        #[arg(long, short = 'c', value_name = "N")]
+        count: Option<u64>,
+        /// Bytes kept of each frame (64 to 262144).
+        #[arg(long, short = 's', value_name = "N", default_value_t = 262_144)]
+        snaplen: u32,
+    },
+
     /// Show the names a network's gateway answers (its DNS).
     #[command(
         long_about = "\
@@ -383,6 +415,13 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Endpoint(cmd) => endpoint::run(socket, cmd),
         Command::Run(a) => run::run(socket, a),
         Command::Exec(a) => run::exec(socket, a),
+        Command::Capture {
+            network,
+            endpoint,
+            write,
+            count,
+            snaplen,
+        } => capture(socket, network, endpoint, &write, count, snaplen),
         Command::Dns { format, network } => {
             let rows: Vec<plexus::model::DnsRecord> = Client::connect(socket)?.call_as(&Request::Dns { network })?;
             show(format.format, &rows, |v| output::dns_table(v))
@@ -422,6 +461,60 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `plexus capture`: the pcap stream to a file or stdout, the counts on stderr.
+fn capture(
+    socket: &std::path::Path,
+    network: Option<String>,
+    endpoint: Option<String>,
+    write: &std::path::Path,
+    count: Option<u64>,
+    snaplen: u32,
+) -> anyhow::Result<u8> {
+    use std::io::{BufRead, Read, Write};
+    let mut c = Client::connect(socket)?;
+    let start: plexus::api::CaptureStart = c.call_as(&Request::Capture {
+        network,
+        endpoint,
+        snaplen,
+        count,
+    })?;
+    eprintln!("capturing {} (snaplen {})", start.endpoints.join(", "), start.snaplen);
+    let mut out: Box<dyn Write> = if write == std::path::Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(anyhow::Context::with_context(std::fs::File::create(write), || {
+            format!("creating {}", write.display())
+        })?)
+    };
+    let mut r = c.into_reader();
+    let mut chunk = Vec::new();
+    loop {
+        let mut len = [0u8; 4];
+        if r.read_exact(&mut len).is_err() {
+            // The daemon went away mid-stream.
+            out.flush()?;
+            anyhow::bail!("the capture stream ended early");
+        }
+        let n = usize::try_from(u32::from_be_bytes(len)).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        chunk.resize(n, 0);
+        r.read_exact(&mut chunk)?;
+        out.write_all(&chunk)?;
+        out.flush()?;
+    }
+    let mut last = String::new();
+    r.read_line(&mut last)?;
+    let end: plexus::api::Response = serde_json::from_str(&last)?;
+    let end: plexus::api::CaptureEnd = serde_json::from_value(end.into_result()?)?;
+    eprintln!(
+        "{} frames captured, {} dropped (the reader was slower than the switch)",
+        end.captured, end.dropped
+    );
+    Ok(0)
 }
 
 /// Seconds between refreshes of `stats --watch`: 0.1 to 3600.

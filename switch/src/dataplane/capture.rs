@@ -1,0 +1,114 @@
+//! Capture taps: copies of the frames crossing chosen ports, both
+//! directions, handed to a reader through a bounded queue.
+//!
+//! Decisions:
+//! - A port carries its taps in its slot; a port without taps costs one
+//!   empty-list check per batch, nothing per frame — capturing costs nothing
+//!   when nobody captures.
+//! - A tap never blocks the worker: a full queue (a slow reader) drops the
+//!   copy and counts it; the reader reports the count at the end.
+//! - Frames are copied as the container sent or receives them (no
+//!   virtio-net header; an offload super-frame whole, up to the snap length,
+//!   with its original length), with the wall-clock time of the copy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use crossbeam_channel::RecvTimeoutError;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::{Command, Dataplane};
+use crate::types::PortId;
+
+/// One captured frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// When it was copied (since the Unix epoch).
+    pub ts: Duration,
+    /// Its length on the wire (before the snap length cut it).
+    pub orig_len: u32,
+    /// Its first bytes, up to the snap length.
+    pub bytes: Vec<u8>,
+}
+
+/// The worker's side of a capture.
+#[derive(Debug)]
+pub struct Tap {
+    tx: Sender<Captured>,
+    snaplen: usize,
+    captured: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Tap {
+    /// Copies `frame` to the reader's queue, or counts it dropped.
+    pub(crate) fn frame(&self, frame: &[u8]) {
+        let n = frame.len().min(self.snaplen);
+        let c = Captured {
+            ts: crate::io::pcap::wall_clock(),
+            orig_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
+            bytes: frame[..n].to_vec(),
+        };
+        match self.tx.try_send(c) {
+            Ok(()) => self.captured.fetch_add(1, Ordering::Relaxed),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// A capture in progress: its frames come out of [`Capture::frames`]; it
+/// stops when dropped.
+#[derive(Debug)]
+pub struct Capture {
+    rx: Receiver<Captured>,
+    tap: Arc<Tap>,
+    dataplane: Dataplane,
+}
+
+impl Capture {
+    pub(crate) fn new(dataplane: Dataplane, queue: usize, snaplen: u32) -> (Capture, Arc<Tap>) {
+        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
+        let tap = Arc::new(Tap {
+            tx,
+            snaplen: usize::try_from(snaplen).unwrap_or(usize::MAX).max(1),
+            captured: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        (
+            Capture {
+                rx,
+                tap: Arc::clone(&tap),
+                dataplane,
+            },
+            tap,
+        )
+    }
+
+    /// The captured frames, in order.
+    pub fn frames(&self) -> &Receiver<Captured> {
+        &self.rx
+    }
+
+    /// Frames copied so far, and frames dropped because the queue was full.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.tap.captured.load(Ordering::Relaxed),
+            self.tap.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.dataplane.send_command(Command::Untap(Arc::clone(&self.tap)));
+    }
+}
+
+/// Ports and their taps, as the worker keeps them.
+pub(crate) fn untap(taps: &mut Vec<Arc<Tap>>, tap: &Arc<Tap>) {
+    taps.retain(|t| !Arc::ptr_eq(t, tap));
+}
+
+/// The ports a capture taps.
+pub(crate) type TapPorts = Vec<PortId>;

@@ -1,0 +1,73 @@
+//! `plexus capture`: the frames crossing a network's ports, both
+//! directions, as a pcap stream that tcpdump reads as it is.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+
+use common::net::TestNs;
+use common::{Daemon, TestEnv, ns_path, peers};
+
+#[test]
+#[cfg_attr(not(all(px_root, px_tcpdump)), ignore = "needs root, /dev/net/tun and tcpdump")]
+fn a_capture_of_a_ping_reads_back_in_tcpdump() {
+    let env = TestEnv::new();
+    let host = TestNs::new(&env.netns("H"));
+    let d = Daemon::start_in(&env, Some(&host.name), &[]);
+    d.ok(&["network", "create", "--subnet", "10.66.0.0/24", "n1"]);
+    d.ok(&["run", "--network", "n1", "c1"]);
+    d.ok(&["run", "--network", "n1", "c2"]);
+    let file = env.state_dir.join("n1.pcap");
+    let mut cap = d
+        .cmd(&[
+            "capture",
+            "--network",
+            "n1",
+            "-w",
+            file.to_str().unwrap(),
+            "--count",
+            "16",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(cap.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert!(first.starts_with("capturing c1, c2"), "{first}");
+    // Five pings: each is a request and a reply, each seen leaving one port
+    // and entering the other (plus ARP): more than 16 frames.
+    assert!(peers::ping(&ns_path(&env.netns("c1")), Ipv4Addr::new(10, 66, 0, 3), 5));
+    let status = cap.wait().unwrap();
+    let mut rest = String::new();
+    for line in err.lines() {
+        rest.push_str(&line.unwrap());
+    }
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("16 frames captured, 0 dropped"), "{rest}");
+
+    let out = Command::new("tcpdump").args(["-nr"]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 16, "{text}");
+    let requests = text
+        .lines()
+        .filter(|l| l.contains("10.66.0.2 > 10.66.0.3: ICMP echo request"))
+        .count();
+    let replies = text
+        .lines()
+        .filter(|l| l.contains("10.66.0.3 > 10.66.0.2: ICMP echo reply"))
+        .count();
+    // Each crossing is written twice: as it enters the switch and as it leaves.
+    assert!(requests >= 4 && replies >= 4, "{text}");
+    // An endpoint that does not exist is a clear error.
+    let e = d.fails(1, &["capture", "--endpoint", "ghost", "--count", "1"]);
+    assert!(e.contains("ghost"), "{e}");
+}
