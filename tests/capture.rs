@@ -71,3 +71,61 @@ fn a_capture_of_a_ping_reads_back_in_tcpdump() {
     let e = d.fails(1, &["capture", "--endpoint", "ghost", "--count", "1"]);
     assert!(e.contains("ghost"), "{e}");
 }
+
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn a_reader_that_never_reads_costs_drops_not_the_transfer() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let host = TestNs::new(&env.netns("H"));
+    let d = Daemon::start_in(&env, Some(&host.name), &[]);
+    d.ok(&["network", "create", "--subnet", "10.67.0.0/24", "n1"]);
+    d.ok(&["run", "--network", "n1", "c1"]);
+    d.ok(&["run", "--network", "n1", "c2"]);
+    // A capture client that reads the answer line and nothing after it.
+    let mut stuck = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+    stuck.write_all(b"{\"op\":\"capture\",\"network\":\"n1\"}\n").unwrap();
+    let mut first = String::new();
+    BufReader::new(stuck.try_clone().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("\"ok\":true"), "{first}");
+    // 30 MB through the switch while the capture cannot keep up.
+    let c2 = ns_path(&env.netns("c2"));
+    let server = peers::tcp_server(&c2, Ipv4Addr::UNSPECIFIED, &[9000]);
+    let put = peers::tcp_client(
+        &ns_path(&env.netns("c1")),
+        std::net::SocketAddrV4::new(Ipv4Addr::new(10, 67, 0, 3), 9000),
+        peers::Cmd::Put(30_000_000),
+        None,
+    );
+    drop(server);
+    assert!(put.intact, "the transfer under a stuck capture: {put:?}");
+    // The switch kept forwarding: the stuck reader cost dropped copies,
+    // which the daemon reports when the capture ends.
+    drop(stuck);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let line = loop {
+        if let Some(l) = d
+            .log()
+            .lines()
+            .find(|l| l.contains("capture ended:"))
+            .map(str::to_owned)
+        {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no end of capture in the log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let dropped: u64 = line
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(dropped > 0, "{line}");
+}

@@ -501,7 +501,7 @@ impl Server {
                 break;
             }
             buf.clear();
-            match cap.frames().recv_timeout(Duration::from_millis(200)) {
+            match cap.recv(Duration::from_millis(200)) {
                 Ok(f) => {
                     let mut next = Some(f);
                     while let Some(f) = next.take() {
@@ -510,7 +510,7 @@ impl Server {
                         if count.is_some_and(|n| written >= n) || buf.len() > 60 * 1024 {
                             break;
                         }
-                        next = cap.frames().try_recv().ok();
+                        next = cap.try_next();
                     }
                     alive = chunk(w, &buf).is_ok();
                 }
@@ -521,7 +521,7 @@ impl Server {
                 Err(plexus_switch::dataplane::capture::RecvTimeoutError::Disconnected) => break,
             }
         }
-        let (_, dropped) = cap.counts();
+        let dropped = cap.dropped();
         drop(cap);
         log::info!("capture ended: {written} frames, {dropped} dropped");
         if alive {

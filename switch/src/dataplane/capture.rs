@@ -12,7 +12,7 @@
 //!   with its original length), with the wall-clock time of the copy.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use crossbeam_channel::RecvTimeoutError;
@@ -37,23 +37,39 @@ pub struct Captured {
 pub struct Tap {
     tx: Sender<Captured>,
     snaplen: usize,
+    /// Bytes waiting for the reader, and the most that may wait.
+    queued: AtomicUsize,
+    max_queued: usize,
     captured: AtomicU64,
     dropped: AtomicU64,
 }
+
+/// Bytes a capture keeps waiting for its reader at most (besides the bound
+/// on frames): a slow reader of offload super-frames costs no more memory.
+pub const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 impl Tap {
     /// Copies `frame` to the reader's queue, or counts it dropped.
     pub(crate) fn frame(&self, frame: &[u8]) {
         let n = frame.len().min(self.snaplen);
+        if self.queued.load(Ordering::Relaxed) + n > self.max_queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let c = Captured {
             ts: crate::io::pcap::wall_clock(),
             orig_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
             bytes: frame[..n].to_vec(),
         };
         match self.tx.try_send(c) {
-            Ok(()) => self.captured.fetch_add(1, Ordering::Relaxed),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.dropped.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(()) => {
+                self.queued.fetch_add(n, Ordering::Relaxed);
+                self.captured.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -72,6 +88,8 @@ impl Capture {
         let tap = Arc::new(Tap {
             tx,
             snaplen: usize::try_from(snaplen).unwrap_or(usize::MAX).max(1),
+            queued: AtomicUsize::new(0),
+            max_queued: MAX_QUEUED_BYTES,
             captured: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
         });
@@ -85,17 +103,24 @@ impl Capture {
         )
     }
 
-    /// The captured frames, in order.
-    pub fn frames(&self) -> &Receiver<Captured> {
-        &self.rx
+    /// The next captured frame, waiting up to `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Result<Captured, RecvTimeoutError> {
+        let c = self.rx.recv_timeout(timeout)?;
+        self.tap.queued.fetch_sub(c.bytes.len(), Ordering::Relaxed);
+        Ok(c)
     }
 
-    /// Frames copied so far, and frames dropped because the queue was full.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.tap.captured.load(Ordering::Relaxed),
-            self.tap.dropped.load(Ordering::Relaxed),
-        )
+    /// The next captured frame if one waits.
+    pub fn try_next(&self) -> Option<Captured> {
+        let c = self.rx.try_recv().ok()?;
+        self.tap.queued.fetch_sub(c.bytes.len(), Ordering::Relaxed);
+        Some(c)
+    }
+
+    /// Frames dropped so far (the queue was full), plus those still waiting
+    /// that nobody will read now (the capture is ending).
+    pub fn dropped(&self) -> u64 {
+        self.tap.dropped.load(Ordering::Relaxed) + self.rx.len() as u64
     }
 }
 
