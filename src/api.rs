@@ -277,6 +277,21 @@ pub enum Request {
         count: Option<u64>,
     },
 
+    /// What would happen to a made-up packet from an endpoint: every step
+    /// the switch would take, without sending it.
+    #[serde(rename = "trace")]
+    Trace {
+        /// The sending endpoint (name or id).
+        from: String,
+        /// The destination address.
+        to: String,
+        /// What the packet carries: `{"tcp": PORT}`, `{"udp": PORT}` or `"icmp"`.
+        probe: plexus_switch::dataplane::explain::Probe,
+        /// A source address other than the endpoint's own (to see anti-spoofing).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        src_ip: Option<String>,
+    },
+
     /// The names a network's gateway answers, sorted by name.
     #[serde(rename = "dns")]
     Dns {
@@ -359,6 +374,7 @@ impl Request {
             Request::Run { .. } => "run",
             Request::Dns { .. } => "dns",
             Request::Capture { .. } => "capture",
+            Request::Trace { .. } => "trace",
             Request::Fdb { .. } => "fdb",
             Request::Stats { .. } => "stats",
             Request::Nat {} => "nat",
@@ -709,6 +725,7 @@ mod tests {
             Request::Fdb { .. } => is::<Vec<FdbInfo>>(result),
             Request::Dns { .. } => is::<Vec<crate::model::DnsRecord>>(result),
             Request::Capture { .. } => is::<CaptureStart>(result),
+            Request::Trace { .. } => is::<Vec<String>>(result),
             Request::Stats { .. } => {
                 let ports: Vec<PortInfo> = serde_json::from_value(result).unwrap();
                 let reasons: Vec<&str> = plexus_switch::DropReason::ALL.iter().map(|r| r.name()).collect();

@@ -665,6 +665,21 @@ impl SwitchView for BridgeDriver {
         self.dataplane.health()
     }
 
+    fn explain(&self, endpoint: &str, frame: Vec<u8>) -> Result<Vec<String>, DriverError> {
+        let port = self
+            .state()
+            .ports
+            .get(endpoint)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| DriverError::Unknown {
+                driver: "bridge",
+                what: "endpoint port",
+                id: endpoint.to_owned(),
+            })?;
+        // The switch names ports by their endpoints' names.
+        Ok(self.dataplane.explain(port, frame)?)
+    }
+
     fn capture(
         &self,
         endpoints: &[String],

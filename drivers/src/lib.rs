@@ -358,6 +358,9 @@ pub trait SwitchView {
     fn health(&self) -> plexus_switch::Health;
     /// The gateways' DNS counters.
     fn dns_stats(&self) -> Result<plexus_switch::dns::DnsStats, DriverError>;
+    /// Every step `frame`, sent by endpoint `endpoint` (id), would take in
+    /// the switch; nothing is sent or changed.
+    fn explain(&self, endpoint: &str, frame: Vec<u8>) -> Result<Vec<String>, DriverError>;
     /// Starts capturing the ports of `endpoints` (ids).
     fn capture(
         &self,

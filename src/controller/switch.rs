@@ -82,6 +82,57 @@ impl Controller {
         Ok(self.switch()?.fd_use()?)
     }
 
+    /// "What if" endpoint `from` sent `probe` to `to` (from its own address,
+    /// or `src_ip`): every step the switch would take, by the same code as
+    /// real frames, without sending or changing anything.
+    pub fn trace(
+        &self,
+        from: &str,
+        to: std::net::Ipv4Addr,
+        probe: plexus_switch::dataplane::explain::Probe,
+        src_ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<Vec<String>> {
+        let core = self.lock();
+        let ep = core.endpoint_any(from)?.clone();
+        let net = core.network_by_id(&ep.network)?.clone();
+        let (Some(mac), Some(addr), Some(subnet)) = (ep.mac, ep.addr, net.subnet) else {
+            return Err(Error::InvalidOption(format!(
+                "endpoint {from} has no address to send from"
+            )));
+        };
+        let gw = net.gateway.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+        let mut steps = Vec::new();
+        // The next hop's MAC, as the container's ARP would find it.
+        let dst_mac = if subnet.contains(&to) && to != gw {
+            match core
+                .state
+                .endpoints
+                .iter()
+                .find(|e| e.network == net.id && e.addr.map(|a| a.addr()) == Some(to))
+            {
+                Some(e) => e.mac.unwrap_or(plexus_switch::MacAddr::BROADCAST),
+                None => {
+                    steps.push(format!(
+                        "{to} is in {} but no endpoint has it: ARP would go unanswered",
+                        net.name
+                    ));
+                    return Ok(steps);
+                }
+            }
+        } else {
+            plexus_switch::MacAddr::from_ipv4(gw)
+        };
+        let src = src_ip.unwrap_or(addr.addr());
+        steps.push(format!(
+            "{} sends {probe:?} {src} -> {to} (source MAC {mac}, destination MAC {dst_mac})",
+            ep.name
+        ));
+        let frame = plexus_switch::dataplane::explain::probe_frame(mac, dst_mac, src, to, probe);
+        let drv = self.driver(&net.driver)?;
+        steps.extend(self.switch_of(&drv, &net.name)?.explain(&ep.id, frame)?);
+        Ok(steps)
+    }
+
     /// Starts capturing the ports of every endpoint of `network`, or of
     /// `endpoint` alone: up to `queue` frames wait for the reader, each cut
     /// to `snaplen` bytes. Returns the capture and the endpoints' names.

@@ -728,6 +728,15 @@ impl Server {
             }
 
             Request::Dns { network } => json(ctrl.dns(network)?),
+            Request::Trace {
+                from,
+                to,
+                probe,
+                src_ip,
+            } => {
+                let src = src_ip.as_deref().map(|s| ipv4(s, "src_ip")).transpose()?;
+                json(ctrl.trace(from, ipv4(to, "to")?, *probe, src)?)
+            }
             // Served as a stream by `serve` before it gets here.
             Request::Capture { .. } => Err(ApiError::new(
                 KIND_BAD_REQUEST,
@@ -812,6 +821,7 @@ fn mutates(req: &Request) -> bool {
             | Request::EndpointInspect { .. }
             | Request::Dns { .. }
             | Request::Capture { .. }
+            | Request::Trace { .. }
             | Request::Fdb { .. }
             | Request::Stats { .. }
             | Request::Nat {}

@@ -22,6 +22,7 @@
 
 pub mod capture;
 mod dns;
+pub mod explain;
 pub mod flows;
 pub mod ports;
 pub mod worker;
@@ -148,6 +149,7 @@ pub(crate) enum Command {
     SetNames(crate::dns::DnsNames, Sender<()>),
     Tap(capture::TapPorts, Arc<capture::Tap>, Sender<()>),
     Untap(Arc<capture::Tap>),
+    Explain(PortId, Vec<u8>, Sender<Vec<String>>),
     DnsStats(Sender<crate::dns::DnsStats>),
     FdUse(Sender<FdUse>),
     Health(Sender<Health>),
@@ -308,6 +310,12 @@ impl Dataplane {
         let (cap, tap) = capture::Capture::new(self.clone(), queue, snaplen);
         self.call(|r| Command::Tap(ports, tap, r))?;
         Ok(cap)
+    }
+
+    /// Every step a made-up `frame` entering at `port` would take, taken by
+    /// a copy of the engine: nothing is sent, learned or counted.
+    pub fn explain(&self, port: PortId, frame: Vec<u8>) -> Result<Vec<String>, DataplaneError> {
+        self.call(|r| Command::Explain(port, frame, r))
     }
 
     fn send_command(&self, cmd: Command) -> Result<(), DataplaneError> {

@@ -49,9 +49,9 @@ pub struct Event {
 /// The switch the worker runs: engine, ports, NAT, and when it last did what.
 pub struct Worker {
     config: DataplaneConfig,
-    engine: Engine,
+    pub(crate) engine: Engine,
     ports: Ports,
-    nat: Nat,
+    pub(crate) nat: Nat,
     health: Health,
     last_expire: Instant,
     last_work: Instant,
@@ -292,6 +292,9 @@ impl Worker {
                     }
                 }
                 let _ = r.send(());
+            }
+            Command::Explain(port, frame, r) => {
+                let _ = r.send(self.explain(now, port, &frame));
             }
             Command::Untap(tap) => {
                 for slot in self.ports.slots.iter_mut().flatten() {

@@ -78,13 +78,13 @@ pub struct PortConfig {
     pub offload: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PortState {
     config: PortConfig,
     counters: PortCounters,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Domain {
     config: DomainConfig,
     fdb: Fdb,
@@ -118,8 +118,9 @@ pub enum EngineError {
     DomainInUse(DomainId),
 }
 
-/// The forwarding engine.
-#[derive(Debug, Default)]
+/// The forwarding engine. Cloned, it is a copy to run a made-up frame
+/// through ("what if") without touching the real one.
+#[derive(Debug, Default, Clone)]
 pub struct Engine {
     ports: Vec<Option<PortState>>,
     domains: Vec<Option<Domain>>,

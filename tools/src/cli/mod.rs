@@ -180,6 +180,44 @@ Examples:
     )]
     Run(run::RunArgs),
 
+    /// What if an endpoint sent a packet: every step the switch would take.
+    #[command(
+        long_about = "\
+Run a made-up packet from an endpoint through the switch's own decisions — the same \
+classify (anti-spoofing, MAC table, flooding), gateway (ARP, ping, DNS, martians, \
+isolation, internal networks) and NAT lookup as real frames — without sending it or \
+changing anything (no learning, no counters), and print every step, in the style of \
+Open vSwitch's ofproto/trace. The destination MAC is the one the container's ARP would \
+find: the endpoint with that address, or the gateway for anything off the subnet.",
+        after_help = "\
+Examples:
+  plexus trace --from c1 --to 10.88.0.3 --tcp 80
+  plexus trace --from c1 --to 127.0.0.1 --udp 53
+  plexus trace --from c1 --to 10.88.0.3 --icmp --src-ip 10.88.0.99"
+    )]
+    Trace {
+        /// The sending endpoint (name or id).
+        #[arg(long, value_name = "EP")]
+        from: String,
+        /// The destination address.
+        #[arg(long, value_name = "IP")]
+        to: String,
+        /// A TCP SYN to this port.
+        #[arg(long, value_name = "PORT", group = "probe")]
+        tcp: Option<u16>,
+        /// A UDP datagram to this port.
+        #[arg(long, value_name = "PORT", group = "probe")]
+        udp: Option<u16>,
+        /// An ICMP echo request (the default).
+        #[arg(long, group = "probe")]
+        icmp: bool,
+        /// Send from this address instead of the endpoint's own.
+        #[arg(long, value_name = "IP")]
+        src_ip: Option<String>,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+
     /// Capture the frames of a network's ports, or one endpoint's, as pcap.
     #[command(
         long_about = "\
@@ -422,6 +460,31 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             count,
             snaplen,
         } => capture(socket, network, endpoint, &write, count, snaplen),
+        Command::Trace {
+            from,
+            to,
+            tcp,
+            udp,
+            icmp: _,
+            src_ip,
+            format,
+        } => {
+            use plexus_switch::dataplane::explain::Probe;
+            let probe = match (tcp, udp) {
+                (Some(p), _) => Probe::Tcp(p),
+                (None, Some(p)) => Probe::Udp(p),
+                (None, None) => Probe::Icmp,
+            };
+            let steps: Vec<String> = Client::connect(socket)?.call_as(&Request::Trace {
+                from,
+                to,
+                probe,
+                src_ip,
+            })?;
+            show(format.format, &steps, |v| {
+                v.iter().enumerate().map(|(i, s)| format!("{}. {s}\n", i + 1)).collect()
+            })
+        }
         Command::Dns { format, network } => {
             let rows: Vec<plexus::model::DnsRecord> = Client::connect(socket)?.call_as(&Request::Dns { network })?;
             show(format.format, &rows, |v| output::dns_table(v))

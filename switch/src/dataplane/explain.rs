@@ -1,0 +1,142 @@
+//! "What if": a made-up frame through the same decisions real frames take,
+//! without sending it or changing anything (`plexus trace --from ... --to`),
+//! in the style of Open vSwitch's `ofproto/trace`.
+//!
+//! Decision: honesty by construction — the frame goes through a copy of the
+//! engine (so learning and counters stay untouched) with the very
+//! `classify` and `gateway::handle` of the hot path, and the NAT table is
+//! only looked up. What would happen next (a host socket opened, a flow
+//! created) is said, not done.
+
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use super::worker::Worker;
+use crate::MacAddr;
+use crate::gateway::{self, Action};
+use crate::l2::Verdict;
+use crate::types::PortId;
+use crate::wire::{
+    EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags,
+    TcpPacket, TcpRepr, UdpPacket, UdpRepr,
+};
+
+/// What the made-up packet carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// A TCP SYN to this port.
+    Tcp(u16),
+    /// A UDP datagram to this port.
+    Udp(u16),
+    /// An ICMP echo request.
+    Icmp,
+}
+
+/// The frame `src_mac`/`src` sends to `dst` through `dst_mac` carrying `probe`.
+pub fn probe_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4Addr, probe: Probe) -> Vec<u8> {
+    let (protocol, len) = match probe {
+        Probe::Tcp(_) => (IpProtocol::Tcp, 24),
+        Probe::Udp(_) => (IpProtocol::Udp, 8 + 4),
+        Probe::Icmp => (IpProtocol::Icmp, 8 + 8),
+    };
+    let eth = EthernetRepr {
+        src: src_mac,
+        dst: dst_mac,
+        ethertype: EtherType::Ipv4,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        payload_len: len,
+        ttl: 64,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + len];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p);
+    let l4 = p.payload_mut();
+    match probe {
+        Probe::Tcp(port) => TcpRepr {
+            src_port: 40000,
+            dst_port: port,
+            seq_number: 1,
+            ack_number: 0,
+            flags: TcpFlags::SYN,
+            window_len: 64240,
+            mss: Some(1460),
+            payload: &[],
+        }
+        .emit(&mut TcpPacket::new_unchecked(l4), src, dst),
+        Probe::Udp(port) => UdpRepr {
+            src_port: 40000,
+            dst_port: port,
+            payload: b"what",
+        }
+        .emit(&mut UdpPacket::new_unchecked(l4), src, dst),
+        Probe::Icmp => Icmpv4Repr::EchoRequest {
+            ident: 1,
+            seq_no: 1,
+            data: b"whatif!!",
+        }
+        .emit(&mut Icmpv4Packet::new_unchecked(l4)),
+    }
+    buf
+}
+
+impl Worker {
+    /// Every step `frame`, entering at `ingress`, would take; nothing changes.
+    pub fn explain(&self, now: Instant, ingress: PortId, frame: &[u8]) -> Vec<String> {
+        let mut engine = self.engine.clone();
+        let name = |p: PortId| engine_name(&self.engine, p);
+        let mut steps = vec![format!("enters the switch from {}", name(ingress))];
+        match engine.classify(now, ingress, None, frame) {
+            Verdict::Drop(r) => steps.push(format!("dropped: {}", r.name())),
+            Verdict::Unicast(q) => {
+                steps.push(format!("forwarded to {} (MAC table hit)", name(q)));
+            }
+            Verdict::Flood(d) => {
+                let n = self.engine.domain_ports(d).iter().filter(|&&q| q != ingress).count();
+                steps.push(format!("flooded to {n} ports (destination MAC not learned yet)"));
+            }
+            Verdict::Gateway(gw) => {
+                steps.push(format!("for the gateway {} (its MAC)", gw.ip));
+                let domain = self.engine.port_config(ingress).map(|c| c.domain);
+                let isolated = |a| domain.is_some_and(|d| self.engine.is_other_network(d, a));
+                let mut out = vec![0u8; frame.len().max(128)];
+                match gateway::handle(&gw, isolated, frame, &mut out) {
+                    Action::Reply(_) => steps.push("the gateway answers it (ARP reply or echo reply)".into()),
+                    Action::Dns(_) => steps.push("a DNS query: the gateway's DNS answers or forwards it".into()),
+                    Action::Drop(r) => steps.push(format!("dropped: {}", r.name())),
+                    Action::Routed(r) => {
+                        steps.push(format!(
+                            "routed out of the network: {:?} {} -> {}",
+                            r.key.proto, r.key.inside, r.key.outside
+                        ));
+                        match self.nat.table.find(&r.key) {
+                            Some(id) => steps.push(format!("NAT flow #{} carries it", id.0)),
+                            None if r.key.outside.ip() == &gw.ip => {
+                                steps.push(
+                                    "to the gateway's own address: the host's loopback if the network allows it".into(),
+                                );
+                            }
+                            None => steps.push(format!(
+                                "NAT: a new flow, a host socket of the daemon to {}",
+                                r.key.outside
+                            )),
+                        }
+                    }
+                }
+            }
+        }
+        steps
+    }
+}
+
+fn engine_name(engine: &crate::l2::Engine, p: PortId) -> String {
+    engine
+        .port_config(p)
+        .map_or_else(|| format!("port {}", p.0), |c| c.name.clone())
+}

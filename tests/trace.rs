@@ -1,0 +1,160 @@
+//! `plexus trace --from E --to IP`: a made-up packet through the switch's
+//! own decisions, without sending it — and the same packet sent for real
+//! meets the fate the trace announced.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use common::frames::{L2, tcp, udp};
+use common::net::HostOutside;
+use common::{Daemon, TestEnv, injector, ns_path, peers, send_all};
+use plexus_switch::MacAddr;
+use plexus_switch::wire::TcpFlags;
+use serde_json::Value;
+
+fn trace(d: &Daemon, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["trace"];
+    all.extend(args);
+    let v = d.json(&all);
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn drops(d: &Daemon, endpoint: &str, reason: &str) -> u64 {
+    let stats: Value = d.json(&["stats"]);
+    stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["endpoint"] == endpoint)
+        .and_then(|p| p["drops"][reason].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn what_if_agrees_with_what_happens() {
+    let env = TestEnv::new();
+    let ho = HostOutside::new(&env, 73, false);
+    let d = Daemon::start_in(&env, Some(&ho.host), &[]);
+    d.ok(&["network", "create", "--subnet", "10.68.0.0/24", "n1"]);
+    d.ok(&["network", "create", "--subnet", "10.69.0.0/24", "n2"]);
+    d.ok(&["run", "--network", "n1", "c1"]);
+    d.ok(&["run", "--network", "n1", "c2"]);
+    d.ok(&["run", "--network", "n2", "c3"]);
+
+    // Until c2 sent a frame its MAC is unknown (flooded); after a ping the
+    // same packet is a MAC table hit.
+    let steps = trace(&d, &["--from", "c1", "--to", "10.68.0.3", "--tcp", "80"]);
+    assert!(
+        steps[0].contains("c1 sends Tcp(80) 10.68.0.2 -> 10.68.0.3"),
+        "{steps:?}"
+    );
+    let last = steps.last().unwrap();
+    assert!(
+        last.contains("flooded to 1 ports") || last.contains("forwarded to c2"),
+        "{steps:?}"
+    );
+    assert!(peers::ping(&ns_path(&env.netns("c1")), Ipv4Addr::new(10, 68, 0, 3), 1));
+    let steps = trace(&d, &["--from", "c1", "--to", "10.68.0.3", "--tcp", "80"]);
+    assert!(
+        steps.last().unwrap().contains("forwarded to c2 (MAC table hit)"),
+        "{steps:?}"
+    );
+    // Nothing was learned or counted by the traces.
+    let before = d.json(&["stats"]);
+
+    // The gateway answers ping; the outside goes through NAT; the host's
+    // loopback and another network are refused.
+    let steps = trace(&d, &["--from", "c1", "--to", "10.68.0.1", "--icmp"]);
+    assert!(steps.last().unwrap().contains("the gateway answers it"), "{steps:?}");
+    let steps = trace(&d, &["--from", "c1", "--to", &ho.outside_ip, "--udp", "53"]);
+    assert!(steps.last().unwrap().contains("NAT: a new flow"), "{steps:?}");
+    let steps = trace(&d, &["--from", "c1", "--to", "127.0.0.1", "--tcp", "22"]);
+    assert_eq!(steps.last().unwrap(), "dropped: martian", "{steps:?}");
+    let steps = trace(&d, &["--from", "c1", "--to", "10.69.0.2", "--tcp", "22"]);
+    assert_eq!(steps.last().unwrap(), "dropped: isolated", "{steps:?}");
+    let steps = trace(
+        &d,
+        &[
+            "--from",
+            "c1",
+            "--to",
+            "10.68.0.3",
+            "--udp",
+            "9",
+            "--src-ip",
+            "10.68.0.77",
+        ],
+    );
+    assert_eq!(steps.last().unwrap(), "dropped: ip_spoofed", "{steps:?}");
+    let steps = trace(&d, &["--from", "c1", "--to", "10.68.0.1", "--udp", "53"]);
+    assert!(steps.last().unwrap().contains("DNS query"), "{steps:?}");
+    assert_eq!(d.json(&["stats"]), before, "a trace changed the counters");
+
+    // The same packets for real: each meets the announced drop.
+    let c1_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 68, 0, 2));
+    let gw_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 68, 0, 1));
+    let c2_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 68, 0, 3));
+    let to_gw = L2 {
+        src: c1_mac,
+        dst: gw_mac,
+    };
+    let me = |port| SocketAddrV4::new(Ipv4Addr::new(10, 68, 0, 2), port);
+    let real = [
+        (
+            tcp(
+                &to_gw,
+                me(40000),
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, 22),
+                TcpFlags::SYN,
+                b"",
+            ),
+            "martian",
+        ),
+        (
+            tcp(
+                &to_gw,
+                me(40001),
+                SocketAddrV4::new(Ipv4Addr::new(10, 69, 0, 2), 22),
+                TcpFlags::SYN,
+                b"",
+            ),
+            "isolated",
+        ),
+        (
+            udp(
+                &L2 {
+                    src: c1_mac,
+                    dst: c2_mac,
+                },
+                SocketAddrV4::new(Ipv4Addr::new(10, 68, 0, 77), 40000),
+                SocketAddrV4::new(Ipv4Addr::new(10, 68, 0, 3), 9),
+                b"what",
+            ),
+            "ip_spoofed",
+        ),
+    ];
+    for (frame, reason) in real {
+        let before = drops(&d, "c1", reason);
+        assert_eq!(send_all(&mut injector(&env, "c1"), std::slice::from_ref(&frame)), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while drops(&d, "c1", reason) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the real frame was not dropped as {reason}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // A sender that does not exist, a destination nobody has.
+    let e = d.fails(1, &["trace", "--from", "ghost", "--to", "10.68.0.3"]);
+    assert!(e.contains("ghost"), "{e}");
+    let steps = trace(&d, &["--from", "c1", "--to", "10.68.0.99"]);
+    assert!(steps[0].contains("no endpoint has it"), "{steps:?}");
+}
