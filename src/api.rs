@@ -598,6 +598,10 @@ pub struct SwitchHealth {
     pub commands: u64,
     /// Waits for events interrupted by a signal (retried).
     pub poll_interrupted: u64,
+    /// CPU time (user and system) the worker thread used so far, in
+    /// microseconds (the kernel counts in clock ticks, 10 ms here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us: Option<u64>,
 }
 
 impl From<plexus_switch::Health> for SwitchHealth {
@@ -606,6 +610,7 @@ impl From<plexus_switch::Health> for SwitchHealth {
             dead: h.dead,
             commands: h.commands,
             poll_interrupted: h.poll_interrupted,
+            cpu_us: None,
         }
     }
 }

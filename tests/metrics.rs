@@ -131,6 +131,14 @@ fn metrics_parse_and_match_plexus_stats() {
         .map(|p| p["rx_frames_per_sec"].as_f64().unwrap())
         .fold(0.0, f64::max);
     assert!(c1_rate > 0.0, "{out}");
+    // `stats` ends with the worker's cost per frame.
+    let text = d.ok(&["stats"]);
+    let footer = text.lines().last().unwrap();
+    assert!(
+        footer.starts_with("switch worker: ") && footer.contains(" frames received, "),
+        "{text}"
+    );
+    assert!(d.json(&["info"])["switch"]["cpu_us"].is_u64());
     // Read-only, one path.
     assert_eq!(http(&host.name, "GET", "/").0, 404);
     assert_eq!(http(&host.name, "POST", "/metrics").0, 405);

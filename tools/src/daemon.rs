@@ -60,7 +60,7 @@ use serde_json::Value;
 
 use plexus::api::{
     API_VERSION, ApiError, ApiLimits, DaemonInfo, FdInfo, KIND_BAD_REQUEST, KIND_INTERNAL, KIND_SHUTTING_DOWN,
-    KIND_TOO_MANY_CLIENTS, MAX_REQUEST_LEN, NatLimits, Request, Response, RunResult, VersionInfo,
+    KIND_TOO_MANY_CLIENTS, MAX_REQUEST_LEN, NatLimits, Request, Response, RunResult, SwitchHealth, VersionInfo,
 };
 
 /// API connections open at once, by default (`--api-max-clients`).
@@ -795,7 +795,11 @@ impl Server {
                         refused: self.api.refused.load(Ordering::Relaxed),
                         idle_closed: self.api.idle_closed.load(Ordering::Relaxed),
                     }),
-                    switch: ctrl.health().ok().map(Into::into),
+                    switch: ctrl.health().ok().map(|h| SwitchHealth {
+                        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                        cpu_us: crate::metrics::worker_cpu_secs().map(|s| (s * 1e6) as u64),
+                        ..h.into()
+                    }),
                     dns: ctrl
                         .dns_stats()
                         .ok()

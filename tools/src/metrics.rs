@@ -64,7 +64,7 @@ impl Snapshot {
 }
 
 /// CPU seconds of the switch's worker thread, from /proc.
-fn worker_cpu_secs() -> Option<f64> {
+pub fn worker_cpu_secs() -> Option<f64> {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
     for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();

@@ -506,8 +506,19 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             format,
             ..
         } => {
-            let ports: Vec<PortInfo> = Client::connect(socket)?.call_as(&Request::Stats { network })?;
-            show(format.format, &ports, |v| output::stats_table(v))
+            let mut c = Client::connect(socket)?;
+            let ports: Vec<PortInfo> = c.call_as(&Request::Stats { network })?;
+            if format.format == output::Format::Json {
+                return show(format.format, &ports, |v| output::stats_table(v));
+            }
+            // The switch's cost: its worker's CPU time per frame received.
+            let info: DaemonInfo = c.call_as(&Request::Info {})?;
+            let all: Vec<PortInfo> = c.call_as(&Request::Stats { network: None })?;
+            #[allow(clippy::cast_precision_loss)]
+            let cpu = info.switch.and_then(|s| s.cpu_us).map(|us| us as f64 / 1e6);
+            show(format.format, &ports, |v| {
+                output::stats_table(v) + &output::cpu_per_frame(cpu, &all)
+            })
         }
         Command::Nat(f) => {
             let flows: Vec<NatInfo> = Client::connect(socket)?.call_as(&Request::Nat {})?;

@@ -522,6 +522,20 @@ pub fn rates_table(rates: &[PortRates]) -> String {
     )
 }
 
+/// The footer of `stats`: the switch worker's CPU time per frame it received.
+#[allow(clippy::cast_precision_loss)]
+pub fn cpu_per_frame(cpu_secs: Option<f64>, all_ports: &[PortInfo]) -> String {
+    let frames: u64 = all_ports.iter().map(|p| p.rx_frames).sum();
+    match cpu_secs {
+        Some(cpu) if frames > 0 => format!(
+            "switch worker: {cpu:.2} s CPU for {frames} frames received, {:.0} ns per frame\n",
+            cpu * 1e9 / frames as f64
+        ),
+        Some(cpu) => format!("switch worker: {cpu:.2} s CPU, no frames yet\n"),
+        None => String::new(),
+    }
+}
+
 pub fn stats_table(ports: &[PortInfo]) -> String {
     let rows: Vec<Vec<String>> = ports
         .iter()
@@ -556,6 +570,26 @@ pub fn stats_table(ports: &[PortInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_per_frame_is_cpu_over_frames_received() {
+        let port = |rx: u64| PortInfo {
+            endpoint: "c".into(),
+            network: "n".into(),
+            rx_frames: rx,
+            rx_bytes: 0,
+            tx_frames: 0,
+            tx_bytes: 0,
+            learn_table_full: 0,
+            drops: Default::default(),
+        };
+        assert_eq!(
+            cpu_per_frame(Some(0.5), &[port(600_000), port(400_000)]),
+            "switch worker: 0.50 s CPU for 1000000 frames received, 500 ns per frame\n"
+        );
+        assert_eq!(cpu_per_frame(None, &[port(1)]), "");
+        assert!(cpu_per_frame(Some(0.0), &[]).contains("no frames yet"));
+    }
 
     #[test]
     fn rates_are_deltas_over_the_interval() {
