@@ -275,6 +275,10 @@ pub enum Request {
         /// Stop after this many frames.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         count: Option<u64>,
+        /// Instead of the frames: a text line per frame the ports receive,
+        /// saying what the switch did with it (the live `plexus trace`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        decisions: bool,
     },
 
     /// What would happen to a made-up packet from an endpoint: every step

@@ -685,6 +685,7 @@ impl SwitchView for BridgeDriver {
         endpoints: &[String],
         queue: usize,
         snaplen: u32,
+        decisions: bool,
     ) -> Result<plexus_switch::dataplane::capture::Capture, DriverError> {
         let ports: Vec<PortId> = {
             let st = self.state();
@@ -693,6 +694,9 @@ impl SwitchView for BridgeDriver {
                 .filter_map(|e| st.ports.get(e).map(|(_, p)| *p))
                 .collect()
         };
+        if decisions {
+            return Ok(self.dataplane.trace(ports, queue)?);
+        }
         Ok(self.dataplane.capture(ports, queue, snaplen)?)
     }
 

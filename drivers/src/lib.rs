@@ -361,12 +361,14 @@ pub trait SwitchView {
     /// Every step `frame`, sent by endpoint `endpoint` (id), would take in
     /// the switch; nothing is sent or changed.
     fn explain(&self, endpoint: &str, frame: Vec<u8>) -> Result<Vec<String>, DriverError>;
-    /// Starts capturing the ports of `endpoints` (ids).
+    /// Starts capturing the ports of `endpoints` (ids); `decisions`: a
+    /// line per received frame saying what the switch did, not the frames.
     fn capture(
         &self,
         endpoints: &[String],
         queue: usize,
         snaplen: u32,
+        decisions: bool,
     ) -> Result<plexus_switch::dataplane::capture::Capture, DriverError>;
 }
 

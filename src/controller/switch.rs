@@ -135,13 +135,16 @@ impl Controller {
 
     /// Starts capturing the ports of every endpoint of `network`, or of
     /// `endpoint` alone: up to `queue` frames wait for the reader, each cut
-    /// to `snaplen` bytes. Returns the capture and the endpoints' names.
+    /// to `snaplen` bytes (`decisions`: a line per received frame saying
+    /// what the switch did with it, instead of the frames). Returns the
+    /// capture and the endpoints' names.
     pub fn capture(
         &self,
         network: Option<&str>,
         endpoint: Option<&str>,
         queue: usize,
         snaplen: u32,
+        decisions: bool,
     ) -> Result<(plexus_switch::dataplane::capture::Capture, Vec<String>)> {
         let core = self.lock();
         let eps: Vec<crate::model::EndpointRecord> = match (network, endpoint) {
@@ -178,7 +181,7 @@ impl Controller {
         let drv = self.driver(&net.driver)?;
         let sw = self.switch_of(&drv, &net.name)?;
         let ids: Vec<String> = eps.iter().map(|e| e.id.clone()).collect();
-        let cap = sw.capture(&ids, queue, snaplen)?;
+        let cap = sw.capture(&ids, queue, snaplen, decisions)?;
         Ok((cap, eps.into_iter().map(|e| e.name).collect()))
     }
 

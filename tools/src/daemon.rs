@@ -320,6 +320,16 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a `capture` request taps.
+#[derive(Debug, Clone, Copy)]
+struct Tapped<'a> {
+    network: Option<&'a str>,
+    endpoint: Option<&'a str>,
+    snaplen: u32,
+    count: Option<u64>,
+    decisions: bool,
+}
+
 /// Frames a capture keeps for its reader; more are dropped and counted.
 const CAPTURE_QUEUE: usize = 4096;
 
@@ -441,10 +451,18 @@ impl Server {
                 endpoint,
                 snaplen,
                 count,
+                decisions,
             }) = serde_json::from_slice::<Request>(&line)
             {
                 // The connection carries the capture's stream, then ends.
-                return self.capture(&mut writer, network.as_deref(), endpoint.as_deref(), snaplen, count);
+                let what = Tapped {
+                    network: network.as_deref(),
+                    endpoint: endpoint.as_deref(),
+                    snaplen,
+                    count,
+                    decisions,
+                };
+                return self.capture(&mut writer, &what);
             }
             let response = self.handle_line(&line);
             if send(&mut writer, &response).is_err() {
@@ -457,14 +475,14 @@ impl Server {
     /// stream (a 4-byte big-endian length, then that many bytes), then a
     /// zero length and a last line with what was captured and dropped. Ends
     /// after `count` frames, when the client goes, or when the daemon stops.
-    fn capture(
-        &self,
-        w: &mut UnixStream,
-        network: Option<&str>,
-        endpoint: Option<&str>,
-        snaplen: u32,
-        count: Option<u64>,
-    ) {
+    fn capture(&self, w: &mut UnixStream, what: &Tapped<'_>) {
+        let Tapped {
+            network,
+            endpoint,
+            snaplen,
+            count,
+            decisions,
+        } = *what;
         let Some(ctrl) = self.ctrl.read().unwrap_or_else(PoisonError::into_inner).clone() else {
             let _ = send(
                 w,
@@ -473,7 +491,7 @@ impl Server {
             return;
         };
         let snaplen = snaplen.clamp(64, 262_144);
-        let started = ctrl.capture(network, endpoint, CAPTURE_QUEUE, snaplen);
+        let started = ctrl.capture(network, endpoint, CAPTURE_QUEUE, snaplen, decisions);
         let (cap, endpoints) = match started {
             Ok(c) => c,
             Err(e) => {
@@ -493,9 +511,12 @@ impl Server {
             w.write_all(bytes)
         };
         let mut buf = Vec::with_capacity(64 * 1024);
-        let _ = plexus_switch::io::pcap::write_header(&mut buf, snaplen);
+        if !decisions {
+            let _ = plexus_switch::io::pcap::write_header(&mut buf, snaplen);
+        }
         let mut written = 0u64;
-        let mut alive = chunk(w, &buf).is_ok();
+        // (An empty chunk would end the stream: the header only if there is one.)
+        let mut alive = buf.is_empty() || chunk(w, &buf).is_ok();
         while alive && count.is_none_or(|n| written < n) {
             if self.ctrl.read().unwrap_or_else(PoisonError::into_inner).is_none() {
                 break;
@@ -505,7 +526,22 @@ impl Server {
                 Ok(f) => {
                     let mut next = Some(f);
                     while let Some(f) = next.take() {
-                        let _ = write_captured(&mut buf, &f, snaplen);
+                        if decisions {
+                            let t = f.ts;
+                            let clock = format!(
+                                "{:02}:{:02}:{:02}.{:06}",
+                                t.as_secs() / 3600 % 24,
+                                t.as_secs() / 60 % 60,
+                                t.as_secs() % 60,
+                                t.subsec_micros()
+                            );
+                            buf.extend_from_slice(clock.as_bytes());
+                            buf.push(b' ');
+                            buf.extend_from_slice(&f.bytes);
+                            buf.push(b'\n');
+                        } else {
+                            let _ = write_captured(&mut buf, &f, snaplen);
+                        }
                         written += 1;
                         if count.is_some_and(|n| written >= n) || buf.len() > 60 * 1024 {
                             break;

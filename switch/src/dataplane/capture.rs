@@ -35,6 +35,8 @@ pub struct Captured {
 /// The worker's side of a capture.
 #[derive(Debug)]
 pub struct Tap {
+    /// Decisions (one text line per frame received) instead of frames.
+    pub(crate) decisions: bool,
     tx: Sender<Captured>,
     snaplen: usize,
     /// Bytes waiting for the reader, and the most that may wait.
@@ -50,7 +52,30 @@ pub const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 impl Tap {
     /// Copies `frame` to the reader's queue, or counts it dropped.
+    /// Hands a decision line to the reader (a decision tap), or counts it
+    /// dropped.
+    pub(crate) fn line(&self, line: String) {
+        let n = line.len();
+        let c = Captured {
+            ts: crate::io::pcap::wall_clock(),
+            orig_len: u32::try_from(n).unwrap_or(u32::MAX),
+            bytes: line.into_bytes(),
+        };
+        match self.tx.try_send(c) {
+            Ok(()) => {
+                self.queued.fetch_add(n, Ordering::Relaxed);
+                self.captured.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub(crate) fn frame(&self, frame: &[u8]) {
+        if self.decisions {
+            return;
+        }
         let n = frame.len().min(self.snaplen);
         if self.queued.load(Ordering::Relaxed) + n > self.max_queued {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -83,9 +108,10 @@ pub struct Capture {
 }
 
 impl Capture {
-    pub(crate) fn new(dataplane: Dataplane, queue: usize, snaplen: u32) -> (Capture, Arc<Tap>) {
+    pub(crate) fn new(dataplane: Dataplane, queue: usize, snaplen: u32, decisions: bool) -> (Capture, Arc<Tap>) {
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
         let tap = Arc::new(Tap {
+            decisions,
             tx,
             snaplen: usize::try_from(snaplen).unwrap_or(usize::MAX).max(1),
             queued: AtomicUsize::new(0),
@@ -117,10 +143,9 @@ impl Capture {
         Some(c)
     }
 
-    /// Frames dropped so far (the queue was full), plus those still waiting
-    /// that nobody will read now (the capture is ending).
+    /// Frames dropped so far because the queue was full (a slow reader).
     pub fn dropped(&self) -> u64 {
-        self.tap.dropped.load(Ordering::Relaxed) + self.rx.len() as u64
+        self.tap.dropped.load(Ordering::Relaxed)
     }
 }
 

@@ -140,3 +140,67 @@ fn engine_name(engine: &crate::l2::Engine, p: PortId) -> String {
         .port_config(p)
         .map_or_else(|| format!("port {}", p.0), |c| c.name.clone())
 }
+
+/// One line of the live trace: the frame `ingress` received, summed up, and
+/// what `verdict` (and, for the gateway, the gateway) does with it. Called
+/// only while someone traces the port.
+pub(crate) fn decision_line(w: &Worker, ingress: PortId, frame: &[u8], verdict: Verdict) -> String {
+    let name = |p: PortId| engine_name(&w.engine, p);
+    let (src, dst) = crate::wire::EthernetFrame::new_checked(frame)
+        .map(|e| (e.src().to_string(), e.dst().to_string()))
+        .unwrap_or_else(|_| ("?".into(), "?".into()));
+    let what = match verdict {
+        Verdict::Drop(r) => format!("dropped: {}", r.name()),
+        Verdict::Unicast(q) => format!("forwarded to {} (MAC table hit)", name(q)),
+        Verdict::Flood(d) => {
+            let n = w.engine.domain_ports(d).iter().filter(|&&q| q != ingress).count();
+            format!("flooded to {n} ports")
+        }
+        Verdict::Gateway(gw) => {
+            let domain = w.engine.port_config(ingress).map(|c| c.domain);
+            let isolated = |a| domain.is_some_and(|d| w.engine.is_other_network(d, a));
+            let mut out = vec![0u8; frame.len().max(128)];
+            match gateway::handle(&gw, isolated, frame, &mut out) {
+                Action::Reply(_) => "gateway reply (ARP or echo)".to_owned(),
+                Action::Dns(_) => "DNS query to the gateway".to_owned(),
+                Action::Drop(r) => format!("dropped: {}", r.name()),
+                Action::Routed(r) => match w.nat.table.find(&r.key) {
+                    Some(id) => format!("NAT flow #{}", id.0),
+                    None => format!("NAT new flow to {}", r.key.outside),
+                },
+            }
+        }
+    };
+    format!("{} {src} > {dst} {}: {what}", name(ingress), summary(frame))
+}
+
+/// A one-word-ish L3/L4 summary of a frame: `ARP`, `ICMP 10.0.0.2 > 10.0.0.1`,
+/// `TCP 10.0.0.2:40000 > 10.0.0.3:80`, or the ethertype.
+fn summary(frame: &[u8]) -> String {
+    let Ok(eth) = crate::wire::EthernetFrame::new_checked(frame) else {
+        return "runt".into();
+    };
+    match EtherType::from(eth.ethertype()) {
+        EtherType::Arp => "ARP".into(),
+        EtherType::Ipv4 => {
+            let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                return "IPv4 (malformed)".into();
+            };
+            let (s, d) = (ip.src_addr(), ip.dst_addr());
+            let l4 = ip.payload();
+            match ip.protocol() {
+                IpProtocol::Tcp => match TcpPacket::new_checked(l4) {
+                    Ok(t) => format!("TCP {s}:{} > {d}:{}", t.src_port(), t.dst_port()),
+                    Err(_) => format!("TCP {s} > {d}"),
+                },
+                IpProtocol::Udp => match UdpPacket::new_checked(l4) {
+                    Ok(u) => format!("UDP {s}:{} > {d}:{}", u.src_port(), u.dst_port()),
+                    Err(_) => format!("UDP {s} > {d}"),
+                },
+                IpProtocol::Icmp => format!("ICMP {s} > {d}"),
+                p => format!("IPv4 {p:?} {s} > {d}"),
+            }
+        }
+        other => format!("{other:?}"),
+    }
+}

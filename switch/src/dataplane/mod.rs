@@ -307,7 +307,23 @@ impl Dataplane {
     /// `queue` frames wait for the reader (more are dropped and counted),
     /// each cut to `snaplen` bytes. Stops when the capture is dropped.
     pub fn capture(&self, ports: Vec<PortId>, queue: usize, snaplen: u32) -> Result<capture::Capture, DataplaneError> {
-        let (cap, tap) = capture::Capture::new(self.clone(), queue, snaplen);
+        self.tap(ports, queue, snaplen, false)
+    }
+
+    /// Starts tracing the decisions about the frames `ports` receive: one
+    /// text line per frame (its summary and what the switch did with it).
+    pub fn trace(&self, ports: Vec<PortId>, queue: usize) -> Result<capture::Capture, DataplaneError> {
+        self.tap(ports, queue, 0, true)
+    }
+
+    fn tap(
+        &self,
+        ports: Vec<PortId>,
+        queue: usize,
+        snaplen: u32,
+        decisions: bool,
+    ) -> Result<capture::Capture, DataplaneError> {
+        let (cap, tap) = capture::Capture::new(self.clone(), queue, snaplen, decisions);
         self.call(|r| Command::Tap(ports, tap, r))?;
         Ok(cap)
     }

@@ -181,12 +181,23 @@ impl Worker {
                 tap.frame(buf.frame());
             }
         }
+        // Decision traces of this port (none: nothing below is formatted).
+        let traces: Vec<std::sync::Arc<super::capture::Tap>> =
+            slot.taps.iter().filter(|t| t.decisions).cloned().collect();
         let mut replies = 0;
         for k in 0..r.frames {
             let buf = &self.ports.batch.bufs[k];
             let hdr = in_offload.then(|| buf.vnet_hdr());
             let idx = u8::try_from(k).unwrap_or(u8::MAX);
-            match self.engine.classify(now, ingress, hdr, buf.frame()) {
+            let verdict = self.engine.classify(now, ingress, hdr, buf.frame());
+            if !traces.is_empty() {
+                let line = super::explain::decision_line(self, ingress, buf.frame(), verdict);
+                for t in &traces {
+                    t.line(line.clone());
+                }
+            }
+            let buf = &self.ports.batch.bufs[k];
+            match verdict {
                 Verdict::Drop(_) => {}
                 Verdict::Unicast(q) => self.ports.gather(q, idx),
                 Verdict::Flood(d) => {

@@ -180,38 +180,55 @@ Examples:
     )]
     Run(run::RunArgs),
 
-    /// What if an endpoint sent a packet: every step the switch would take.
+    /// Why frames went where they went: live, or "what if" for a made-up packet.
     #[command(
         long_about = "\
-Run a made-up packet from an endpoint through the switch's own decisions — the same \
+Live (--network N or --endpoint E): a line per frame those switch ports receive — time, \
+ingress endpoint, source > destination MAC, an L3/L4 summary — and the decision: dropped \
+(and why), forwarded to E (MAC table hit), flooded to N ports, gateway reply (ARP or \
+echo), DNS query to the gateway, NAT flow #id or NAT new flow. Lines come from the \
+switch's own verdicts, copied without slowing it (a slow reader loses lines, counted \
+at the end).
+
+What if (--from E --to IP): a made-up packet from an endpoint runs through the same \
 classify (anti-spoofing, MAC table, flooding), gateway (ARP, ping, DNS, martians, \
-isolation, internal networks) and NAT lookup as real frames — without sending it or \
-changing anything (no learning, no counters), and print every step, in the style of \
-Open vSwitch's ofproto/trace. The destination MAC is the one the container's ARP would \
-find: the endpoint with that address, or the gateway for anything off the subnet.",
+isolation, internal networks) and NAT lookup as real frames, on a copy of the engine — \
+nothing is sent, learned or counted — and every step is printed, in the style of Open \
+vSwitch's ofproto/trace. The destination MAC is the one the container's ARP would find.",
         after_help = "\
 Examples:
+  plexus trace --network n1
+  plexus trace --endpoint c1 --count 20
   plexus trace --from c1 --to 10.88.0.3 --tcp 80
   plexus trace --from c1 --to 127.0.0.1 --udp 53
   plexus trace --from c1 --to 10.88.0.3 --icmp --src-ip 10.88.0.99"
     )]
     Trace {
-        /// The sending endpoint (name or id).
-        #[arg(long, value_name = "EP")]
-        from: String,
-        /// The destination address.
-        #[arg(long, value_name = "IP")]
-        to: String,
-        /// A TCP SYN to this port.
+        /// Live: every endpoint of this network.
+        #[arg(long, short = 'n', value_name = "NET", conflicts_with = "from")]
+        network: Option<String>,
+        /// Live: this endpoint only.
+        #[arg(long, short = 'e', value_name = "EP", conflicts_with = "from")]
+        endpoint: Option<String>,
+        /// Live: stop after N lines.
+        #[arg(long, short = 'c', value_name = "N", conflicts_with = "from")]
+        count: Option<u64>,
+        /// What if: the sending endpoint (name or id).
+        #[arg(long, value_name = "EP", requires = "to", required_unless_present_any = ["network", "endpoint"])]
+        from: Option<String>,
+        /// What if: the destination address.
+        #[arg(long, value_name = "IP", requires = "from")]
+        to: Option<String>,
+        /// What if: a TCP SYN to this port.
         #[arg(long, value_name = "PORT", group = "probe")]
         tcp: Option<u16>,
-        /// A UDP datagram to this port.
+        /// What if: a UDP datagram to this port.
         #[arg(long, value_name = "PORT", group = "probe")]
         udp: Option<u16>,
-        /// An ICMP echo request (the default).
+        /// What if: an ICMP echo request (the default).
         #[arg(long, group = "probe")]
         icmp: bool,
-        /// Send from this address instead of the endpoint's own.
+        /// What if: send from this address instead of the endpoint's own.
         #[arg(long, value_name = "IP")]
         src_ip: Option<String>,
         #[command(flatten)]
@@ -461,13 +478,20 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             snaplen,
         } => capture(socket, network, endpoint, &write, count, snaplen),
         Command::Trace {
-            from,
+            from: None,
+            network,
+            endpoint,
+            count,
+            ..
+        } => live_trace(socket, network, endpoint, count),
+        Command::Trace {
+            from: Some(from),
             to,
             tcp,
             udp,
-            icmp: _,
             src_ip,
             format,
+            ..
         } => {
             use plexus_switch::dataplane::explain::Probe;
             let probe = match (tcp, udp) {
@@ -475,6 +499,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
                 (None, Some(p)) => Probe::Udp(p),
                 (None, None) => Probe::Icmp,
             };
+            let to = to.unwrap_or_default();
             let steps: Vec<String> = Client::connect(socket)?.call_as(&Request::Trace {
                 from,
                 to,
@@ -546,28 +571,65 @@ fn capture(
     count: Option<u64>,
     snaplen: u32,
 ) -> anyhow::Result<u8> {
-    use std::io::{BufRead, Read, Write};
-    let mut c = Client::connect(socket)?;
-    let start: plexus::api::CaptureStart = c.call_as(&Request::Capture {
-        network,
-        endpoint,
-        snaplen,
-        count,
-    })?;
-    eprintln!("capturing {} (snaplen {})", start.endpoints.join(", "), start.snaplen);
-    let mut out: Box<dyn Write> = if write == std::path::Path::new("-") {
+    let out: Box<dyn std::io::Write> = if write == std::path::Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {
         Box::new(anyhow::Context::with_context(std::fs::File::create(write), || {
             format!("creating {}", write.display())
         })?)
     };
+    let req = Request::Capture {
+        network,
+        endpoint,
+        snaplen,
+        count,
+        decisions: false,
+    };
+    let end = stream(socket, &req, out)?;
+    eprintln!(
+        "{} frames captured, {} dropped (the reader was slower than the switch)",
+        end.captured, end.dropped
+    );
+    Ok(0)
+}
+
+/// `plexus trace --network N | --endpoint E`: the live decisions on stdout.
+fn live_trace(
+    socket: &std::path::Path,
+    network: Option<String>,
+    endpoint: Option<String>,
+    count: Option<u64>,
+) -> anyhow::Result<u8> {
+    let req = Request::Capture {
+        network,
+        endpoint,
+        snaplen: 64,
+        count,
+        decisions: true,
+    };
+    let end = stream(socket, &req, Box::new(std::io::stdout().lock()))?;
+    eprintln!(
+        "{} lines, {} dropped (the reader was slower than the switch)",
+        end.captured, end.dropped
+    );
+    Ok(0)
+}
+
+/// Sends a `capture` request and copies its stream to `out` until its end.
+fn stream(
+    socket: &std::path::Path,
+    req: &Request,
+    mut out: Box<dyn std::io::Write + '_>,
+) -> anyhow::Result<plexus::api::CaptureEnd> {
+    use std::io::{BufRead, Read};
+    let mut c = Client::connect(socket)?;
+    let start: plexus::api::CaptureStart = c.call_as(req)?;
+    eprintln!("capturing {} (snaplen {})", start.endpoints.join(", "), start.snaplen);
     let mut r = c.into_reader();
     let mut chunk = Vec::new();
     loop {
         let mut len = [0u8; 4];
         if r.read_exact(&mut len).is_err() {
-            // The daemon went away mid-stream.
             out.flush()?;
             anyhow::bail!("the capture stream ended early");
         }
@@ -583,12 +645,7 @@ fn capture(
     let mut last = String::new();
     r.read_line(&mut last)?;
     let end: plexus::api::Response = serde_json::from_str(&last)?;
-    let end: plexus::api::CaptureEnd = serde_json::from_value(end.into_result()?)?;
-    eprintln!(
-        "{} frames captured, {} dropped (the reader was slower than the switch)",
-        end.captured, end.dropped
-    );
-    Ok(0)
+    Ok(serde_json::from_value(end.into_result()?)?)
 }
 
 /// Seconds between refreshes of `stats --watch`: 0.1 to 3600.
