@@ -282,7 +282,9 @@ fn switch_tables_through_the_cli() {
     }
     let text = d.ok(&["stats"]);
     assert!(text.starts_with("NETWORK  ENDPOINT  RX FRAMES"), "{text}");
-    assert_eq!(text.lines().count(), 3, "{text}");
+    // Two ports, then the worker's cost per frame.
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.lines().last().unwrap().starts_with("switch worker: "), "{text}");
     assert_eq!(
         d.fails(1, &["stats", "--network", "ghost"]),
         "plexus: network ghost not found"
