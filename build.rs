@@ -13,6 +13,7 @@
 //! | `px_userns` | as root, with unprivileged user namespaces allowed and a test user (`$PLEXUS_TEST_USER`, else `nobody`) |
 //! | `px_user_tun` | `px_userns`, and `/dev/net/tun` opens for that user |
 //! | `px_tcpdump` | `tcpdump` is on `PATH` (it reads back `plexus capture`'s files) |
+//! | `px_tshark` | `tshark` is on `PATH` (Wireshark's reader, the second witness of a capture) |
 //! | `px_dns` | `px_root`, with `dig` (bind9-dnsutils), `dnsmasq` and `getent` on `PATH`: the tests of the gateways' DNS with real resolvers and a real upstream |
 //! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
 //!
@@ -33,6 +34,7 @@ fn main() {
         "px_docker",
         "px_dns",
         "px_tcpdump",
+        "px_tshark",
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
@@ -68,6 +70,7 @@ fn main() {
         ("px_docker", docker),
         ("px_dns", root && has("dig") && has("dnsmasq") && has("getent")),
         ("px_tcpdump", has("tcpdump")),
+        ("px_tshark", has("tshark")),
     ] {
         if on {
             println!("cargo::rustc-cfg={cfg}");

@@ -1,5 +1,5 @@
 //! `plexus capture`: the frames crossing a network's ports, both
-//! directions, as a pcap stream that tcpdump reads as it is.
+//! directions, as a pcap stream that tcpdump and tshark read as it is.
 
 mod common;
 
@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 use common::net::TestNs;
 use common::{Daemon, TestEnv, ns_path, peers};
 
-#[test]
-#[cfg_attr(not(all(px_root, px_tcpdump)), ignore = "needs root, /dev/net/tun and tcpdump")]
-fn a_capture_of_a_ping_reads_back_in_tcpdump() {
+/// A daemon with n1 = {c1, c2}, and a capture of 16 frames of five pings
+/// between them written to a file; the env, the daemon and the file.
+fn capture_pings() -> (TestEnv, TestNs, Daemon, std::path::PathBuf) {
     let env = TestEnv::new();
     let host = TestNs::new(&env.netns("H"));
     let d = Daemon::start_in(&env, Some(&host.name), &[]);
@@ -49,6 +49,13 @@ fn a_capture_of_a_ping_reads_back_in_tcpdump() {
     assert!(status.success(), "{rest}");
     assert!(rest.contains("16 frames captured, 0 dropped"), "{rest}");
 
+    (env, host, d, file)
+}
+
+#[test]
+#[cfg_attr(not(all(px_root, px_tcpdump)), ignore = "needs root, /dev/net/tun and tcpdump")]
+fn a_capture_of_a_ping_reads_back_in_tcpdump() {
+    let (_env, _host, d, file) = capture_pings();
     let out = Command::new("tcpdump").args(["-nr"]).arg(&file).output().unwrap();
     assert!(
         out.status.success(),
@@ -70,6 +77,21 @@ fn a_capture_of_a_ping_reads_back_in_tcpdump() {
     // An endpoint that does not exist is a clear error.
     let e = d.fails(1, &["capture", "--endpoint", "ghost", "--count", "1"]);
     assert!(e.contains("ghost"), "{e}");
+}
+
+#[test]
+#[cfg_attr(not(all(px_root, px_tshark)), ignore = "needs root, /dev/net/tun and tshark")]
+fn a_capture_of_a_ping_reads_back_in_tshark() {
+    let (_env, _host, _d, file) = capture_pings();
+    // Wireshark's reader agrees.
+    let out = Command::new("tshark").args(["-n", "-r"]).arg(&file).output().unwrap();
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 16, "{text}");
+    assert!(
+        text.contains("Echo (ping) request") && text.contains("Echo (ping) reply"),
+        "{text}"
+    );
 }
 
 #[test]
