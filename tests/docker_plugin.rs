@@ -15,12 +15,12 @@ mod common;
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::docker::{Dockerd, plugin_socket};
 use common::net::{self, HostOutside, TestNs};
-use common::{Daemon, TestEnv, peers};
+use common::{Daemon, Proc, TestEnv, peers};
 use serde_json::{Value, json};
 
 /// The example `addr_echo` (answers each TCP connection and UDP datagram
@@ -53,16 +53,6 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A process started inside a namespace, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -146,34 +146,18 @@ impl Controller {
         snaplen: u32,
         decisions: bool,
     ) -> Result<(plexus_switch::dataplane::capture::Capture, Vec<String>)> {
-        let core = self.lock();
-        let eps: Vec<crate::model::EndpointRecord> = match (network, endpoint) {
-            (_, Some(e)) => {
-                let e = match network {
-                    Some(n) => {
-                        let net = core.network(n)?.id.clone();
-                        core.state
-                            .endpoints
-                            .iter()
-                            .find(|x| x.network == net && (x.name == e || x.id == e))
-                            .cloned()
-                            .ok_or_else(|| Error::NoSuchEndpoint(e.to_owned()))?
-                    }
-                    None => core.endpoint_any(e)?.clone(),
-                };
-                vec![e]
-            }
-            (Some(n), None) => {
-                let net = core.network(n)?.id.clone();
-                core.state
-                    .endpoints
-                    .iter()
-                    .filter(|x| x.network == net)
-                    .cloned()
-                    .collect()
-            }
+        // The endpoints, found as every other command finds them.
+        let handles = match (network, endpoint) {
+            (Some(n), Some(e)) => vec![self.network(n)?.endpoint(e)?],
+            (None, Some(e)) => vec![self.endpoint(e)?],
+            (Some(n), None) => self.network(n)?.endpoints()?,
             (None, None) => return Err(Error::InvalidOption("capture needs a network or an endpoint".into())),
         };
+        let core = self.lock();
+        let eps = handles
+            .iter()
+            .map(|h| core.endpoint_by_id(h.id()).cloned())
+            .collect::<Result<Vec<_>>>()?;
         let Some(first) = eps.first() else {
             return Err(Error::InvalidOption("that network has no endpoints to capture".into()));
         };

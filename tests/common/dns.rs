@@ -4,21 +4,11 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::TestEnv;
 use super::net::{self, HostOutside};
-
-/// A process started inside a namespace, killed on drop.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::{Proc, TestEnv};
 
 /// The TXT record of `big.zone.test`: three 200-byte strings, too large
 /// for a 512-byte UDP answer.

@@ -116,6 +116,17 @@ impl Drop for TestEnv {
     }
 }
 
+/// A process a test started (a server in a namespace), killed on drop.
+#[derive(Debug)]
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `target/debug` (or `release`): where cargo put this test's binaries.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");

@@ -333,24 +333,6 @@ struct Tapped<'a> {
 /// Frames a capture keeps for its reader; more are dropped and counted.
 const CAPTURE_QUEUE: usize = 4096;
 
-/// One captured frame as a pcap record.
-fn write_captured(
-    buf: &mut Vec<u8>,
-    f: &plexus_switch::dataplane::capture::Captured,
-    snaplen: u32,
-) -> std::io::Result<()> {
-    // The record's original length is the frame's, its bytes what was kept.
-    let mut h = [0u8; 16];
-    h[..4].copy_from_slice(&u32::try_from(f.ts.as_secs()).unwrap_or(u32::MAX).to_ne_bytes());
-    h[4..8].copy_from_slice(&f.ts.subsec_micros().to_ne_bytes());
-    let incl = u32::try_from(f.bytes.len()).unwrap_or(u32::MAX).min(snaplen);
-    h[8..12].copy_from_slice(&incl.to_ne_bytes());
-    h[12..].copy_from_slice(&f.orig_len.to_ne_bytes());
-    buf.extend_from_slice(&h);
-    buf.extend_from_slice(&f.bytes[..usize::try_from(incl).unwrap_or(0)]);
-    Ok(())
-}
-
 /// True if the client closed its end (a read would return end of file).
 fn peer_gone(w: &UnixStream) -> bool {
     let mut b = [0u8; 1];
@@ -540,7 +522,9 @@ impl Server {
                             buf.extend_from_slice(&f.bytes);
                             buf.push(b'\n');
                         } else {
-                            let _ = write_captured(&mut buf, &f, snaplen);
+                            let _ = plexus_switch::io::pcap::write_cut_record(
+                                &mut buf, f.ts, &f.bytes, f.orig_len, snaplen,
+                            );
                         }
                         written += 1;
                         if count.is_some_and(|n| written >= n) || buf.len() > 60 * 1024 {

@@ -27,10 +27,10 @@ use super::ports::PortSink;
 use crate::dns::{Client, DnsConfig, Relayed, Resolver, Verdict};
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::io::{Datagram, Host, Stream};
+use crate::nat::frames::inbound_frame_on;
 use crate::nat::tcp::HostStream;
-use crate::nat::{FlowId, NatProto};
+use crate::nat::{FlowId, FlowKey, FlowPath, NatProto};
 use crate::types::{DropReason, PortId};
-use crate::wire::{EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
 /// Tokens from here up to the published listeners' are the upstream sockets.
 pub(crate) const DNS_TOKENS: usize = 1 << 29;
@@ -342,9 +342,10 @@ impl GatewayDns {
     pub(crate) fn serve(&mut self, now: Instant, host: &mut dyn Host, sink: &mut PortSink<'_>) -> usize {
         let mut delivered = 0;
         let mut retry = Vec::new();
+        // Taken for the walk and given back, so its room is kept.
         let mut ready = std::mem::take(&mut self.ready);
         ready.append(&mut self.ready_again);
-        for i in ready {
+        for &i in &ready {
             for round in 0..DNS_BURST {
                 if round + 1 == DNS_BURST {
                     // Readiness is edge-triggered: come back for the rest.
@@ -367,6 +368,8 @@ impl GatewayDns {
                 }
             }
         }
+        ready.clear();
+        self.ready = ready;
         for (upstream, query) in retry {
             self.open_tcp_upstream(now, host, upstream, &query);
         }
@@ -507,33 +510,15 @@ fn send_answer(out: &mut FrameBuf, client: Client, msg: &[u8], sink: &mut PortSi
 
 /// Writes the frame carrying `msg` from `client.gateway:53` to the client.
 fn answer_frame(client: Client, msg: &[u8], out: &mut [u8]) -> Option<usize> {
-    let udp = UdpRepr {
-        src_port: 53,
-        dst_port: client.addr.port(),
-        payload: msg,
+    let key = FlowKey {
+        proto: NatProto::Udp,
+        inside: client.addr,
+        outside: SocketAddrV4::new(client.gateway, crate::gateway::DNS_PORT),
     };
-    let l3 = Ipv4Repr {
-        src_addr: client.gateway,
-        dst_addr: *client.addr.ip(),
-        protocol: IpProtocol::Udp,
-        payload_len: udp.buffer_len(),
-        ttl: 64,
+    let path = FlowPath {
+        port: client.port,
+        mac: client.mac,
+        gateway_mac: client.gateway_mac,
     };
-    let l2 = EthernetRepr {
-        src: client.gateway_mac,
-        dst: client.mac,
-        ethertype: EtherType::Ipv4,
-    };
-    let len = l2.buffer_len() + l3.buffer_len() + udp.buffer_len();
-    let buf = out.get_mut(..len)?;
-    let mut frame = EthernetFrame::new_unchecked(buf);
-    l2.emit(&mut frame);
-    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
-    l3.emit(&mut packet);
-    udp.emit(
-        &mut UdpPacket::new_unchecked(packet.payload_mut()),
-        client.gateway,
-        *client.addr.ip(),
-    );
-    Some(len)
+    inbound_frame_on(&key, &path, msg, out)
 }

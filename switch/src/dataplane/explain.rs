@@ -11,11 +11,11 @@
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use super::worker::Worker;
 use crate::MacAddr;
 use crate::gateway::{self, Action};
-use crate::l2::Verdict;
-use crate::types::PortId;
+use crate::l2::{Engine, Verdict};
+use crate::nat::{FlowId, FlowKey};
+use crate::types::{DropReason, PortId};
 use crate::wire::{
     EtherType, EthernetFrame, EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr, TcpFlags,
     TcpPacket, TcpRepr, UdpPacket, UdpRepr,
@@ -86,56 +86,96 @@ pub fn probe_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4A
     buf
 }
 
-impl Worker {
-    /// Every step `frame`, entering at `ingress`, would take; nothing changes.
-    pub fn explain(&self, now: Instant, ingress: PortId, frame: &[u8]) -> Vec<String> {
-        let mut engine = self.engine.clone();
-        let name = |p: PortId| engine_name(&self.engine, p);
-        let mut steps = vec![format!("enters the switch from {}", name(ingress))];
-        match engine.classify(now, ingress, None, frame) {
-            Verdict::Drop(r) => steps.push(format!("dropped: {}", r.name())),
-            Verdict::Unicast(q) => {
-                steps.push(format!("forwarded to {} (MAC table hit)", name(q)));
-            }
-            Verdict::Flood(d) => {
-                let n = self.engine.domain_ports(d).iter().filter(|&&q| q != ingress).count();
-                steps.push(format!("flooded to {n} ports (destination MAC not learned yet)"));
-            }
-            Verdict::Gateway(gw) => {
-                steps.push(format!("for the gateway {} (its MAC)", gw.ip));
-                let domain = self.engine.port_config(ingress).map(|c| c.domain);
-                let isolated = |a| domain.is_some_and(|d| self.engine.is_other_network(d, a));
-                let mut out = vec![0u8; frame.len().max(128)];
-                match gateway::handle(&gw, isolated, frame, &mut out) {
-                    Action::Reply(_) => steps.push("the gateway answers it (ARP reply or echo reply)".into()),
-                    Action::Dns(_) => steps.push("a DNS query: the gateway's DNS answers or forwards it".into()),
-                    Action::Drop(r) => steps.push(format!("dropped: {}", r.name())),
-                    Action::Routed(r) => {
-                        steps.push(format!(
-                            "routed out of the network: {:?} {} -> {}",
-                            r.key.proto, r.key.inside, r.key.outside
-                        ));
-                        match self.nat.table.find(&r.key) {
-                            Some(id) => steps.push(format!("NAT flow #{} carries it", id.0)),
-                            None if r.key.outside.ip() == &gw.ip => {
-                                steps.push(
-                                    "to the gateway's own address: the host's loopback if the network allows it".into(),
-                                );
-                            }
-                            None => steps.push(format!(
-                                "NAT: a new flow, a host socket of the daemon to {}",
-                                r.key.outside
-                            )),
-                        }
-                    }
-                }
-            }
+/// What the switch does with a frame, as the hot path decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Dropped(DropReason),
+    Forwarded(PortId),
+    Flooded(usize),
+    GatewayReply,
+    Dns,
+    /// Routed out: the flow that carries it, if it has one.
+    Nat {
+        key: FlowKey,
+        flow: Option<FlowId>,
+    },
+}
+
+/// The decision about `frame` from `ingress` that `verdict` (the engine's
+/// classify) and, for the gateway, `gateway::handle` make; `flow` looks a
+/// routed packet's flow up. Also the gateway it went to, if it did.
+fn decide(
+    engine: &Engine,
+    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    ingress: PortId,
+    frame: &[u8],
+    verdict: Verdict,
+) -> (Option<Ipv4Addr>, Decision) {
+    match verdict {
+        Verdict::Drop(r) => (None, Decision::Dropped(r)),
+        Verdict::Unicast(q) => (None, Decision::Forwarded(q)),
+        Verdict::Flood(d) => (
+            None,
+            Decision::Flooded(engine.domain_ports(d).iter().filter(|&&q| q != ingress).count()),
+        ),
+        Verdict::Gateway(gw) => {
+            let domain = engine.port_config(ingress).map(|c| c.domain);
+            let isolated = |a| domain.is_some_and(|d| engine.is_other_network(d, a));
+            let mut out = vec![0u8; frame.len().max(128)];
+            let d = match gateway::handle(&gw, isolated, frame, &mut out) {
+                Action::Reply(_) => Decision::GatewayReply,
+                Action::Dns(_) => Decision::Dns,
+                Action::Drop(r) => Decision::Dropped(r),
+                Action::Routed(r) => Decision::Nat {
+                    key: r.key,
+                    flow: flow(&r.key),
+                },
+            };
+            (Some(gw.ip), d)
         }
-        steps
     }
 }
 
-fn engine_name(engine: &crate::l2::Engine, p: PortId) -> String {
+/// Every step `frame`, entering at `ingress`, would take, run through a copy
+/// of `engine` (nothing learned or counted); `flow` looks up NAT flows.
+pub(crate) fn explain(
+    engine: &Engine,
+    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    now: Instant,
+    ingress: PortId,
+    frame: &[u8],
+) -> Vec<String> {
+    let verdict = engine.clone().classify(now, ingress, None, frame);
+    let name = |p: PortId| engine_name(engine, p);
+    let mut steps = vec![format!("enters the switch from {}", name(ingress))];
+    let (gateway, decision) = decide(engine, flow, ingress, frame, verdict);
+    if let Some(gw) = gateway {
+        steps.push(format!("for the gateway {gw} (its MAC)"));
+    }
+    match decision {
+        Decision::Dropped(r) => steps.push(format!("dropped: {}", r.name())),
+        Decision::Forwarded(q) => steps.push(format!("forwarded to {} (MAC table hit)", name(q))),
+        Decision::Flooded(n) => steps.push(format!("flooded to {n} ports (destination MAC not learned yet)")),
+        Decision::GatewayReply => steps.push("the gateway answers it (ARP reply or echo reply)".into()),
+        Decision::Dns => steps.push("a DNS query: the gateway's DNS answers or forwards it".into()),
+        Decision::Nat { key, flow } => {
+            steps.push(format!(
+                "routed out of the network: {:?} {} -> {}",
+                key.proto, key.inside, key.outside
+            ));
+            steps.push(match flow {
+                Some(id) => format!("NAT flow #{} carries it", id.0),
+                None if Some(*key.outside.ip()) == gateway => {
+                    "to the gateway's own address: the host's loopback if the network allows it".into()
+                }
+                None => format!("NAT: a new flow, a host socket of the daemon to {}", key.outside),
+            });
+        }
+    }
+    steps
+}
+
+fn engine_name(engine: &Engine, p: PortId) -> String {
     engine
         .port_config(p)
         .map_or_else(|| format!("port {}", p.0), |c| c.name.clone())
@@ -144,32 +184,25 @@ fn engine_name(engine: &crate::l2::Engine, p: PortId) -> String {
 /// One line of the live trace: the frame `ingress` received, summed up, and
 /// what `verdict` (and, for the gateway, the gateway) does with it. Called
 /// only while someone traces the port.
-pub(crate) fn decision_line(w: &Worker, ingress: PortId, frame: &[u8], verdict: Verdict) -> String {
-    let name = |p: PortId| engine_name(&w.engine, p);
+pub(crate) fn decision_line(
+    engine: &Engine,
+    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    ingress: PortId,
+    frame: &[u8],
+    verdict: Verdict,
+) -> String {
+    let name = |p: PortId| engine_name(engine, p);
     let (src, dst) = crate::wire::EthernetFrame::new_checked(frame)
         .map(|e| (e.src().to_string(), e.dst().to_string()))
         .unwrap_or_else(|_| ("?".into(), "?".into()));
-    let what = match verdict {
-        Verdict::Drop(r) => format!("dropped: {}", r.name()),
-        Verdict::Unicast(q) => format!("forwarded to {} (MAC table hit)", name(q)),
-        Verdict::Flood(d) => {
-            let n = w.engine.domain_ports(d).iter().filter(|&&q| q != ingress).count();
-            format!("flooded to {n} ports")
-        }
-        Verdict::Gateway(gw) => {
-            let domain = w.engine.port_config(ingress).map(|c| c.domain);
-            let isolated = |a| domain.is_some_and(|d| w.engine.is_other_network(d, a));
-            let mut out = vec![0u8; frame.len().max(128)];
-            match gateway::handle(&gw, isolated, frame, &mut out) {
-                Action::Reply(_) => "gateway reply (ARP or echo)".to_owned(),
-                Action::Dns(_) => "DNS query to the gateway".to_owned(),
-                Action::Drop(r) => format!("dropped: {}", r.name()),
-                Action::Routed(r) => match w.nat.table.find(&r.key) {
-                    Some(id) => format!("NAT flow #{}", id.0),
-                    None => format!("NAT new flow to {}", r.key.outside),
-                },
-            }
-        }
+    let what = match decide(engine, flow, ingress, frame, verdict).1 {
+        Decision::Dropped(r) => format!("dropped: {}", r.name()),
+        Decision::Forwarded(q) => format!("forwarded to {} (MAC table hit)", name(q)),
+        Decision::Flooded(n) => format!("flooded to {n} ports"),
+        Decision::GatewayReply => "gateway reply (ARP or echo)".to_owned(),
+        Decision::Dns => "DNS query to the gateway".to_owned(),
+        Decision::Nat { flow: Some(id), .. } => format!("NAT flow #{}", id.0),
+        Decision::Nat { key, flow: None } => format!("NAT new flow to {}", key.outside),
     };
     format!("{} {src} > {dst} {}: {what}", name(ingress), summary(frame))
 }

@@ -49,9 +49,9 @@ pub struct Event {
 /// The switch the worker runs: engine, ports, NAT, and when it last did what.
 pub struct Worker {
     config: DataplaneConfig,
-    pub(crate) engine: Engine,
+    engine: Engine,
     ports: Ports,
-    pub(crate) nat: Nat,
+    nat: Nat,
     health: Health,
     last_expire: Instant,
     last_work: Instant,
@@ -191,7 +191,8 @@ impl Worker {
             let idx = u8::try_from(k).unwrap_or(u8::MAX);
             let verdict = self.engine.classify(now, ingress, hdr, buf.frame());
             if !traces.is_empty() {
-                let line = super::explain::decision_line(self, ingress, buf.frame(), verdict);
+                let flow = |k: &crate::nat::FlowKey| self.nat.table.find(k);
+                let line = super::explain::decision_line(&self.engine, flow, ingress, buf.frame(), verdict);
                 for t in &traces {
                     t.line(line.clone());
                 }
@@ -305,7 +306,8 @@ impl Worker {
                 let _ = r.send(());
             }
             Command::Explain(port, frame, r) => {
-                let _ = r.send(self.explain(now, port, &frame));
+                let flow = |k: &crate::nat::FlowKey| self.nat.table.find(k);
+                let _ = r.send(super::explain::explain(&self.engine, flow, now, port, &frame));
             }
             Command::Untap(tap) => {
                 for slot in self.ports.slots.iter_mut().flatten() {

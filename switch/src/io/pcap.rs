@@ -33,14 +33,20 @@ pub fn write_header(w: &mut impl Write, snaplen: u32) -> io::Result<()> {
 /// Writes one record: `frame` at `ts` (since the Unix epoch), cut to `snaplen`.
 pub fn write_record(w: &mut impl Write, ts: Duration, frame: &[u8], snaplen: u32) -> io::Result<()> {
     let orig = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-    let incl = orig.min(snaplen);
+    write_cut_record(w, ts, frame, orig, snaplen)
+}
+
+/// Writes one record of a frame `orig` bytes long of which `kept` are at
+/// hand (already cut by a capture), cut to `snaplen`.
+pub fn write_cut_record(w: &mut impl Write, ts: Duration, kept: &[u8], orig: u32, snaplen: u32) -> io::Result<()> {
+    let incl = u32::try_from(kept.len()).unwrap_or(u32::MAX).min(snaplen);
     let mut h = [0u8; 16];
     h[..4].copy_from_slice(&u32::try_from(ts.as_secs()).unwrap_or(u32::MAX).to_ne_bytes());
     h[4..8].copy_from_slice(&ts.subsec_micros().to_ne_bytes());
     h[8..12].copy_from_slice(&incl.to_ne_bytes());
     h[12..].copy_from_slice(&orig.to_ne_bytes());
     w.write_all(&h)?;
-    w.write_all(&frame[..incl as usize])
+    w.write_all(&kept[..incl as usize])
 }
 
 /// The wall clock since the Unix epoch.

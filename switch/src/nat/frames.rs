@@ -5,7 +5,7 @@
 //! Sans-IO: each builder writes into the caller's buffer and returns the
 //! frame's length.
 
-use crate::nat::table::{Flow, NatProto};
+use crate::nat::table::{Flow, FlowKey, FlowPath, NatProto};
 use crate::wire::icmpv4::DstUnreachable;
 use crate::wire::{
     EtherType, EthernetFrame, EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
@@ -86,16 +86,22 @@ pub fn unreachable_quoting(flow: &Flow, reason: DstUnreachable, mut quote: [u8; 
 /// reply with the container's own identifier put back. Returns its length in
 /// `out`, or `None` if it does not fit or is not an echo reply.
 pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> {
-    let (src, dst) = (*flow.key.outside.ip(), *flow.key.inside.ip());
-    let (protocol, payload_len) = match flow.key.proto {
+    inbound_frame_on(&flow.key, &flow.path, data, out)
+}
+
+/// [`inbound_frame`] for a flow's key and path alone (the gateway's own
+/// answers, such as its DNS's, use it with the gateway as the outside).
+pub fn inbound_frame_on(key: &FlowKey, path: &FlowPath, data: &[u8], out: &mut [u8]) -> Option<usize> {
+    let (src, dst) = (*key.outside.ip(), *key.inside.ip());
+    let (protocol, payload_len) = match key.proto {
         NatProto::Udp => (IpProtocol::Udp, UDP_HEADER_LEN + data.len()),
         NatProto::Icmp => (IpProtocol::Icmp, data.len()),
         // TCP segments are built by the relay's stack, not here.
         NatProto::Tcp => return None,
     };
     let l2 = EthernetRepr {
-        src: flow.path.gateway_mac,
-        dst: flow.path.mac,
+        src: path.gateway_mac,
+        dst: path.mac,
         ethertype: EtherType::Ipv4,
     };
     let l3 = Ipv4Repr {
@@ -114,11 +120,11 @@ pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> 
     l2.emit(&mut frame);
     let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
     l3.emit(&mut packet);
-    match flow.key.proto {
+    match key.proto {
         NatProto::Udp => {
             let udp = UdpRepr {
-                src_port: flow.key.outside.port(),
-                dst_port: flow.key.inside.port(),
+                src_port: key.outside.port(),
+                dst_port: key.inside.port(),
                 payload: data,
             };
             udp.emit(&mut UdpPacket::new_unchecked(packet.payload_mut()), src, dst);
@@ -130,7 +136,7 @@ pub fn inbound_frame(flow: &Flow, data: &[u8], out: &mut [u8]) -> Option<usize> 
             if msg.msg_type() != Icmpv4Message::EchoReply {
                 return None;
             }
-            msg.set_echo_ident(flow.key.inside.port());
+            msg.set_echo_ident(key.inside.port());
             msg.fill_checksum();
         }
         NatProto::Tcp => return None,
