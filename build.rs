@@ -15,6 +15,7 @@
 //! | `px_tcpdump` | `tcpdump` is on `PATH` (it reads back `plexus capture`'s files) |
 //! | `px_tshark` | `tshark` is on `PATH` (Wireshark's reader, the second witness of a capture) |
 //! | `px_dns` | `px_root`, with `dig` (bind9-dnsutils), `dnsmasq` and `getent` on `PATH`: the tests of the gateways' DNS with real resolvers and a real upstream |
+//! | `px_chromium` | `px_root`, with `chromium` and `nsenter` on `PATH`: headless Chromium loads the daemon's page |
 //! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
 //!
 //! The probes run when the crate is built, so cargo re-runs them when `PATH`,
@@ -35,6 +36,7 @@ fn main() {
         "px_dns",
         "px_tcpdump",
         "px_tshark",
+        "px_chromium",
     ] {
         println!("cargo::rustc-check-cfg=cfg({cfg})");
     }
@@ -71,6 +73,7 @@ fn main() {
         ("px_dns", root && has("dig") && has("dnsmasq") && has("getent")),
         ("px_tcpdump", has("tcpdump")),
         ("px_tshark", has("tshark")),
+        ("px_chromium", root && has("chromium") && has("nsenter")),
     ] {
         if on {
             println!("cargo::rustc-cfg={cfg}");

@@ -140,6 +140,6 @@ fn metrics_parse_and_match_plexus_stats() {
     );
     assert!(d.json(&["info"])["switch"]["cpu_us"].is_u64());
     // Read-only, one path.
-    assert_eq!(http(&host.name, "GET", "/").0, 404);
+    assert_eq!(http(&host.name, "GET", "/nothing-here").0, 404);
     assert_eq!(http(&host.name, "POST", "/metrics").0, 405);
 }

@@ -14,6 +14,7 @@
 //! here is counted as ignored, never as passed.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod dns;
 pub mod docker;
 pub mod frames;

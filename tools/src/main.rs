@@ -18,6 +18,7 @@ mod demo;
 mod docker_plugin;
 mod logger;
 mod metrics;
+mod page;
 mod socket;
 
 use std::process::ExitCode;

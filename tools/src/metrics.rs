@@ -1,5 +1,6 @@
 //! `plexus daemon --metrics ADDR:PORT`: the switch's counters in the
-//! Prometheus text format (version 0.0.4) at `GET /metrics`.
+//! Prometheus text format (version 0.0.4) at `GET /metrics`; the same
+//! listener serves the picture of the network (`GET /`, see [`crate::page`]).
 //!
 //! Decisions:
 //! - Read-only and pull-only: each scrape asks the controller for the same
@@ -249,7 +250,39 @@ pub fn render(s: &Snapshot) -> String {
     out
 }
 
-/// The `/metrics` endpoint, on its thread.
+/// The text format's content type.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The answer to `method path`: status, content type and body.
+fn answer(ctrl: &Controller, method: &tiny_http::Method, url: &str) -> (u16, &'static str, String) {
+    let path = url.split('?').next().unwrap_or(url);
+    if *method != tiny_http::Method::Get {
+        return (
+            405,
+            TEXT_FORMAT,
+            "read-only: GET /, /view.json or /metrics\n".to_owned(),
+        );
+    }
+    match path {
+        "/metrics" => (200, TEXT_FORMAT, render(&Snapshot::take(ctrl))),
+        "/view.json" => (
+            200,
+            "application/json",
+            serde_json::to_string(&crate::page::View::take(ctrl, worker_cpu_secs()))
+                .unwrap_or_else(|_| "{}".to_owned()),
+        ),
+        _ => match crate::page::asset(path) {
+            Some((kind, body)) => (200, kind, body.to_owned()),
+            None => (
+                404,
+                TEXT_FORMAT,
+                "not found: the page is at /, its data at /view.json, the metrics at /metrics\n".to_owned(),
+            ),
+        },
+    }
+}
+
+/// The metrics listener (`/metrics`, and the page at `/`), on its thread.
 pub struct MetricsServer {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
@@ -275,21 +308,14 @@ impl MetricsServer {
                 .name("metrics".into())
                 .spawn(move || {
                     for request in server.incoming_requests() {
-                        let (status, body) = match (request.method(), request.url()) {
-                            (tiny_http::Method::Get, "/metrics") => (200, render(&Snapshot::take(&ctrl))),
-                            (tiny_http::Method::Get, _) => (404, "not found: the metrics are at /metrics\n".to_owned()),
-                            _ => (405, "read-only: GET /metrics\n".to_owned()),
-                        };
-                        let header = tiny_http::Header::from_bytes(
-                            &b"Content-Type"[..],
-                            &b"text/plain; version=0.0.4; charset=utf-8"[..],
-                        )
-                        .expect("a constant header is valid");
-                        let _ = request.respond(
-                            tiny_http::Response::from_string(body)
-                                .with_status_code(status)
-                                .with_header(header),
-                        );
+                        let (status, kind, body) = answer(&ctrl, request.method(), request.url());
+                        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
+                        for (name, value) in [("Content-Type", kind), ("Content-Security-Policy", crate::page::CSP)] {
+                            if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                                response.add_header(h);
+                            }
+                        }
+                        let _ = request.respond(response);
                     }
                 })
                 .context("starting the metrics thread")?

@@ -103,8 +103,11 @@ pub struct DaemonArgs {
     /// Per-port frames, bytes and drops by reason, MAC table sizes, NAT flows
     /// by protocol and state, published ports, the gateways' DNS counters and
     /// the switch worker's CPU time — the numbers `plexus stats`, `fdb`,
-    /// `nat` and `info` show. Use a loopback address unless the scraper is
-    /// elsewhere: the counters name every network and endpoint.
+    /// `nat` and `info` show. The same listener serves a live picture of the
+    /// networks at http://ADDR:PORT/ (a graph with rates on the links, the
+    /// MAC and NAT tables; read-only, no outside resources). Use a loopback
+    /// address unless the scraper is elsewhere: both name every network and
+    /// endpoint.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
 }
