@@ -160,18 +160,50 @@ fn what_if_agrees_with_what_happens() {
     assert!(steps[0].contains("no endpoint has it"), "{steps:?}");
 }
 
+/// A DNS query for `name` (type A, recursion desired).
+fn dns_query(name: &str) -> Vec<u8> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        q.push(u8::try_from(label.len()).unwrap());
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
 #[test]
 #[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn the_live_trace_says_what_became_of_each_frame() {
+    use plexus::diag::{self, PingOptions};
+    use plexus_sandbox::sock::NsKey;
     use std::io::{BufRead, BufReader};
     let env = TestEnv::new();
-    let host = common::net::TestNs::new(&env.netns("H"));
-    let d = Daemon::start_in(&env, Some(&host.name), &[]);
-    d.ok(&["network", "create", "--subnet", "10.70.0.0/24", "n1"]);
+    let ho = HostOutside::new(&env, 74, false);
+    let d = Daemon::start_in(&env, Some(&ho.host), &[]);
+    // MACs age out after a second: with the sandboxes' IPv6 off (their
+    // kernels' own reports and solicitations) and a quiet second, the
+    // switch has forgotten both when the trace starts.
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.70.0.0/24",
+        "--mac-ageing",
+        "1",
+        "n1",
+    ]);
     d.ok(&["run", "--network", "n1", "c1"]);
-    d.ok(&["run", "--network", "n1", "c2"]);
+    d.ok(&["run", "--network", "n1", "-p", "18090:80", "c2"]);
+    for c in ["c1", "c2"] {
+        plexus_sandbox::netns::run_in(&ns_path(&env.netns(c)), || {
+            std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1")
+        })
+        .unwrap()
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     let mut live = d
-        .cmd(&["trace", "--network", "n1", "--count", "20"])
+        .cmd(&["trace", "--network", "n1", "--count", "200"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -180,7 +212,8 @@ fn the_live_trace_says_what_became_of_each_frame() {
     let mut first = String::new();
     err.read_line(&mut first).unwrap();
     assert!(first.starts_with("capturing c1, c2"), "{first}");
-    // A forged source address first, then the gateway, then c2.
+    // A forged source address first (dropped before anything is learned
+    // from it), then the gateway, then c2.
     let c1_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 70, 0, 2));
     let lie = udp(
         &L2 {
@@ -194,9 +227,33 @@ fn the_live_trace_says_what_became_of_each_frame() {
     assert_eq!(send_all(&mut injector(&env, "c1"), &[lie]), 1);
     let c1 = ns_path(&env.netns("c1"));
     assert!(peers::ping(&c1, Ipv4Addr::new(10, 70, 0, 1), 2));
-    // Enough frames to reach the count whatever the kernels add (IPv6
-    // multicast listener reports and the like).
-    assert!(peers::ping(&c1, Ipv4Addr::new(10, 70, 0, 3), 12));
+    assert!(peers::ping(&c1, Ipv4Addr::new(10, 70, 0, 3), 2));
+    // Out through NAT, twice: a new flow, then that flow.
+    let outside: Ipv4Addr = ho.outside_ip.parse().unwrap();
+    assert!(peers::ping(&c1, outside, 2));
+    // A DNS query to the gateway, answered by the switch.
+    let query = udp(
+        &L2 {
+            src: c1_mac,
+            dst: MacAddr::from_ipv4(Ipv4Addr::new(10, 70, 0, 1)),
+        },
+        SocketAddrV4::new(Ipv4Addr::new(10, 70, 0, 2), 40053),
+        SocketAddrV4::new(Ipv4Addr::new(10, 70, 0, 1), 53),
+        &dns_query("c2"),
+    );
+    assert_eq!(send_all(&mut injector(&env, "c1"), &[query]), 1);
+    // A client of c2's published port (c2 listens on nothing: it resets).
+    let _ = plexus_sandbox::netns::run_in(&ns_path(&ho.host), || {
+        std::net::TcpStream::connect_timeout(&"127.0.0.1:18090".parse().unwrap(), Duration::from_secs(2))
+    });
+    // Enough frames to reach the count whatever the kernels add.
+    let socket = diag::icmp_socket(NsKey::netns(&c1)).unwrap();
+    let opts = PingOptions {
+        count: 150,
+        interval: Duration::from_millis(5),
+        ..PingOptions::default()
+    };
+    let _ = diag::ping(&socket, Ipv4Addr::new(10, 70, 0, 3), opts, |_| {});
     let out = live.wait_with_output().unwrap();
     let mut rest = String::new();
     for l in err.lines() {
@@ -205,24 +262,26 @@ fn the_live_trace_says_what_became_of_each_frame() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{rest}\n{text}");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 20, "{text}");
-    assert!(
-        lines.iter().any(|l| l.contains(
-            "c1 02:42:0a:46:00:02 > 02:42:0a:46:00:03 UDP 10.70.0.66:40000 > 10.70.0.3:9: dropped: ip_spoofed"
-        )),
-        "{text}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("ICMP 10.70.0.2 > 10.70.0.1: gateway reply")),
-        "{text}"
-    );
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("ICMP 10.70.0.2 > 10.70.0.3: forwarded to c2")),
-        "{text}"
-    );
-    assert!(rest.contains("20 lines, 0 dropped"), "{rest}");
+    assert_eq!(lines.len(), 200, "{text}");
+    for want in [
+        "c1 02:42:0a:46:00:02 > 02:42:0a:46:00:03 UDP 10.70.0.66:40000 > 10.70.0.3:9: dropped: ip_spoofed",
+        "ARP: learned 02:42:0a:46:00:02 on c1, gateway ARP reply",
+        "to c1 02:42:0a:46:00:01 > 02:42:0a:46:00:02 ARP: sent by the switch: gateway ARP reply",
+        "ICMP 10.70.0.2 > 10.70.0.1: gateway echo reply",
+        "ICMP 10.70.0.1 > 10.70.0.2: sent by the switch: gateway echo reply",
+        "> ff:ff:ff:ff:ff:ff ARP: flooded to 1 ports",
+        "ICMP 10.70.0.2 > 10.70.0.3: forwarded to c2 (MAC table hit)",
+        "c2 02:42:0a:46:00:03 > 02:42:0a:46:00:02 ARP: learned 02:42:0a:46:00:03 on c2, forwarded to c1",
+        &format!("ICMP 10.70.0.2 > {outside}: NAT new flow -> host socket to {outside}:0"),
+        &format!("ICMP 10.70.0.2 > {outside}: NAT flow #"),
+        &format!("ICMP {outside} > 10.70.0.2: sent by the switch: from outside, through NAT"),
+        "UDP 10.70.0.2:40053 > 10.70.0.1:53: DNS query to the gateway",
+        "UDP 10.70.0.1:53 > 10.70.0.2:40053: sent by the switch: DNS answer",
+        "TCP 10.70.0.3:80 > 10.70.0.1:",
+        ": published port conversation",
+    ] {
+        assert!(lines.iter().any(|l| l.contains(want)), "no line has {want:?}:\n{text}");
+    }
+    assert!(rest.contains("200 lines, 0 dropped"), "{rest}");
+    eprintln!("{text}");
 }

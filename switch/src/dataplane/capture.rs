@@ -51,7 +51,22 @@ pub struct Tap {
 pub const MAX_QUEUED_BYTES: usize = 32 << 20;
 
 impl Tap {
-    /// Copies `frame` to the reader's queue, or counts it dropped.
+    /// A tap of up to `queue` frames (or lines, for `decisions`) of at most
+    /// `snaplen` bytes, and the receiver of what it copies.
+    pub(crate) fn detached(queue: usize, snaplen: u32, decisions: bool) -> (Arc<Tap>, Receiver<Captured>) {
+        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
+        let tap = Arc::new(Tap {
+            decisions,
+            tx,
+            snaplen: usize::try_from(snaplen).unwrap_or(usize::MAX).max(1),
+            queued: AtomicUsize::new(0),
+            max_queued: MAX_QUEUED_BYTES,
+            captured: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        (tap, rx)
+    }
+
     /// Hands a decision line to the reader (a decision tap), or counts it
     /// dropped.
     pub(crate) fn line(&self, line: String) {
@@ -72,6 +87,7 @@ impl Tap {
         }
     }
 
+    /// Copies `frame` to the reader's queue, or counts it dropped.
     pub(crate) fn frame(&self, frame: &[u8]) {
         if self.decisions {
             return;
@@ -109,16 +125,7 @@ pub struct Capture {
 
 impl Capture {
     pub(crate) fn new(dataplane: Dataplane, queue: usize, snaplen: u32, decisions: bool) -> (Capture, Arc<Tap>) {
-        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
-        let tap = Arc::new(Tap {
-            decisions,
-            tx,
-            snaplen: usize::try_from(snaplen).unwrap_or(usize::MAX).max(1),
-            queued: AtomicUsize::new(0),
-            max_queued: MAX_QUEUED_BYTES,
-            captured: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
+        let (tap, rx) = Tap::detached(queue, snaplen, decisions);
         (
             Capture {
                 rx,

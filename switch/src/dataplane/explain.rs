@@ -86,18 +86,28 @@ pub fn probe_frame(src_mac: MacAddr, dst_mac: MacAddr, src: Ipv4Addr, dst: Ipv4A
     buf
 }
 
+/// What the NAT knows of a routed packet's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct FlowLookup {
+    /// The flow that carries it, if there is one.
+    pub(crate) id: Option<FlowId>,
+    /// It belongs to a client's conversation with a published port.
+    pub(crate) published: bool,
+}
+
 /// What the switch does with a frame, as the hot path decided it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision {
     Dropped(DropReason),
     Forwarded(PortId),
     Flooded(usize),
-    GatewayReply,
+    GatewayArpReply,
+    GatewayEchoReply,
     Dns,
-    /// Routed out: the flow that carries it, if it has one.
+    /// Routed out: what the NAT knows of it.
     Nat {
         key: FlowKey,
-        flow: Option<FlowId>,
+        flow: FlowLookup,
     },
 }
 
@@ -106,7 +116,7 @@ enum Decision {
 /// routed packet's flow up. Also the gateway it went to, if it did.
 fn decide(
     engine: &Engine,
-    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    flow: impl Fn(&FlowKey) -> FlowLookup,
     ingress: PortId,
     frame: &[u8],
     verdict: Verdict,
@@ -123,7 +133,8 @@ fn decide(
             let isolated = |a| domain.is_some_and(|d| engine.is_other_network(d, a));
             let mut out = vec![0u8; frame.len().max(128)];
             let d = match gateway::handle(&gw, isolated, frame, &mut out) {
-                Action::Reply(_) => Decision::GatewayReply,
+                Action::Reply(_) if is_arp(frame) => Decision::GatewayArpReply,
+                Action::Reply(_) => Decision::GatewayEchoReply,
                 Action::Dns(_) => Decision::Dns,
                 Action::Drop(r) => Decision::Dropped(r),
                 Action::Routed(r) => Decision::Nat {
@@ -140,7 +151,7 @@ fn decide(
 /// of `engine` (nothing learned or counted); `flow` looks up NAT flows.
 pub(crate) fn explain(
     engine: &Engine,
-    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    flow: impl Fn(&FlowKey) -> FlowLookup,
     now: Instant,
     ingress: PortId,
     frame: &[u8],
@@ -156,19 +167,25 @@ pub(crate) fn explain(
         Decision::Dropped(r) => steps.push(format!("dropped: {}", r.name())),
         Decision::Forwarded(q) => steps.push(format!("forwarded to {} (MAC table hit)", name(q))),
         Decision::Flooded(n) => steps.push(format!("flooded to {n} ports (destination MAC not learned yet)")),
-        Decision::GatewayReply => steps.push("the gateway answers it (ARP reply or echo reply)".into()),
+        Decision::GatewayArpReply => steps.push("the gateway answers it: an ARP reply with its MAC".into()),
+        Decision::GatewayEchoReply => steps.push("the gateway answers it: an echo reply".into()),
         Decision::Dns => steps.push("a DNS query: the gateway's DNS answers or forwards it".into()),
         Decision::Nat { key, flow } => {
             steps.push(format!(
                 "routed out of the network: {:?} {} -> {}",
                 key.proto, key.inside, key.outside
             ));
-            steps.push(match flow {
-                Some(id) => format!("NAT flow #{} carries it", id.0),
-                None if Some(*key.outside.ip()) == gateway => {
+            steps.push(match (flow.id, flow.published) {
+                (Some(id), true) => format!(
+                    "a published port's conversation: flow #{} carries it to the client",
+                    id.0
+                ),
+                (None, true) => "a published port's conversation: its listener carries it to the client".into(),
+                (Some(id), false) => format!("NAT flow #{} carries it", id.0),
+                (None, false) if Some(*key.outside.ip()) == gateway => {
                     "to the gateway's own address: the host's loopback if the network allows it".into()
                 }
-                None => format!("NAT: a new flow, a host socket of the daemon to {}", key.outside),
+                (None, false) => format!("NAT: a new flow, a host socket of the daemon to {}", key.outside),
             });
         }
     }
@@ -182,29 +199,86 @@ fn engine_name(engine: &Engine, p: PortId) -> String {
 }
 
 /// One line of the live trace: the frame `ingress` received, summed up, and
-/// what `verdict` (and, for the gateway, the gateway) does with it. Called
-/// only while someone traces the port.
+/// what `verdict` (and, for the gateway, the gateway) does with it; whether
+/// its source MAC was `learned` by it. Called only while someone traces the
+/// port.
 pub(crate) fn decision_line(
     engine: &Engine,
-    flow: impl Fn(&FlowKey) -> Option<FlowId>,
+    flow: impl Fn(&FlowKey) -> FlowLookup,
     ingress: PortId,
     frame: &[u8],
     verdict: Verdict,
+    learned: bool,
 ) -> String {
     let name = |p: PortId| engine_name(engine, p);
-    let (src, dst) = crate::wire::EthernetFrame::new_checked(frame)
-        .map(|e| (e.src().to_string(), e.dst().to_string()))
-        .unwrap_or_else(|_| ("?".into(), "?".into()));
+    let (src, dst) = macs(frame);
     let what = match decide(engine, flow, ingress, frame, verdict).1 {
         Decision::Dropped(r) => format!("dropped: {}", r.name()),
         Decision::Forwarded(q) => format!("forwarded to {} (MAC table hit)", name(q)),
         Decision::Flooded(n) => format!("flooded to {n} ports"),
-        Decision::GatewayReply => "gateway reply (ARP or echo)".to_owned(),
+        Decision::GatewayArpReply => "gateway ARP reply".to_owned(),
+        Decision::GatewayEchoReply => "gateway echo reply".to_owned(),
         Decision::Dns => "DNS query to the gateway".to_owned(),
-        Decision::Nat { flow: Some(id), .. } => format!("NAT flow #{}", id.0),
-        Decision::Nat { key, flow: None } => format!("NAT new flow to {}", key.outside),
+        Decision::Nat { flow, .. } if flow.published => match flow.id {
+            Some(id) => format!("published port conversation, flow #{}", id.0),
+            None => "published port conversation".to_owned(),
+        },
+        Decision::Nat { flow, key } => match flow.id {
+            Some(id) => format!("NAT flow #{}", id.0),
+            None => format!("NAT new flow -> host socket to {}", key.outside),
+        },
     };
-    format!("{} {src} > {dst} {}: {what}", name(ingress), summary(frame))
+    let learned = if learned {
+        format!("learned {src} on {}, ", name(ingress))
+    } else {
+        String::new()
+    };
+    format!("{} {src} > {dst} {}: {learned}{what}", name(ingress), summary(frame))
+}
+
+/// One line of the live trace for a frame the switch built and sent out of
+/// `port` (the gateway's answers, what comes back through NAT or a
+/// published port).
+pub(crate) fn built_line(engine: &Engine, port: PortId, frame: &[u8]) -> String {
+    let (src, dst) = macs(frame);
+    let gateway = engine
+        .port_config(port)
+        .and_then(|c| engine.domain_gateway(c.domain))
+        .map(|g| g.ip);
+    let what = match l4_source(frame) {
+        _ if is_arp(frame) => "gateway ARP reply",
+        Some((ip, IpProtocol::Icmp, _)) if Some(ip) == gateway => "gateway echo reply",
+        Some((ip, IpProtocol::Udp | IpProtocol::Tcp, 53)) if Some(ip) == gateway => "DNS answer",
+        _ => "from outside, through NAT or a published port",
+    };
+    format!(
+        "to {} {src} > {dst} {}: sent by the switch: {what}",
+        engine_name(engine, port),
+        summary(frame)
+    )
+}
+
+/// A frame's source and destination MACs, as text.
+fn macs(frame: &[u8]) -> (String, String) {
+    crate::wire::EthernetFrame::new_checked(frame)
+        .map(|e| (e.src().to_string(), e.dst().to_string()))
+        .unwrap_or_else(|_| ("?".into(), "?".into()))
+}
+
+fn is_arp(frame: &[u8]) -> bool {
+    EthernetFrame::new_checked(frame).is_ok_and(|e| EtherType::from(e.ethertype()) == EtherType::Arp)
+}
+
+/// An IPv4 frame's source address, protocol and source port (0 for ICMP).
+fn l4_source(frame: &[u8]) -> Option<(Ipv4Addr, IpProtocol, u16)> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let port = match ip.protocol() {
+        IpProtocol::Tcp => TcpPacket::new_checked(ip.payload()).ok()?.src_port(),
+        IpProtocol::Udp => UdpPacket::new_checked(ip.payload()).ok()?.src_port(),
+        _ => 0,
+    };
+    Some((ip.src_addr(), ip.protocol(), port))
 }
 
 /// A one-word-ish L3/L4 summary of a frame: `ARP`, `ICMP 10.0.0.2 > 10.0.0.1`,

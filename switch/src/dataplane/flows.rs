@@ -312,6 +312,25 @@ impl Nat {
         Ok(())
     }
 
+    /// What the NAT knows of a routed packet's `key` (for traces): its flow,
+    /// and whether it is a published port's conversation — a UDP
+    /// conversation of a listener, or a TCP flow from a published container
+    /// port.
+    pub(crate) fn lookup(&self, key: &FlowKey) -> super::explain::FlowLookup {
+        let published = match key.proto {
+            NatProto::Udp => self.conversations.contains_key(&(key.inside, key.outside)),
+            NatProto::Tcp => self
+                .listeners
+                .iter()
+                .any(|(_, l)| l.proto == Protocol::Tcp && l.container == key.inside),
+            NatProto::Icmp => false,
+        };
+        super::explain::FlowLookup {
+            id: self.table.find(key),
+            published,
+        }
+    }
+
     /// Carries a packet the gateway routed out of `ingress`'s network (UDP,
     /// ICMP echo or TCP) through its flow.
     pub(crate) fn routed(

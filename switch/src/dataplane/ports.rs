@@ -215,7 +215,11 @@ impl PortSink<'_> {
         }
         for tap in &slot.taps {
             for b in &bufs[..r.sent.min(n)] {
-                tap.frame(b.frame());
+                if tap.decisions {
+                    tap.line(super::explain::built_line(self.engine, port, b.frame()));
+                } else {
+                    tap.frame(b.frame());
+                }
             }
         }
         count_send_drops(self.engine, port, n, r);

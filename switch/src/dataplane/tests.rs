@@ -272,10 +272,8 @@ fn a_super_frame_never_leaves_through_a_port_without_offloads() {
     assert_eq!(drain(&mut offload.end).len(), 1, "an offload port takes it whole");
 }
 
-#[test]
-fn the_gateway_answers_arp_and_echo() {
-    let mut b = bench();
-    let mut x = b.container(2, false);
+/// `x` asks (broadcast) for the gateway's MAC.
+fn arp_for_gateway(x: &Container) -> Vec<u8> {
     let req = ArpRepr {
         operation: ArpOperation::Request,
         sender_hardware_addr: x.mac,
@@ -285,7 +283,11 @@ fn the_gateway_answers_arp_and_echo() {
     };
     let mut arp = vec![0u8; req.buffer_len()];
     req.emit(&mut ArpPacket::new_unchecked(&mut arp[..]));
-    assert!(x.end.send_frame(&eth(x.mac, MacAddr::BROADCAST, EtherType::Arp, &arp)));
+    eth(x.mac, MacAddr::BROADCAST, EtherType::Arp, &arp)
+}
+
+/// `x` pings the gateway (ident 7, sequence 1, data "ping").
+fn ping_gateway(b: &Bench, x: &Container) -> Vec<u8> {
     let echo = Icmpv4Repr::EchoRequest {
         ident: 7,
         seq_no: 1,
@@ -293,12 +295,20 @@ fn the_gateway_answers_arp_and_echo() {
     };
     let mut icmp = vec![0u8; echo.buffer_len()];
     echo.emit(&mut Icmpv4Packet::new_unchecked(&mut icmp[..]));
-    assert!(x.end.send_frame(&eth(
+    eth(
         x.mac,
         b.gw.mac,
         EtherType::Ipv4,
-        &ip_packet(x.ip, GW, IpProtocol::Icmp, &icmp)
-    )));
+        &ip_packet(x.ip, GW, IpProtocol::Icmp, &icmp),
+    )
+}
+
+#[test]
+fn the_gateway_answers_arp_and_echo() {
+    let mut b = bench();
+    let mut x = b.container(2, false);
+    assert!(x.end.send_frame(&arp_for_gateway(&x)));
+    assert!(x.end.send_frame(&ping_gateway(&b, &x)));
     b.turn(Duration::from_millis(1), &[]);
     let replies = drain(&mut x.end);
     assert_eq!(replies.len(), 2, "{replies:?}");
@@ -685,4 +695,76 @@ fn a_client_on_a_busy_flow_is_reset_and_counted() {
     let flows = b.worker.nat_flows(b.now);
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].flow.key.outside, from);
+}
+
+#[test]
+fn a_trace_says_what_became_of_each_frame() {
+    let mut b = bench();
+    let mut x = b.container(2, false);
+    let y = b.container(3, false);
+    let (tap, lines) = super::capture::Tap::detached(64, 256, true);
+    let (done, _) = crossbeam_channel::bounded(1);
+    assert!(
+        b.worker
+            .control(b.now, super::Command::Tap(vec![x.id, y.id], tap, done))
+    );
+    let step = |b: &mut Bench, from: &mut MemPort, frame: Vec<u8>| -> Vec<String> {
+        assert!(from.send_frame(&frame));
+        b.turn(Duration::from_millis(1), &[]);
+        lines.try_iter().map(|c| String::from_utf8(c.bytes).unwrap()).collect()
+    };
+    let mut y_end = y.end;
+    let hello = eth(x.mac, y.mac, EtherType::Unknown(0x88b5), b"hello");
+    let got = step(&mut b, &mut x.end, hello.clone());
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].starts_with("c2 02:42:0a:00:00:02 > 02:42:0a:00:00:03 Unknown(34997): learned 02:42:0a:00:00:02 on c2, flooded to 1 ports"),
+        "{got:?}"
+    );
+    let back = eth(y.mac, x.mac, EtherType::Unknown(0x88b5), b"back");
+    let got = step(&mut b, &mut y_end, back);
+    assert!(
+        got[0].ends_with(": learned 02:42:0a:00:00:03 on c3, forwarded to c2 (MAC table hit)"),
+        "{got:?}"
+    );
+    // Known now: no second "learned".
+    let got = step(&mut b, &mut x.end, hello);
+    assert!(got[0].ends_with(": forwarded to c3 (MAC table hit)"), "{got:?}");
+    // The gateway: its answers are traced as they leave too.
+    let frame = arp_for_gateway(&x);
+    let got = step(&mut b, &mut x.end, frame);
+    assert!(got[0].ends_with("ARP: gateway ARP reply"), "{got:?}");
+    assert!(
+        got[1].starts_with("to c2 ") && got[1].ends_with("ARP: sent by the switch: gateway ARP reply"),
+        "{got:?}"
+    );
+    let frame = ping_gateway(&b, &x);
+    let got = step(&mut b, &mut x.end, frame);
+    assert!(
+        got[0].ends_with("ICMP 10.0.0.2 > 10.0.0.1: gateway echo reply"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].ends_with("ICMP 10.0.0.1 > 10.0.0.2: sent by the switch: gateway echo reply"),
+        "{got:?}"
+    );
+    // Out through NAT: a new flow, then that flow.
+    let out = SocketAddrV4::new(OUTSIDE, 53);
+    let dgram = eth(
+        x.mac,
+        b.gw.mac,
+        EtherType::Ipv4,
+        &udp(SocketAddrV4::new(x.ip, 40000), out, b"q"),
+    );
+    let got = step(&mut b, &mut x.end, dgram.clone());
+    assert!(
+        got[0].ends_with(": NAT new flow -> host socket to 198.51.100.7:53"),
+        "{got:?}"
+    );
+    let got = step(&mut b, &mut x.end, dgram);
+    assert!(got[0].contains(": NAT flow #"), "{got:?}");
+    // A forged source: dropped, and said so.
+    let forged = eth(MacAddr([2, 9, 9, 9, 9, 9]), x.mac, EtherType::Unknown(0x88b5), b"x");
+    let got = step(&mut b, &mut y_end, forged);
+    assert!(got[0].ends_with(": dropped: spoofed"), "{got:?}");
 }

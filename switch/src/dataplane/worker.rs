@@ -189,10 +189,19 @@ impl Worker {
             let buf = &self.ports.batch.bufs[k];
             let hdr = in_offload.then(|| buf.vnet_hdr());
             let idx = u8::try_from(k).unwrap_or(u8::MAX);
+            let src = (!traces.is_empty())
+                .then(|| {
+                    crate::wire::EthernetFrame::new_checked(buf.frame())
+                        .ok()
+                        .map(|e| e.src())
+                })
+                .flatten();
+            let known = src.is_some_and(|m| self.engine.knows(now, ingress, m));
             let verdict = self.engine.classify(now, ingress, hdr, buf.frame());
             if !traces.is_empty() {
-                let flow = |k: &crate::nat::FlowKey| self.nat.table.find(k);
-                let line = super::explain::decision_line(&self.engine, flow, ingress, buf.frame(), verdict);
+                let learned = !known && src.is_some_and(|m| self.engine.knows(now, ingress, m));
+                let flow = |k: &crate::nat::FlowKey| self.nat.lookup(k);
+                let line = super::explain::decision_line(&self.engine, flow, ingress, buf.frame(), verdict, learned);
                 for t in &traces {
                     t.line(line.clone());
                 }
@@ -306,7 +315,7 @@ impl Worker {
                 let _ = r.send(());
             }
             Command::Explain(port, frame, r) => {
-                let flow = |k: &crate::nat::FlowKey| self.nat.table.find(k);
+                let flow = |k: &crate::nat::FlowKey| self.nat.lookup(k);
                 let _ = r.send(super::explain::explain(&self.engine, flow, now, port, &frame));
             }
             Command::Untap(tap) => {

@@ -350,6 +350,14 @@ impl Engine {
         Ok(self.domain(id)?.fdb.entries(now).collect())
     }
 
+    /// True if `port`'s network has learned `mac` on `port` (a trace's
+    /// "learned": false before the frame, true after).
+    pub fn knows(&self, now: Instant, port: PortId, mac: MacAddr) -> bool {
+        self.port_config(port)
+            .and_then(|c| self.domain(c.domain).ok())
+            .is_some_and(|d| d.fdb.lookup(now, mac) == Some(port))
+    }
+
     /// Number of entries in a domain's table (bounded by its `max_entries`).
     pub fn fdb_len(&self, id: DomainId) -> Result<usize, EngineError> {
         Ok(self.domain(id)?.fdb.len())

@@ -184,10 +184,12 @@ Examples:
     #[command(
         long_about = "\
 Live (--network N or --endpoint E): a line per frame those switch ports receive — time, \
-ingress endpoint, source > destination MAC, an L3/L4 summary — and the decision: dropped \
-(and why), forwarded to E (MAC table hit), flooded to N ports, gateway reply (ARP or \
-echo), DNS query to the gateway, NAT flow #id or NAT new flow. Lines come from the \
-switch's own verdicts, copied without slowing it (a slow reader loses lines, counted \
+ingress endpoint, source > destination MAC, an L3/L4 summary — and the decision: \
+learned (its source MAC, when new), dropped (and why), forwarded to E (MAC table hit), \
+flooded to N ports, gateway ARP reply, gateway echo reply, DNS query to the gateway, NAT \
+new flow -> host socket, NAT flow #id, published port conversation. Frames the switch \
+builds for those ports (gateway replies, DNS answers, what comes back through NAT or a \
+published port) get a `to E` line. Lines come from the switch's own verdicts, copied without slowing it (a slow reader loses lines, counted \
 at the end).
 
 What if (--from E --to IP): a made-up packet from an endpoint runs through the same \
