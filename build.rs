@@ -17,6 +17,7 @@
 //! | `px_dns` | `px_root`, with `dig` (bind9-dnsutils), `dnsmasq` and `getent` on `PATH`: the tests of the gateways' DNS with real resolvers and a real upstream |
 //! | `px_chromium` | `px_root`, with `chromium` and `nsenter` on `PATH`: headless Chromium loads the daemon's page |
 //! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
+//! | `px_podman` | `px_root`, with `podman`, `nsenter` and `tar` on `PATH`, the CNI plugins `bridge` and `host-local` in `/usr/lib/cni` and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Podman with the CNI backend (`tests/common/podman.rs`) |
 //!
 //! The probes run when the crate is built, so cargo re-runs them when `PATH`,
 //! `PLEXUS_TEST_USER` or a `PATH` directory changes (a package installed);
@@ -33,6 +34,7 @@ fn main() {
         "px_userns",
         "px_user_tun",
         "px_docker",
+        "px_podman",
         "px_dns",
         "px_tcpdump",
         "px_tshark",
@@ -58,11 +60,20 @@ fn main() {
     let busybox = Some(PathBuf::from("/bin/busybox"))
         .filter(|p| executable(p))
         .or_else(|| find("busybox"));
+    let static_busybox = busybox.is_some_and(|b| static_elf(&b));
     let docker = root
         && has("dockerd")
         && has("tar")
         && (executable(Path::new("/usr/bin/docker")) || has("docker"))
-        && busybox.is_some_and(|b| static_elf(&b));
+        && static_busybox;
+    let podman = root
+        && has("podman")
+        && has("nsenter")
+        && has("tar")
+        && ["bridge", "host-local"]
+            .iter()
+            .all(|p| executable(&Path::new("/usr/lib/cni").join(p)))
+        && static_busybox;
     for (cfg, on) in [
         ("px_root", root),
         ("px_ip", has("ip")),
@@ -70,6 +81,7 @@ fn main() {
         ("px_userns", userns),
         ("px_user_tun", user_tun),
         ("px_docker", docker),
+        ("px_podman", podman),
         ("px_dns", root && has("dig") && has("dnsmasq") && has("getent")),
         ("px_tcpdump", has("tcpdump")),
         ("px_tshark", has("tshark")),

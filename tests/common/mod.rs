@@ -20,6 +20,7 @@ pub mod docker;
 pub mod frames;
 pub mod net;
 pub mod peers;
+pub mod podman;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
