@@ -296,6 +296,14 @@ pub enum Request {
         src_ip: Option<String>,
     },
 
+    /// One CNI command of `plexus-cni` (ADD, DEL, CHECK, GC, STATUS), as the
+    /// runtime gave it: see [`crate::cni`].
+    #[serde(rename = "cni")]
+    Cni {
+        /// The command, its environment and the network configuration.
+        call: crate::cni::Call,
+    },
+
     /// The names a network's gateway answers, sorted by name.
     #[serde(rename = "dns")]
     Dns {
@@ -379,6 +387,7 @@ impl Request {
             Request::Dns { .. } => "dns",
             Request::Capture { .. } => "capture",
             Request::Trace { .. } => "trace",
+            Request::Cni { .. } => "cni",
             Request::Fdb { .. } => "fdb",
             Request::Stats { .. } => "stats",
             Request::Nat {} => "nat",
@@ -561,6 +570,18 @@ pub struct FdInfo {
     pub per_endpoint: usize,
 }
 
+/// The result of `cni`: the CNI result to print (ADD's, or `null`), or the
+/// CNI error object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CniAnswer {
+    /// What the plugin prints on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// What it prints on failure (with a failing exit status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::cni::CniError>,
+}
+
 /// The first answer of `capture`: what is captured; the pcap stream follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureStart {
@@ -735,6 +756,7 @@ mod tests {
             Request::Dns { .. } => is::<Vec<crate::model::DnsRecord>>(result),
             Request::Capture { .. } => is::<CaptureStart>(result),
             Request::Trace { .. } => is::<Vec<String>>(result),
+            Request::Cni { .. } => is::<CniAnswer>(result),
             Request::Stats { .. } => {
                 let ports: Vec<PortInfo> = serde_json::from_value(result).unwrap();
                 let reasons: Vec<&str> = plexus_switch::DropReason::ALL.iter().map(|r| r.name()).collect();

@@ -27,6 +27,7 @@
 //! [`Config::state_dir`].
 
 pub mod api;
+pub mod cni;
 pub mod config;
 mod controller;
 pub mod diag;

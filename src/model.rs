@@ -54,6 +54,8 @@ pub struct NetworkRecord {
 pub enum Engine {
     /// Docker, through libnetwork's remote driver protocol.
     Docker,
+    /// A CNI runtime (Podman, containerd, CRI-O, ...), through `plexus-cni`.
+    Cni,
 }
 
 impl Engine {
@@ -61,6 +63,7 @@ impl Engine {
     pub fn as_str(self) -> &'static str {
         match self {
             Engine::Docker => "docker",
+            Engine::Cni => "cni",
         }
     }
 }

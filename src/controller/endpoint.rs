@@ -462,6 +462,49 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Moves the endpoint's interface into network namespace `key` (a CNI
+    /// runtime's `CNI_NETNS`) as `ifname` and configures it there (MAC, MTU,
+    /// address, up, the default route through the gateway unless the
+    /// network is internal); the endpoint is then held by that namespace as
+    /// by another engine's sandbox ([`Endpoint::join_external`]). Asked again
+    /// with the same namespace, it answers the same and moves nothing.
+    pub fn attach_netns(&self, key: &Path, ifname: &str) -> Result<ExternalJoin> {
+        if !plexus_sandbox::netlink::valid_link_name(ifname) {
+            return Err(Error::InvalidOption(format!("{ifname:?} is not an interface name")));
+        }
+        if !plexus_sandbox::netns::is_nsfs(key) {
+            return Err(Error::InvalidOption(format!(
+                "{} is not a network namespace",
+                key.display()
+            )));
+        }
+        let replay = {
+            let core = self.ctrl.lock();
+            core.endpoint_by_id(&self.id)?.external_sandbox.as_deref() == Some(key)
+        };
+        let answer = self.join_external(key)?;
+        if replay {
+            return Ok(answer);
+        }
+        let core = self.ctrl.lock();
+        let ep = core.endpoint_by_id(&self.id)?.clone();
+        let net = core.network_by_id(&ep.network)?.clone();
+        let drv = self.ctrl.driver(&net.driver)?;
+        let sandbox = plexus_drivers::SandboxSpec {
+            key: Some(key.to_owned()),
+            userns: None,
+            ifname: ifname.to_owned(),
+            default_route: !net.internal && net.gateway.is_some(),
+        };
+        let moved = drv.join(&network_spec(&net), &endpoint_spec(&ep), &sandbox);
+        drop(core);
+        if let Err(e) = moved {
+            let _ = self.leave_external();
+            return Err(e.into());
+        }
+        Ok(answer)
+    }
+
     /// Adds names the network's DNS answers for the endpoint (`--alias` at
     /// `endpoint join`); ones it has already are kept once.
     pub fn add_aliases(&self, aliases: &[String]) -> Result<()> {

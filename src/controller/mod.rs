@@ -133,7 +133,7 @@ pub struct Sandbox {
     id: String,
 }
 
-fn validate_name(what: &'static str, name: &str) -> Result<()> {
+pub(crate) fn validate_name(what: &'static str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.as_bytes()[0].is_ascii_alphanumeric()

@@ -748,6 +748,22 @@ impl Server {
             }
 
             Request::Dns { network } => json(ctrl.dns(network)?),
+            Request::Cni { call } => {
+                let answer = match plexus::cni::run(ctrl, call) {
+                    Ok(result) => plexus::api::CniAnswer {
+                        result: Some(result),
+                        error: None,
+                    },
+                    Err(e) => {
+                        log::warn!("cni {:?} {}: {}", call.command, call.container_id, e.msg);
+                        plexus::api::CniAnswer {
+                            result: None,
+                            error: Some(e),
+                        }
+                    }
+                };
+                json(answer)
+            }
             Request::Trace {
                 from,
                 to,
@@ -872,7 +888,10 @@ fn not_owned(
             what,
             name,
             engine: e.as_str(),
-            hint,
+            hint: match e {
+                plexus::Engine::Docker => hint,
+                plexus::Engine::Cni => "the container runtime (removing the container runs the CNI DEL)",
+            },
         }),
         None => Ok(()),
     }

@@ -5,6 +5,8 @@
 //! ([`client`], [`cli`]), except that `exec` (and `run -- CMD`) start the command
 //! locally, inside the sandbox's namespaces, so it inherits the terminal.
 //!
+//! Started by the name `plexus-cni`, it is the CNI plugin instead ([`cni`]).
+//!
 //! Exit codes: 0 success; 1 the daemon refused or an operation failed; 2 usage
 //! (clap); 125 the daemon cannot be reached; `exec`/`run -- CMD` exit with the
 //! command's code (128+N if killed by signal N; 126 if it cannot be started,
@@ -13,6 +15,7 @@
 mod bare;
 mod cli;
 mod client;
+mod cni;
 mod daemon;
 mod demo;
 mod docker_plugin;
@@ -26,6 +29,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Started as `plexus-cni` (a symlink or copy): the CNI plugin.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if std::path::Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(cni::NAME)) {
+        return ExitCode::from(cni::main());
+    }
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
