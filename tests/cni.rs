@@ -341,3 +341,113 @@ fn a_daemon_that_is_down_is_try_again_later() {
     let r = cni(&dir.plugin(), &host.name, "", &[], &conf);
     assert!(is_error(&r, 4), "{r:?}");
 }
+
+/// The conflist of a Plexus network for Podman: `plexus-cni` with the
+/// `portMappings` capability.
+fn podman_conflist(name: &str, socket: &Path, subnet: &str) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [{
+            "type": "plexus-cni",
+            "subnet": subnet,
+            "socket": socket,
+            "capabilities": { "portMappings": true },
+        }],
+    })
+}
+
+#[test]
+#[cfg_attr(not(px_podman), ignore = "needs root, podman and busybox-static")]
+fn podman_containers_use_the_plexus_switch() {
+    use common::podman::Podman;
+    let env = TestEnv::new();
+    let ho = common::net::HostOutside::new(&env, 75, false);
+    let mut d = Daemon::start_in(&env, Some(&ho.host), &[]);
+    let dir = PluginDir::new(&env);
+    let p = Podman::new(&env, &ho.host, &[&dir.0]);
+    p.import_busybox("pxbb");
+    let net = p.add_network(&podman_conflist(&format!("{}px", env.tag), &d.socket, "10.76.0.0/24"));
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--network", &net, "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["pxbb", "sleep", "1000"]);
+        p.ok(&args);
+    };
+    run("a", &[]);
+    run("b", &["-p", "18082:80"]);
+    let (a_ip, b_ip) = (p.container_ip("a", &net), p.container_ip("b", &net));
+    assert_eq!(
+        (a_ip, b_ip),
+        (Ipv4Addr::new(10, 76, 0, 2), Ipv4Addr::new(10, 76, 0, 3)),
+        "the addresses Podman reports are Plexus's"
+    );
+    // Through the switch: ping, TCP, and the MAC table learns both.
+    let ping = p.ping("a", b_ip, 2);
+    assert_eq!(ping.received, 2, "{ping:?}");
+    let t = p.tcp_transfer("a", "b", b_ip, 5001, 16);
+    assert_eq!(t.received, t.sent, "{t:?}");
+    let fdb = d.json(&["fdb", &net]);
+    let owners: Vec<&str> = fdb
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["endpoint"].as_str())
+        .collect();
+    assert_eq!(owners.len(), 2, "{fdb}");
+    let stats = d.json(&["stats"]);
+    let tx: u64 = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["rx_bytes"].as_u64())
+        .sum();
+    assert!(tx > 16 << 20, "the switch carried {tx} bytes of a 16 MiB transfer");
+    // The gateway's DNS knows the containers by their Podman names.
+    let out = p.exec("a", &["nslookup", "b", "10.76.0.1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("10.76.0.3"), "nslookup b: {text}");
+    // Out through NAT to the "outside" namespace.
+    let outside: Ipv4Addr = ho.outside_ip.parse().unwrap();
+    let ping = p.ping("a", outside, 1);
+    assert_eq!(ping.received, 1, "{ping:?}");
+    // The published port answers an outside client, which b sees by its own
+    // address (busybox httpd gives a CGI script REMOTE_ADDR).
+    let cgi = "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' \
+               > /www/cgi-bin/addr && chmod +x /www/cgi-bin/addr && httpd -p 80 -h /www";
+    p.ok(&["exec", "b", "sh", "-c", cgi]);
+    p.wait_listening("b", 80);
+    let url = format!("http://{}:18082/cgi-bin/addr", ho.host_ip);
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", ho.outside))
+        .args([
+            common::docker::busybox_path().unwrap().to_str().unwrap(),
+            "wget",
+            "-qO-",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    // (httpd listens on both families: an IPv4 client shows v4-mapped.)
+    let client = seen.trim().trim_start_matches("[::ffff:").trim_end_matches(']');
+    assert_eq!(client, ho.outside_ip, "b saw the client as {seen:?} ({out:?})");
+    // podman rm -f: the endpoint and its published port go.
+    assert_eq!(cni_endpoints(&d).len(), 2);
+    p.ok(&["rm", "-f", "-t", "0", "b"]);
+    let eps = cni_endpoints(&d);
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    let free =
+        plexus_sandbox::netns::run_in(&ns_path(&ho.host), || std::net::TcpListener::bind("0.0.0.0:18082")).unwrap();
+    assert!(free.is_ok(), "port 18082 still held: {free:?}");
+    // A daemon that is down: Podman says so.
+    d.stop();
+    let err = p.fails(&["run", "--rm", "--network", &net, "pxbb", "true"]);
+    assert!(
+        err.contains("Plexus daemon cannot be reached") && err.contains("plexus daemon` running"),
+        "{err}"
+    );
+    d.restart();
+    p.ok(&["rm", "-f", "-t", "0", "a"]);
+    assert!(cni_endpoints(&d).is_empty());
+}

@@ -15,7 +15,10 @@
 //! other), the networks of `DIR/cni.d`, cgroupfs, events and locks in files
 //! under `DIR` and `default_ulimits` no higher than the hard limits (this VM
 //! has no `CAP_SYS_RESOURCE` in the bounding set, and runc fails with `error
-//! setting rlimit type 7` when asked to raise them). A container's `conmon`
+//! setting rlimit type 7` when asked to raise them), and no port
+//! reservation (`enable_port_reservation = false`: Podman would hold each
+//! published host port itself, where `plexus-cni`'s published port must
+//! listen; the kernel `portmap` plugin needs no reservation either). A container's `conmon`
 //! outlives the command that started it and inherits its network namespace and
 //! environment, so its exit command (`podman container cleanup`, which runs
 //! the CNI `DEL` when a container stops by itself) reads the same
@@ -174,7 +177,8 @@ impl Podman {
              events_logfile_path = {events}\n\
              tmp_dir = {tmp}\n\
              image_copy_tmp_dir = {tmp}\n\
-             lock_type = \"file\"\n",
+             lock_type = \"file\"\n\
+             enable_port_reservation = false\n",
             plugins = serde_json::Value::from(dirs),
             netdir = toml(&p.config_dir()),
             events = toml(&p.dir.join("events.log")),

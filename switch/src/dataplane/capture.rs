@@ -114,7 +114,7 @@ impl Tap {
     }
 }
 
-/// A capture in progress: its frames come out of [`Capture::frames`]; it
+/// A capture in progress: its frames come out of [`Capture::recv`]; it
 /// stops when dropped.
 #[derive(Debug)]
 pub struct Capture {
