@@ -451,3 +451,41 @@ fn podman_containers_use_the_plexus_switch() {
     p.ok(&["rm", "-f", "-t", "0", "a"]);
     assert!(cni_endpoints(&d).is_empty());
 }
+
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn concurrent_adds_get_their_own_addresses() {
+    let env = TestEnv::new();
+    let host = TestNs::new(&env.netns("H"));
+    let d = Daemon::start_in(&env, Some(&host.name), &[]);
+    let dir = PluginDir::new(&env);
+    let conf = netconf(&d.socket, &format!("{}par", env.tag), Some("10.79.0.0/24"));
+    let sandboxes: Vec<TestNs> = (0..4).map(|i| TestNs::new(&env.netns(&format!("p{i}")))).collect();
+    // Four runtimes' ADDs at once, on a network the first of them makes.
+    let results: Vec<Ran> = std::thread::scope(|s| {
+        let handles: Vec<_> = sandboxes
+            .iter()
+            .enumerate()
+            .map(|(i, ns)| {
+                let (p, host, conf) = (dir.plugin(), &host.name, &conf);
+                s.spawn(move || {
+                    let path = ns_path(&ns.name).display().to_string();
+                    let id = format!("c{i}");
+                    cni(&p, host, "ADD", &vars(&id, &path, "eth0"), conf)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &results {
+        assert!(r.ok, "{r:?}");
+    }
+    let mut addrs: Vec<&str> = results
+        .iter()
+        .map(|r| r.out["ips"][0]["address"].as_str().unwrap())
+        .collect();
+    addrs.sort_unstable();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 4, "{addrs:?}");
+    assert_eq!(cni_endpoints(&d).len(), 4);
+}

@@ -353,8 +353,11 @@ fn network(ctrl: &Controller, conf: &NetConf) -> Result<crate::Network, CniError
                 subnet: Some(subnet),
                 ..NetworkOptions::default()
             };
-            ctrl.new_network("bridge", name, opts)
-                .map_err(|e| CniError::refused(&e))
+            match ctrl.new_network("bridge", name, opts) {
+                // Another ADD made it meanwhile: use it (its subnet checked).
+                Err(crate::Error::NetworkExists(_)) => network(ctrl, conf),
+                r => r.map_err(|e| CniError::refused(&e)),
+            }
         }
         Err(e) => Err(CniError::refused(&e)),
     }
