@@ -1,0 +1,141 @@
+//! Micro-benchmarks of the sans-IO core: the in-memory ceiling each
+//! end-to-end figure of `bench/` is held against. No ports, no syscalls:
+//! frames in memory through the very functions the worker calls.
+//!
+//! Run: `cargo bench -p plexus-switch --bench core` (divan prints the time
+//! per call; frames/s = 1 / that time). Each case works on a batch of 256
+//! frames, as the worker does, and divan reports per frame.
+
+use std::hint::black_box;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Instant;
+
+use plexus_switch::nat::{FlowKey, FlowPath, NatTable, Outbound};
+use plexus_switch::wire::checksum;
+use plexus_switch::{DomainConfig, Engine, GatewayConfig, MacAddr, NatConfig, NatProto, PortConfig, PortId};
+
+/// Frames per batch, as the worker's bursts.
+const BATCH: usize = 256;
+
+fn main() {
+    divan::main();
+}
+
+/// An Ethernet frame of `len` bytes from `src` to `dst` (IPv4, zeros).
+fn frame(src: MacAddr, dst: MacAddr, len: usize) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[14] = 0x45;
+    let total = u16::try_from(len - 14).unwrap();
+    f[16..18].copy_from_slice(&total.to_be_bytes());
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&[10, 0, 0, 2]);
+    f[30..34].copy_from_slice(&[10, 0, 0, 3]);
+    f
+}
+
+/// An engine with one network of `ports` endpoints, every MAC learned.
+fn engine(ports: u32) -> (Engine, Vec<(PortId, MacAddr)>) {
+    let mut e = Engine::new();
+    let gw = GatewayConfig::new(Ipv4Addr::new(10, 0, 0, 1), "10.0.0.0/16".parse().unwrap(), false);
+    let d = e.add_domain(DomainConfig {
+        gateway: Some(gw),
+        ..DomainConfig::default()
+    });
+    let now = Instant::now();
+    let mut eps = Vec::new();
+    for i in 0..ports {
+        let ip = Ipv4Addr::from(0x0a00_0002 + i);
+        let mac = MacAddr::from_ipv4(ip);
+        let id = e
+            .add_port(PortConfig {
+                domain: d,
+                name: format!("c{i}"),
+                mtu: 1500,
+                mac: Some(mac),
+                ips: vec![ip.into()],
+                offload: false,
+            })
+            .unwrap();
+        // Learn it: a frame from it to nowhere in particular.
+        let _ = e.classify(now, id, None, &frame(mac, MacAddr::BROADCAST, 64));
+        eps.push((id, mac));
+    }
+    (e, eps)
+}
+
+/// classify: a 64-byte frame between two known endpoints (learning, the
+/// anti-spoofing check and a MAC table hit), per frame.
+#[divan::bench(args = [2, 64, 1024])]
+fn classify_unicast(bencher: divan::Bencher, ports: u32) {
+    let (mut e, eps) = engine(ports);
+    let (from, from_mac) = eps[0];
+    let to_mac = eps[eps.len() - 1].1;
+    let f = frame(from_mac, to_mac, 64);
+    let now = Instant::now();
+    bencher.counter(divan::counter::ItemsCount::new(BATCH)).bench_local(|| {
+        for _ in 0..BATCH {
+            black_box(e.classify(now, from, None, black_box(&f)));
+        }
+    });
+}
+
+/// classify: a frame for the gateway (its routing starts here).
+#[divan::bench]
+fn classify_to_gateway(bencher: divan::Bencher) {
+    let (mut e, eps) = engine(2);
+    let (from, from_mac) = eps[0];
+    let gw_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 0, 1));
+    let f = frame(from_mac, gw_mac, 64);
+    let now = Instant::now();
+    bencher.counter(divan::counter::ItemsCount::new(BATCH)).bench_local(|| {
+        for _ in 0..BATCH {
+            black_box(e.classify(now, from, None, black_box(&f)));
+        }
+    });
+}
+
+/// The NAT table: finding an existing flow among `flows`, per packet.
+#[divan::bench(args = [16, 4096, 65536])]
+fn nat_lookup(bencher: divan::Bencher, flows: u32) {
+    let mut t: NatTable<()> = NatTable::new(NatConfig {
+        max_flows: 70_000,
+        max_flows_per_port: Some(70_000),
+        ..NatConfig::default()
+    });
+    let now = Instant::now();
+    let path = FlowPath {
+        port: PortId(0),
+        mac: MacAddr([2, 0, 0, 0, 0, 2]),
+        gateway_mac: MacAddr([2, 0, 0, 0, 0, 1]),
+    };
+    let key = |i: u32| FlowKey {
+        proto: NatProto::Udp,
+        inside: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), u16::try_from(1024 + i % 60_000).unwrap()),
+        outside: SocketAddrV4::new(Ipv4Addr::from(0xc633_6400 + i / 60_000), 53),
+    };
+    for i in 0..flows {
+        let r = t.outbound(now, key(i), path, |_| Ok::<(), ()>(()));
+        assert!(matches!(r, Outbound::New(_)), "flow {i} refused");
+    }
+    let probe: Vec<FlowKey> = (0..u32::try_from(BATCH).unwrap())
+        .map(|i| key(i * 7919 % flows))
+        .collect();
+    bencher.counter(divan::counter::ItemsCount::new(BATCH)).bench_local(|| {
+        for k in &probe {
+            black_box(t.find(black_box(k)));
+        }
+    });
+}
+
+/// The Internet checksum over `len` bytes (headers: 20; a full frame: 1500).
+#[divan::bench(args = [20, 1500])]
+fn checksum_sum(bencher: divan::Bencher, len: usize) {
+    let data: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+    bencher
+        .counter(divan::counter::BytesCount::new(len))
+        .bench_local(|| black_box(checksum::sum(black_box(&data))));
+}
