@@ -188,14 +188,33 @@ impl Netlink {
             NlLinkInfo::Kind(InfoKind::Veth),
             NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
         ]));
-        let object = format!("veth {name} peer {peer}");
+        self.new_link(&format!("veth {name} peer {peer}"), msg)
+    }
+
+    /// Creates the link `msg` describes (`object` names it in errors).
+    fn new_link(&mut self, object: &str, msg: LinkMessage) -> Result<(), SandboxError> {
         self.request(
             "RTM_NEWLINK",
-            &object,
+            object,
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )
         .map(drop)
+    }
+
+    /// Creates a kernel bridge `name` (down).
+    pub fn create_bridge(&mut self, name: &str) -> Result<(), SandboxError> {
+        check_link_name(name)?;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
+        self.new_link(&format!("bridge {name}"), msg)
+    }
+
+    /// Enslaves a link to a bridge (`master`'s index).
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<(), SandboxError> {
+        self.set_link(index, LinkAttribute::Controller(master))
     }
 
     /// Deletes a link (for a veth, both ends go).

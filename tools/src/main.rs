@@ -13,6 +13,7 @@
 //! 127 if not found). Every error is one line `plexus: <message>` on stderr.
 
 mod bare;
+mod bench;
 mod cli;
 mod client;
 mod cni;

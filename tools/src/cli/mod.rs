@@ -147,6 +147,25 @@ Examples:
     )]
     Switch(crate::bare::SwitchArgs),
 
+    /// Measure the Plexus switch beside the kernel: RTT, 64-byte frames/s, TCP.
+    #[command(
+        long_about = "\
+Build each topology in private namespaces (named pxb*, removed afterwards) — two hosts \
+joined directly by a veth pair, by a kernel bridge, by the Plexus switch on veth host \
+ends, by the Plexus switch on TAP devices — and measure ping RTT (median of the pings), \
+64-byte frames/s (a generator on an AF_PACKET socket; the receiver's kernel counts what \
+arrives), the switch's frames per CPU-second, and TCP with default offloads (iperf3, \
+when installed). Load on CPU 0, switch on CPU 1; the machine's idleness is checked \
+before each repetition and reported. Prints a table (median [min–max] and the ratio to \
+the kernel bridge); --results writes JSON lines, --svg a chart. Needs root.",
+        after_help = "\
+Examples:
+  plexus bench --quick
+  plexus bench --reps 3 --duration 5 --results bench.jsonl --svg bench.svg
+  plexus bench --only bridge,plexus-veth"
+    )]
+    Bench(BenchArgs),
+
     /// Create, list, inspect and remove networks.
     #[command(subcommand)]
     Network(network::NetworkCmd),
@@ -454,6 +473,29 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
+/// Arguments of `plexus bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// One repetition of 1 s and 20 pings: checks the harness, not for figures.
+    #[arg(long)]
+    pub quick: bool,
+    /// Repetitions per topology (default 3).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub reps: Option<u32>,
+    /// Seconds per throughput measurement (default 5).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub duration: Option<u64>,
+    /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-tap.
+    #[arg(long, value_name = "LIST")]
+    pub only: Option<String>,
+    /// Write every figure as JSON lines here.
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<std::path::PathBuf>,
+    /// Draw the medians as an SVG chart here.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
+}
+
 /// Runs the parsed command line; returns the exit status.
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     let socket = cli.socket.as_path();
@@ -466,6 +508,22 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Switch(args) => {
             crate::logger::init("plexus switch", crate::logger::LogLevel::Info);
             crate::bare::run(&args)
+        }
+        Command::Bench(a) => {
+            let quick = a.quick;
+            let settings = crate::bench::Settings {
+                reps: a.reps.unwrap_or(if quick { 1 } else { 3 }),
+                duration: std::time::Duration::from_secs(a.duration.unwrap_or(if quick { 1 } else { 5 })),
+                pings: if quick { 20 } else { 500 },
+                only: a
+                    .only
+                    .map(|o| o.split(',').map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                results: a.results,
+                svg: a.svg,
+            };
+            print!("{}", crate::bench::run(&settings)?);
+            Ok(0)
         }
         Command::Network(cmd) => network::run(socket, cmd),
         Command::Sandbox(cmd) => sandbox::run(socket, cmd),

@@ -1,0 +1,661 @@
+//! `plexus bench`: the project's own benchmark. It builds each topology in
+//! private namespaces — two hosts A and B joined directly by a veth pair, by
+//! a kernel bridge, by the Plexus switch on veth host ends, and by the Plexus
+//! switch on TAP devices — and measures, per repetition, ping RTT (our own
+//! ICMP client), 64-byte frames/s (our own generator on an AF_PACKET socket
+//! in A; B's kernel counts what arrives) and TCP with default offloads
+//! (iperf3, when installed); then prints a side-by-side table with ratios to
+//! the kernel bridge, writes JSON lines and draws an SVG chart.
+//!
+//! Decisions:
+//! - Same method as `../shared/bench/peers.sh` so the figures agree: the
+//!   load (ping, generator, iperf3) on CPU 0, a switch process on CPU 1; the
+//!   Plexus switch is `plexus switch` (the bare switch) in the topology's
+//!   own namespace, so the daemon's control plane is not measured.
+//! - Built fresh for every repetition, named `pxb<random>`, removed on exit
+//!   (a Drop guard), never touching anything else.
+//! - The machine is checked for quiet before each repetition (busy CPU over
+//!   0.5 s) and the figure is reported; a busy machine is said, not hidden.
+//! - `--quick` (1 repetition of 1 s, 20 pings) is for checking the harness,
+//!   not for figures.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use plexus::diag::{self, PingOptions};
+use plexus_sandbox::netlink::Netlink;
+use plexus_sandbox::netns;
+use plexus_sandbox::sock::NsKey;
+use plexus_switch::io::{PacketPort, Port};
+use serde_json::json;
+
+/// The topologies, in the order of the table.
+pub const TOPOLOGIES: [&str; 4] = ["direct", "bridge", "plexus-veth", "plexus-tap"];
+
+/// The metrics, in the order of the table: name, unit, higher is better.
+const METRICS: [(&str, &str, bool); 4] = [
+    ("rtt_us", "ping RTT µs", false),
+    ("pps_64", "64 B frames/s", true),
+    ("switch_frames_per_cpu_s", "frames per switch CPU-s", true),
+    ("tcp_gbps", "TCP Gbit/s", true),
+];
+
+/// `plexus bench`'s settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Repetitions per topology.
+    pub reps: u32,
+    /// Seconds per throughput measurement.
+    pub duration: Duration,
+    /// Pings per RTT measurement.
+    pub pings: u16,
+    /// Topologies to run.
+    pub only: Vec<String>,
+    /// JSON lines here.
+    pub results: Option<PathBuf>,
+    /// The SVG chart here.
+    pub svg: Option<PathBuf>,
+}
+
+/// One figure of one repetition.
+#[derive(Debug, Clone)]
+struct Sample {
+    topology: &'static str,
+    metric: &'static str,
+    value: f64,
+}
+
+const A_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 1);
+const B_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
+
+/// One topology, built; removed on drop.
+struct Rig {
+    names: Vec<String>,
+    switch: Option<Child>,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.switch.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+        for n in &self.names {
+            let _ = netns::delete(n);
+        }
+    }
+}
+
+/// Pins process `pid` (all its threads) to `cpu`.
+fn pin(pid: u32, cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_err() {
+        return;
+    }
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) {
+            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set);
+        }
+    }
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_me(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+/// Gives `ifname` in namespace `ns` address `ip`/24, up, IPv6 off, lo up.
+fn host_side(ns: &Path, ifname: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
+    netns::run_in(ns, || {
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+        let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+    })?;
+    let mut nl = Netlink::open_in(ns)?;
+    let lo = nl.link("lo")?;
+    nl.set_up(lo.index, true)?;
+    let l = nl.link(ifname)?;
+    if l.name != "eth0" {
+        nl.set_name(l.index, "eth0")?;
+    }
+    nl.add_address(l.index, ipnet::Ipv4Net::new(ip, 24)?)?;
+    nl.set_up(l.index, true)?;
+    Ok(())
+}
+
+/// Moves link `name` of namespace `from` (None: ours) into `to`.
+fn move_link(from: &Path, name: &str, to: &Path) -> anyhow::Result<()> {
+    let mut nl = Netlink::open_in(from)?;
+    let l = nl.link(name)?;
+    let fd = netns::open_path(to)?;
+    use std::os::fd::AsFd;
+    nl.set_netns(l.index, fd.as_fd())?;
+    Ok(())
+}
+
+/// Builds `topology` with a fresh random prefix.
+fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
+    // (RandomState's keys are random per instance: a random number without a crate.)
+    let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
+    let tag = format!("pxb{:04x}", random & 0xffff);
+    let mut rig = Rig {
+        names: Vec::new(),
+        switch: None,
+        a: PathBuf::new(),
+        b: PathBuf::new(),
+    };
+    let mut make = |suffix: &str| -> anyhow::Result<PathBuf> {
+        let name = format!("{tag}{suffix}");
+        let ns = netns::create(&name).with_context(|| format!("creating namespace {name}"))?;
+        rig.names.push(name);
+        Ok(ns.path().to_owned())
+    };
+    let (a, b, s) = (make("A")?, make("B")?, make("S")?);
+    rig.a.clone_from(&a);
+    rig.b.clone_from(&b);
+    let mut nl = Netlink::open_in(&s)?;
+    match topology {
+        "direct" => {
+            nl.create_veth("eA", "eB", Some(1500))?;
+            move_link(&s, "eA", &a)?;
+            move_link(&s, "eB", &b)?;
+        }
+        "bridge" | "plexus-veth" => {
+            nl.create_veth("hA", "eA", Some(1500))?;
+            nl.create_veth("hB", "eB", Some(1500))?;
+            move_link(&s, "eA", &a)?;
+            move_link(&s, "eB", &b)?;
+            for h in ["hA", "hB"] {
+                let l = nl.link(h)?;
+                nl.set_up(l.index, true)?;
+            }
+            if topology == "bridge" {
+                nl.create_bridge("br0")?;
+                let br = nl.link("br0")?;
+                for h in ["hA", "hB"] {
+                    let l = nl.link(h)?;
+                    nl.set_master(l.index, br.index)?;
+                }
+                nl.set_up(br.index, true)?;
+            } else {
+                rig.switch = Some(spawn_switch(&s, plexus, &["hA", "hB"])?);
+            }
+        }
+        "plexus-tap" => {
+            rig.switch = Some(spawn_switch(&s, plexus, &["--tap", "tA", "tB"])?);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while nl.link("tB").is_err() {
+                if Instant::now() > deadline {
+                    bail!("plexus switch --tap made no TAP devices in 5 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            move_link(&s, "tA", &a)?;
+            move_link(&s, "tB", &b)?;
+        }
+        other => bail!("no topology {other:?} (one of {})", TOPOLOGIES.join(", ")),
+    }
+    let (ia, ib) = match topology {
+        "plexus-tap" => ("tA", "tB"),
+        _ => ("eA", "eB"),
+    };
+    host_side(&a, ia, A_IP)?;
+    host_side(&b, ib, B_IP)?;
+    // Until A reaches B (ARP, the switch's learning).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = ping(&a, 1, Duration::from_millis(10))?;
+        if s.all_answered() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{topology}: A does not reach B");
+        }
+    }
+    Ok(rig)
+}
+
+/// `plexus switch ARGS` in namespace `ns`, on CPU 1.
+fn spawn_switch(ns: &Path, plexus: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    let child = netns::run_in(ns, || {
+        Command::new(plexus)
+            .arg("switch")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    })??;
+    std::thread::sleep(Duration::from_millis(200));
+    pin(child.id(), 1);
+    Ok(child)
+}
+
+fn ping(ns: &Path, count: u16, interval: Duration) -> anyhow::Result<diag::PingSummary> {
+    let socket = diag::icmp_socket(NsKey::netns(ns))?;
+    let opts = PingOptions {
+        count,
+        interval,
+        wait: Duration::from_secs(1),
+        ..PingOptions::default()
+    };
+    Ok(diag::ping(&socket, B_IP, opts, |_| {})?)
+}
+
+/// Received frames of `eth0` in namespace `ns` (its kernel's counter).
+fn rx_packets(ns: &Path) -> anyhow::Result<u64> {
+    let text = netns::run_in(ns, || std::fs::read_to_string("/proc/thread-self/net/dev"))??;
+    text.lines()
+        .find_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            (name.trim() == "eth0").then(|| rest.split_whitespace().nth(1)?.parse().ok())?
+        })
+        .context("no eth0 in /proc/net/dev")
+}
+
+/// CPU seconds of process `pid` so far.
+fn cpu_secs(pid: u32) -> f64 {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|r| r.1.split_whitespace().collect())
+        .unwrap_or_default();
+    let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    #[allow(clippy::cast_precision_loss)]
+    let hz = ticks as f64;
+    (t(11) + t(12)) / hz
+}
+
+/// 64-byte UDP frames from A to B for `dur` from one AF_PACKET socket on
+/// CPU 0: (frames/s B received, frames sent).
+fn blast(rig: &Rig, dur: Duration) -> anyhow::Result<(f64, u64)> {
+    let b_mac = netns::run_in(&rig.b, || Netlink::open().and_then(|mut n| n.link("eth0")))??
+        .mac
+        .context("B has no MAC")?;
+    let a = rig.a.clone();
+    let before = rx_packets(&rig.b)?;
+    let sent = netns::run_in(&a, move || -> anyhow::Result<u64> {
+        pin_me(0);
+        let mut port = PacketPort::open("eth0", false)?;
+        let mut nl = Netlink::open()?;
+        let a_mac = nl.link("eth0")?.mac.unwrap_or([2, 0, 0, 0, 0, 1]);
+        let mut f = [0u8; 60];
+        f[..6].copy_from_slice(&b_mac);
+        f[6..12].copy_from_slice(&a_mac);
+        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&46u16.to_be_bytes());
+        f[22] = 64;
+        f[23] = 17;
+        f[26..30].copy_from_slice(&A_IP.octets());
+        f[30..34].copy_from_slice(&B_IP.octets());
+        let csum = !plexus_switch::wire::checksum::sum(&f[14..34]);
+        f[24..26].copy_from_slice(&csum.to_be_bytes());
+        f[34..36].copy_from_slice(&9u16.to_be_bytes());
+        f[36..38].copy_from_slice(&9u16.to_be_bytes());
+        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+        let batch = [&f[..]; 64];
+        let end = Instant::now() + dur;
+        let mut sent = 0u64;
+        while Instant::now() < end {
+            sent += port.send(&batch).sent as u64;
+        }
+        Ok(sent)
+    })??;
+    std::thread::sleep(Duration::from_millis(200));
+    let got = rx_packets(&rig.b)? - before;
+    #[allow(clippy::cast_precision_loss)]
+    Ok((got as f64 / dur.as_secs_f64(), sent))
+}
+
+/// iperf3 A -> B for `dur`: Gbit/s, or None without iperf3.
+fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
+    if Command::new("iperf3").arg("--version").output().is_err() {
+        return Ok(None);
+    }
+    let mut server = netns::run_in(&rig.b, || {
+        Command::new("iperf3")
+            .args(["-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    })??;
+    pin(server.id(), 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let secs = dur.as_secs().max(1).to_string();
+    let out = netns::run_in(&rig.a, || {
+        pin_me(0);
+        Command::new("iperf3")
+            .args(["-c", &B_IP.to_string(), "-t", &secs, "-J"])
+            .output()
+    })??;
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3's JSON")?;
+    Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9))
+}
+
+/// Busy cores of the machine over 0.5 s (from /proc/stat).
+fn busy_cores() -> f64 {
+    let read = || -> (f64, f64) {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<f64> = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+        (v.iter().sum(), idle)
+    };
+    let (t0, i0) = read();
+    std::thread::sleep(Duration::from_millis(500));
+    let (t1, i1) = read();
+    let total = t1 - t0;
+    if total <= 0.0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64;
+    (1.0 - (i1 - i0) / total) * cpus
+}
+
+/// One repetition of `topology`.
+fn rep(topology: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Vec<Sample>> {
+    let rig = build(topology, plexus)?;
+    let mut out = Vec::new();
+    let mut push = |metric, value| {
+        out.push(Sample {
+            topology,
+            metric,
+            value,
+        })
+    };
+    let pinger = {
+        let a = rig.a.clone();
+        let pings = s.pings;
+        std::thread::spawn(move || {
+            pin_me(0);
+            ping(&a, pings, Duration::from_millis(2))
+        })
+    };
+    let summary = pinger.join().map_err(|_| anyhow::anyhow!("the pinger panicked"))??;
+    let mut rtts: Vec<Duration> = summary.rtts.clone();
+    rtts.sort_unstable();
+    if let Some(m) = rtts.get(rtts.len() / 2) {
+        push("rtt_us", m.as_secs_f64() * 1e6);
+    }
+    let cpu0 = rig.switch.as_ref().map(|c| cpu_secs(c.id()));
+    let (pps, _sent) = blast(&rig, s.duration)?;
+    push("pps_64", pps);
+    if let (Some(c), Some(cpu0)) = (rig.switch.as_ref(), cpu0) {
+        let used = cpu_secs(c.id()) - cpu0;
+        if used > 0.0 {
+            push("switch_frames_per_cpu_s", pps * s.duration.as_secs_f64() / used);
+        }
+    }
+    if let Some(g) = tcp(&rig, s.duration)? {
+        push("tcp_gbps", g);
+    }
+    Ok(out)
+}
+
+/// min, median, max.
+fn spread(mut v: Vec<f64>) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some((v[0], v[v.len() / 2], v[v.len() - 1]))
+}
+
+fn human(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The summary: per topology and metric, (min, median, max).
+type Summary = Vec<(&'static str, &'static str, (f64, f64, f64))>;
+
+fn summarize(samples: &[Sample], topologies: &[&'static str]) -> Summary {
+    let mut out = Vec::new();
+    for &t in topologies {
+        for (m, _, _) in METRICS {
+            let vals = samples
+                .iter()
+                .filter(|s| s.topology == t && s.metric == m)
+                .map(|s| s.value)
+                .collect();
+            if let Some(x) = spread(vals) {
+                out.push((t, m, x));
+            }
+        }
+    }
+    out
+}
+
+/// The table: a row per topology, a column per metric, `median [min–max]`
+/// and the ratio of the median to the kernel bridge's.
+pub fn table(summary: &Summary, topologies: &[&'static str]) -> String {
+    let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2);
+    let mut out = String::new();
+    let _ = write!(out, "| topology |");
+    for (_, unit, _) in METRICS {
+        let _ = write!(out, " {unit} | ÷ bridge |");
+    }
+    out.push('\n');
+    out.push_str("|---|");
+    for _ in METRICS {
+        out.push_str("---|---|");
+    }
+    out.push('\n');
+    for &t in topologies {
+        let _ = write!(out, "| {t} |");
+        for (m, _, _) in METRICS {
+            match get(t, m) {
+                Some((lo, med, hi)) => {
+                    let ratio = get("bridge", m)
+                        .filter(|b| b.1 > 0.0)
+                        .map_or_else(|| "-".to_owned(), |b| format!("{:.2}", med / b.1));
+                    let _ = write!(out, " {} [{}–{}] | {ratio} |", human(med), human(lo), human(hi));
+                }
+                None => out.push_str(" - | - |"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A bar chart of each metric's median as a ratio to the kernel bridge.
+fn svg(summary: &Summary, topologies: &[&'static str]) -> String {
+    let (w, row, bar_h) = (760.0_f64, 26.0_f64, 18.0_f64);
+    let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2.1);
+    let metrics: Vec<_> = METRICS.iter().filter(|(m, _, _)| get("bridge", m).is_some()).collect();
+    #[allow(clippy::cast_precision_loss)]
+    let h = 40.0 + metrics.len() as f64 * (topologies.len() as f64 * row + 30.0);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <text x=\"10\" y=\"20\" font-size=\"14\">plexus bench: median ÷ kernel bridge (1.0 = the bridge; right is better)</text>"
+    );
+    let mut y = 40.0;
+    for (m, unit, higher) in metrics {
+        let _ = write!(
+            s,
+            "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{unit}</text>",
+            y + 12.0
+        );
+        y += 18.0;
+        let base = get("bridge", m).unwrap_or(1.0);
+        for &t in topologies {
+            if let Some(v) = get(t, m) {
+                let ratio = if *higher { v / base } else { base / v };
+                let len = (ratio.min(3.0) / 3.0) * 480.0;
+                let _ = write!(
+                    s,
+                    "<text x=\"20\" y=\"{ty}\">{t}</text><rect x=\"130\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{c}\"/>\
+                     <text x=\"{tx:.1}\" y=\"{ty}\">{ratio:.2}× ({v})</text>",
+                    ty = y + 13.0,
+                    c = if t.starts_with("plexus") { "#2f6db5" } else { "#9aa6b4" },
+                    tx = 136.0 + len,
+                    v = human(v),
+                );
+                y += row;
+            }
+        }
+        let x1 = 130.0 + 160.0;
+        let _ = write!(
+            s,
+            "<line x1=\"{x1}\" x2=\"{x1}\" y1=\"{}\" y2=\"{y}\" stroke=\"#d08a14\" stroke-dasharray=\"4 3\"/>",
+            y - row * 4.0
+        );
+        y += 12.0;
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Runs the benchmark; returns the table.
+pub fn run(s: &Settings) -> anyhow::Result<String> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("plexus bench needs root: it makes namespaces, veth pairs, a bridge and TAP devices");
+    }
+    let plexus = std::env::current_exe().context("finding the plexus binary")?;
+    let topologies: Vec<&'static str> = TOPOLOGIES
+        .iter()
+        .copied()
+        .filter(|t| s.only.is_empty() || s.only.iter().any(|o| o == t))
+        .collect();
+    if topologies.is_empty() {
+        bail!("--only names no topology (one of {})", TOPOLOGIES.join(", "));
+    }
+    let mut lines = vec![json!({
+        "kind": "env",
+        "reps": s.reps,
+        "duration_s": s.duration.as_secs_f64(),
+        "pings": s.pings,
+        "cpus": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        "iperf3": Command::new("iperf3").arg("--version").output().is_ok(),
+    })];
+    let mut samples = Vec::new();
+    let mut noisiest: f64 = 0.0;
+    for r in 0..s.reps {
+        for &t in &topologies {
+            let busy = busy_cores();
+            noisiest = noisiest.max(busy);
+            eprintln!(
+                "plexus bench: {t} rep {}/{} (machine busy {busy:.2} cores before)",
+                r + 1,
+                s.reps
+            );
+            let got = rep(t, &plexus, s).with_context(|| format!("topology {t}"))?;
+            for x in &got {
+                lines.push(
+                    json!({"kind": "rep", "rep": r, "topology": x.topology, "metric": x.metric,
+                                  "value": x.value, "busy_cores_before": busy}),
+                );
+            }
+            samples.extend(got);
+        }
+    }
+    let summary = summarize(&samples, &topologies);
+    for (t, m, (lo, med, hi)) in &summary {
+        lines.push(json!({"kind": "summary", "topology": t, "metric": m, "min": lo, "median": med, "max": hi}));
+    }
+    if let Some(p) = &s.results {
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &s.svg {
+        std::fs::write(p, svg(&summary, &topologies)).with_context(|| format!("writing {}", p.display()))?;
+    }
+    let mut out = format!(
+        "plexus bench: {} repetition(s) of {:.0} s, {} pings; load on CPU 0, switch on CPU 1; \
+         machine busy before a repetition: at most {noisiest:.2} cores{}\n\n",
+        s.reps,
+        s.duration.as_secs_f64(),
+        s.pings,
+        if noisiest > 0.25 {
+            " (NOT quiet: figures are noisy)"
+        } else {
+            ""
+        }
+    );
+    out.push_str(&table(&summary, &topologies));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_topology_and_ratios_to_the_bridge() {
+        let samples = vec![
+            Sample {
+                topology: "bridge",
+                metric: "pps_64",
+                value: 200_000.0,
+            },
+            Sample {
+                topology: "bridge",
+                metric: "pps_64",
+                value: 220_000.0,
+            },
+            Sample {
+                topology: "plexus-veth",
+                metric: "pps_64",
+                value: 300_000.0,
+            },
+            Sample {
+                topology: "bridge",
+                metric: "rtt_us",
+                value: 20.0,
+            },
+            Sample {
+                topology: "plexus-veth",
+                metric: "rtt_us",
+                value: 40.0,
+            },
+        ];
+        let topologies = ["bridge", "plexus-veth"];
+        let summary = summarize(&samples, &topologies);
+        let t = table(&summary, &topologies);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 4, "{t}");
+        assert!(rows[2].starts_with("| bridge | 20.00 [20.00–20.00] | 1.00 |"), "{t}");
+        // The median of two is the upper one; 300k / 220k.
+        assert!(rows[3].contains("300k [300k–300k] | 1.36 |"), "{t}");
+        assert!(rows[3].ends_with(" - | - |"), "no TCP figure: {t}");
+        let chart = svg(&summary, &topologies);
+        assert!(chart.starts_with("<svg") && chart.contains("plexus-veth"));
+    }
+}
