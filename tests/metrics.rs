@@ -75,13 +75,32 @@ fn metrics_parse_and_match_plexus_stats() {
     assert_eq!(send_all(&mut injector(&env, "c1"), &forged), 5);
     std::thread::sleep(Duration::from_millis(300));
 
+    // The scrape between two `stats`: every counter of the scrape lies
+    // between the two (equal to both when no frame came meanwhile; the
+    // sandboxes' kernels may send one of their own at any time).
+    let before = d.json(&["stats"]);
     let (status, text) = http(&host.name, "GET", "/metrics");
     assert_eq!(status, 200, "{text}");
     let m = parse(&text);
-    let stats = d.json(&["stats"]);
-    let ports = stats.as_array().unwrap();
+    let after = d.json(&["stats"]);
+    let ports = after.as_array().unwrap();
     assert_eq!(ports.len(), 2);
+    let earlier = |p: &Value| {
+        before
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["endpoint"] == p["endpoint"])
+            .cloned()
+            .unwrap()
+    };
+    let between = |what: &str, got: Option<f64>, lo: &Value, hi: &Value| {
+        let (lo, hi) = (lo.as_u64().unwrap() as f64, hi.as_u64().unwrap() as f64);
+        let got = got.unwrap_or_else(|| panic!("{what} missing from the scrape"));
+        assert!(lo <= got && got <= hi, "{what}: scrape {got}, stats {lo} then {hi}");
+    };
     for p in ports {
+        let q = earlier(p);
         let labels = format!(
             "network=\"{}\",endpoint=\"{}\"",
             p["network"].as_str().unwrap(),
@@ -94,13 +113,13 @@ fn metrics_parse_and_match_plexus_stats() {
             ("plexus_port_tx_bytes_total", "tx_bytes"),
         ] {
             let got = m.get(&format!("{metric}{{{labels}}}")).copied();
-            assert_eq!(got, p[field].as_u64().map(|v| v as f64), "{metric} of {labels}");
+            between(&format!("{metric} of {labels}"), got, &q[field], &p[field]);
         }
         for (reason, n) in p["drops"].as_object().unwrap() {
             let got = m
                 .get(&format!("plexus_port_drops_total{{{labels},reason=\"{reason}\"}}"))
                 .copied();
-            assert_eq!(got, n.as_u64().map(|v| v as f64), "drops {reason} of {labels}");
+            between(&format!("drops {reason} of {labels}"), got, &q["drops"][reason], n);
         }
     }
     // Each forged frame is dropped as spoofed, or as bad_src where its
