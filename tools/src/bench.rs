@@ -9,7 +9,8 @@
 //!
 //! Decisions:
 //! - Same method as `../shared/bench/peers.sh` so the figures agree: the
-//!   load (ping, generator, iperf3) on CPU 0, a switch process on CPU 1; the
+//!   load (ping, generator) on CPU 0, iperf3 unpinned, a switch process on
+//!   CPU 1; the
 //!   Plexus switch is `plexus switch` (the bare switch) in the topology's
 //!   own namespace, so the daemon's control plane is not measured.
 //! - Built fresh for every repetition, named `pxb<random>`, removed on exit
@@ -327,7 +328,8 @@ fn blast(rig: &Rig, dur: Duration) -> anyhow::Result<(f64, u64)> {
     Ok((got as f64 / dur.as_secs_f64(), sent))
 }
 
-/// iperf3 A -> B for `dur`: Gbit/s, or None without iperf3.
+/// iperf3 A -> B for `dur`: Gbit/s, or None without iperf3. Unpinned, as
+/// peers.sh runs it (both ends on one CPU would change TCP's behaviour).
 fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
     if Command::new("iperf3").arg("--version").output().is_err() {
         return Ok(None);
@@ -339,11 +341,9 @@ fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
             .stderr(Stdio::null())
             .spawn()
     })??;
-    pin(server.id(), 0);
     std::thread::sleep(Duration::from_millis(300));
     let secs = dur.as_secs().max(1).to_string();
     let out = netns::run_in(&rig.a, || {
-        pin_me(0);
         Command::new("iperf3")
             .args(["-c", &B_IP.to_string(), "-t", &secs, "-J"])
             .output()
@@ -598,7 +598,7 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
         std::fs::write(p, svg(&summary, &topologies)).with_context(|| format!("writing {}", p.display()))?;
     }
     let mut out = format!(
-        "plexus bench: {} repetition(s) of {:.0} s, {} pings; load on CPU 0, switch on CPU 1; \
+        "plexus bench: {} repetition(s) of {:.0} s, {} pings; ping and generator on CPU 0, iperf3 unpinned, switch on CPU 1; \
          machine busy before a repetition: at most {noisiest:.2} cores{}\n\n",
         s.reps,
         s.duration.as_secs_f64(),
