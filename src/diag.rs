@@ -20,10 +20,13 @@ use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, MsgFlags, SockProtocol, SockType, SockaddrIn, recv, sendto};
+use nix::sys::socket::{
+    AddressFamily, ControlMessageOwned, MsgFlags, SockProtocol, SockType, SockaddrIn, recvmsg, sendto, setsockopt,
+    sockopt,
+};
 use plexus_sandbox::sock::{self, NsKey};
 use plexus_switch::wire::{ChecksumMode, Icmpv4Packet, Icmpv4Repr, Ipv4Packet, Ipv4Repr};
 
@@ -160,7 +163,10 @@ pub fn ping(
     let ident = ident();
     let data: Vec<u8> = (0..=u8::MAX).cycle().take(opts.payload).collect();
     let dst = SockaddrIn::from(SocketAddrV4::new(to, 0));
-    let mut sent_at: Vec<Option<Instant>> = vec![None; usize::from(opts.count) + 1];
+    let mut sent_at: Vec<Option<(Instant, SystemTime)>> = vec![None; usize::from(opts.count) + 1];
+    // A reply's time is the kernel's receive timestamp where it gives one
+    // (as ping(8)), so the RTT excludes this process's own wake-up.
+    let _ = setsockopt(socket, sockopt::ReceiveTimestampns, &true);
     let mut summary = PingSummary {
         to,
         transmitted: 0,
@@ -179,7 +185,7 @@ pub fn ping(
             data: &data,
         };
         echo.emit(&mut Icmpv4Packet::new_unchecked(&mut request[..]));
-        sent_at[usize::from(seq)] = Some(Instant::now());
+        sent_at[usize::from(seq)] = Some((Instant::now(), SystemTime::now()));
         sendto(
             std::os::fd::AsRawFd::as_raw_fd(socket),
             &request,
@@ -201,25 +207,24 @@ pub fn ping(
             if !readable(socket, left)? {
                 break;
             }
-            let n = recv(
-                std::os::fd::AsRawFd::as_raw_fd(socket),
-                &mut buf,
-                MsgFlags::MSG_DONTWAIT,
-            )?;
+            let (n, received) = recv_stamped(socket, &mut buf)?;
             let Some((from, ttl, bytes, seq_no)) = echo_reply(&buf[..n], ident) else {
                 continue;
             };
             let slot = sent_at.get_mut(usize::from(seq_no)).and_then(Option::take);
-            let Some(sent) = slot.filter(|_| from == to) else {
+            let Some((sent, sent_wall)) = slot.filter(|_| from == to) else {
                 continue; // not ours, or a duplicate
             };
             let now = Instant::now();
+            let rtt = received
+                .and_then(|r| r.duration_since(sent_wall).ok())
+                .unwrap_or(now - sent);
             let reply = PingReply {
                 from,
                 seq: seq_no,
                 ttl,
                 bytes,
-                rtt: now - sent,
+                rtt,
             };
             summary.received += 1;
             summary.rtts.push(reply.rtt);
@@ -233,6 +238,29 @@ pub fn ping(
         start.elapsed().saturating_sub(opts.wait)
     };
     Ok(summary)
+}
+
+/// Reads one datagram without waiting: its length and the kernel's receive
+/// time, if the socket gives it.
+fn recv_stamped(socket: &OwnedFd, buf: &mut [u8]) -> io::Result<(usize, Option<SystemTime>)> {
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let msg = recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(socket),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let stamp = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                let since = Duration::new(u64::try_from(ts.tv_sec()).ok()?, u32::try_from(ts.tv_nsec()).ok()?);
+                SystemTime::UNIX_EPOCH.checked_add(since)
+            }
+            _ => None,
+        })
+    });
+    Ok((msg.bytes, stamp))
 }
 
 /// Waits up to `left` for `socket` to become readable.
