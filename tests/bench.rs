@@ -25,11 +25,11 @@ fn bench_quick_produces_a_well_formed_table() {
     assert_eq!(rows.len(), 2 + 4, "header, rule, four topologies:\n{text}");
     let cells = |row: &str| -> Vec<String> { row.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect() };
     let header = cells(rows[0]);
-    assert_eq!(header.len(), 9, "{text}");
+    assert_eq!(header.len(), 11, "{text}");
     assert_eq!(header[0], "topology");
     for (row, topology) in rows[2..].iter().zip(["direct", "bridge", "plexus-veth", "plexus-tap"]) {
         let c = cells(row);
-        assert_eq!(c.len(), 9, "{row}");
+        assert_eq!(c.len(), 11, "{row}");
         assert_eq!(c[0], topology);
         // RTT and 64-byte frames/s are measured on every topology; the
         // bridge's ratios are 1.00.

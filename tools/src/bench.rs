@@ -3,8 +3,9 @@
 //! a kernel bridge, by the Plexus switch on veth host ends, and by the Plexus
 //! switch on TAP devices — and measures, per repetition, ping RTT (our own
 //! ICMP client), 64-byte frames/s (our own generator on an AF_PACKET socket
-//! in A; B's kernel counts what arrives) and TCP with default offloads
-//! (iperf3, when installed); then prints a side-by-side table with ratios to
+//! in A; B's kernel counts what arrives), TCP with default offloads and
+//! with offloads off — every segment a 1514-byte frame (iperf3 and ethtool,
+//! when installed); then prints a side-by-side table with ratios to
 //! the kernel bridge, writes JSON lines and draws an SVG chart.
 //!
 //! Decisions:
@@ -38,11 +39,12 @@ use serde_json::json;
 pub const TOPOLOGIES: [&str; 4] = ["direct", "bridge", "plexus-veth", "plexus-tap"];
 
 /// The metrics, in the order of the table: name, unit, higher is better.
-const METRICS: [(&str, &str, bool); 4] = [
+const METRICS: [(&str, &str, bool); 5] = [
     ("rtt_us", "ping RTT µs", false),
     ("pps_64", "64 B frames/s", true),
     ("switch_frames_per_cpu_s", "frames per switch CPU-s", true),
     ("tcp_gbps", "TCP Gbit/s", true),
+    ("tcp_1500_gbps", "TCP 1500 B frames Gbit/s", true),
 ];
 
 /// `plexus bench`'s settings.
@@ -354,6 +356,24 @@ fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
     Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9))
 }
 
+/// Turns transmit checksum offload, TSO, GSO and GRO off on both hosts'
+/// `eth0` (as peers.sh);
+/// false without `ethtool` or when it fails.
+fn offloads_off(rig: &Rig) -> bool {
+    [&rig.a, &rig.b].iter().all(|ns| {
+        netns::run_in(ns, || {
+            Command::new("ethtool")
+                .args(["-K", "eth0", "tx", "off", "tso", "off", "gso", "off", "gro", "off"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        })
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|s| s.success())
+    })
+}
+
 /// Busy cores of the machine over 0.5 s (from /proc/stat).
 fn busy_cores() -> f64 {
     let read = || -> (f64, f64) {
@@ -417,6 +437,13 @@ fn rep(topology: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
     }
     if let Some(g) = tcp(&rig, s.duration)? {
         push("tcp_gbps", g);
+    }
+    // Every segment a real frame of at most 1514 bytes: offloads off at both
+    // ends (ethtool), as peers.sh's "offloads off".
+    if offloads_off(&rig)
+        && let Some(g) = tcp(&rig, s.duration)?
+    {
+        push("tcp_1500_gbps", g);
     }
     Ok(out)
 }

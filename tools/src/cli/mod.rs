@@ -154,8 +154,8 @@ Build each topology in private namespaces (named pxb*, removed afterwards) — t
 joined directly by a veth pair, by a kernel bridge, by the Plexus switch on veth host \
 ends, by the Plexus switch on TAP devices — and measure ping RTT (median of the pings), \
 64-byte frames/s (a generator on an AF_PACKET socket; the receiver's kernel counts what \
-arrives), the switch's frames per CPU-second, and TCP with default offloads (iperf3, \
-when installed). Ping and generator on CPU 0, switch on CPU 1; the machine's idleness is checked \
+arrives), the switch's frames per CPU-second, and TCP with default offloads and with \
+offloads off, 1514-byte frames (iperf3 and ethtool, when installed). Ping and generator on CPU 0, switch on CPU 1; the machine's idleness is checked \
 before each repetition and reported. Prints a table (median [min–max] and the ratio to \
 the kernel bridge); --results writes JSON lines, --svg a chart. Needs root.",
         after_help = "\
