@@ -10,9 +10,10 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant;
 
+use plexus_switch::dataplane::explain::{Probe, probe_frame};
 use plexus_switch::nat::{FlowKey, FlowPath, NatTable, Outbound};
 use plexus_switch::wire::checksum;
-use plexus_switch::{DomainConfig, Engine, GatewayConfig, MacAddr, NatConfig, NatProto, PortConfig, PortId};
+use plexus_switch::{DomainConfig, Engine, GatewayConfig, MacAddr, NatConfig, NatProto, PortConfig, PortId, Verdict};
 
 /// Frames per batch, as the worker's bursts.
 const BATCH: usize = 256;
@@ -21,19 +22,11 @@ fn main() {
     divan::main();
 }
 
-/// An Ethernet frame of `len` bytes from `src` to `dst` (IPv4, zeros).
-fn frame(src: MacAddr, dst: MacAddr, len: usize) -> Vec<u8> {
-    let mut f = vec![0u8; len];
-    f[..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14] = 0x45;
-    let total = u16::try_from(len - 14).unwrap();
-    f[16..18].copy_from_slice(&total.to_be_bytes());
-    f[22] = 64;
-    f[23] = 17;
-    f[26..30].copy_from_slice(&[10, 0, 0, 2]);
-    f[30..34].copy_from_slice(&[10, 0, 0, 3]);
+/// A 64-byte UDP frame (60 without the FCS) from `src` (`src_ip`) to `dst`,
+/// built by the switch's own probe builder and padded.
+fn frame(src: MacAddr, src_ip: Ipv4Addr, dst: MacAddr) -> Vec<u8> {
+    let mut f = probe_frame(src, dst, src_ip, Ipv4Addr::new(10, 0, 0, 250), Probe::Udp(9));
+    f.resize(60, 0);
     f
 }
 
@@ -60,8 +53,9 @@ fn engine(ports: u32) -> (Engine, Vec<(PortId, MacAddr)>) {
                 offload: false,
             })
             .unwrap();
-        // Learn it: a frame from it to nowhere in particular.
-        let _ = e.classify(now, id, None, &frame(mac, MacAddr::BROADCAST, 64));
+        // Learn it: a frame from it to everyone.
+        let learned = e.classify(now, id, None, &frame(mac, ip, MacAddr::BROADCAST));
+        assert!(matches!(learned, Verdict::Flood(_)), "port {i}: {learned:?}");
         eps.push((id, mac));
     }
     (e, eps)
@@ -73,9 +67,14 @@ fn engine(ports: u32) -> (Engine, Vec<(PortId, MacAddr)>) {
 fn classify_unicast(bencher: divan::Bencher, ports: u32) {
     let (mut e, eps) = engine(ports);
     let (from, from_mac) = eps[0];
-    let to_mac = eps[eps.len() - 1].1;
-    let f = frame(from_mac, to_mac, 64);
+    let (to, to_mac) = eps[eps.len() - 1];
+    let f = frame(from_mac, Ipv4Addr::new(10, 0, 0, 2), to_mac);
     let now = Instant::now();
+    assert_eq!(
+        e.classify(now, from, None, &f),
+        Verdict::Unicast(to),
+        "not a MAC table hit"
+    );
     bencher.counter(divan::counter::ItemsCount::new(BATCH)).bench_local(|| {
         for _ in 0..BATCH {
             black_box(e.classify(now, from, None, black_box(&f)));
@@ -89,8 +88,9 @@ fn classify_to_gateway(bencher: divan::Bencher) {
     let (mut e, eps) = engine(2);
     let (from, from_mac) = eps[0];
     let gw_mac = MacAddr::from_ipv4(Ipv4Addr::new(10, 0, 0, 1));
-    let f = frame(from_mac, gw_mac, 64);
+    let f = frame(from_mac, Ipv4Addr::new(10, 0, 0, 2), gw_mac);
     let now = Instant::now();
+    assert!(matches!(e.classify(now, from, None, &f), Verdict::Gateway(_)));
     bencher.counter(divan::counter::ItemsCount::new(BATCH)).bench_local(|| {
         for _ in 0..BATCH {
             black_box(e.classify(now, from, None, black_box(&f)));

@@ -168,7 +168,10 @@ impl Browser {
     pub fn screenshot(&mut self) -> Vec<u8> {
         let session = self.session.clone();
         let r = self.call(Some(&session), "Page.captureScreenshot", json!({ "format": "png" }));
-        base64_decode(r["data"].as_str().expect("screenshot data"))
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("base64 from chromium")
     }
 }
 
@@ -177,32 +180,4 @@ impl Drop for Browser {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Standard base64 (with padding) to bytes.
-fn base64_decode(s: &str) -> Vec<u8> {
-    let value = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for chunk in s.as_bytes().chunks(4) {
-        let data: Vec<u8> = chunk.iter().copied().filter(|&c| c != b'=').collect();
-        let mut n = 0u32;
-        for &c in &data {
-            n = n << 6 | value(c);
-        }
-        for _ in data.len()..4 {
-            n <<= 6;
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(&bytes[1..data.len()]);
-    }
-    out
 }

@@ -273,19 +273,7 @@ fn rx_packets(ns: &Path) -> anyhow::Result<u64> {
 
 /// CPU seconds of process `pid` so far.
 fn cpu_secs(pid: u32) -> f64 {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|r| r.1.split_whitespace().collect())
-        .unwrap_or_default();
-    let t = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    #[allow(clippy::cast_precision_loss)]
-    let hz = ticks as f64;
-    (t(11) + t(12)) / hz
+    crate::metrics::cpu_secs(Path::new(&format!("/proc/{pid}/stat"))).unwrap_or(0.0)
 }
 
 /// 64-byte UDP frames from A to B for `dur` from one AF_PACKET socket on
@@ -301,21 +289,16 @@ fn blast(rig: &Rig, dur: Duration) -> anyhow::Result<(f64, u64)> {
         let mut port = PacketPort::open("eth0", false)?;
         let mut nl = Netlink::open()?;
         let a_mac = nl.link("eth0")?.mac.unwrap_or([2, 0, 0, 0, 0, 1]);
-        let mut f = [0u8; 60];
-        f[..6].copy_from_slice(&b_mac);
-        f[6..12].copy_from_slice(&a_mac);
-        f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 17;
-        f[26..30].copy_from_slice(&A_IP.octets());
-        f[30..34].copy_from_slice(&B_IP.octets());
-        let csum = !plexus_switch::wire::checksum::sum(&f[14..34]);
-        f[24..26].copy_from_slice(&csum.to_be_bytes());
-        f[34..36].copy_from_slice(&9u16.to_be_bytes());
-        f[36..38].copy_from_slice(&9u16.to_be_bytes());
-        f[38..40].copy_from_slice(&26u16.to_be_bytes());
+        // The project's own frame builder (checksums right); padded to the
+        // 60 bytes of a minimal Ethernet frame (64 on the wire).
+        let mut f = plexus_switch::dataplane::explain::probe_frame(
+            plexus_switch::MacAddr(a_mac),
+            plexus_switch::MacAddr(b_mac),
+            A_IP,
+            B_IP,
+            plexus_switch::dataplane::explain::Probe::Udp(9),
+        );
+        f.resize(60, 0);
         let batch = [&f[..]; 64];
         let end = Instant::now() + dur;
         let mut sent = 0u64;

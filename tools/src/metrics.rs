@@ -66,23 +66,26 @@ impl Snapshot {
 
 /// CPU seconds of the switch's worker thread, from /proc.
 pub fn worker_cpu_secs() -> Option<f64> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == WORKER_COMM))
+        .and_then(|t| cpu_secs(&t.path().join("stat")))
+}
+
+/// User + system CPU seconds in a `/proc/.../stat` file (a process's or a
+/// thread's).
+pub fn cpu_secs(stat: &std::path::Path) -> Option<f64> {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok()??;
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() != WORKER_COMM {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-        // Fields after the command's closing parenthesis: state is the 3rd
-        // field of the line, utime the 14th and stime the 15th.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let utime: f64 = fields.get(11)?.parse().ok()?;
-        let stime: f64 = fields.get(12)?.parse().ok()?;
-        #[allow(clippy::cast_precision_loss)]
-        return Some((utime + stime) / ticks as f64);
-    }
-    None
+    let stat = std::fs::read_to_string(stat).ok()?;
+    // Fields after the command's closing parenthesis: state is the 3rd
+    // field of the line, utime the 14th and stime the 15th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    Some((utime + stime) / ticks as f64)
 }
 
 /// A per-port counter: its metric name, help and field.
