@@ -239,6 +239,34 @@ fn tcp_from_sandbox(env: &TestEnv, sandbox: &str, to: SocketAddrV4, cmd: Cmd) ->
 
 const TEN_MB: usize = 10_000_000;
 
+/// A veth host end steers what it receives to one CPU per flow (RPS), so a
+/// container's TCP segments reach the switch in the order they were sent
+/// (without it, its sender retransmits reordered segments by the thousand).
+/// Read back through a sysfs of the host namespace that `ip` mounts itself.
+#[test]
+#[cfg_attr(not(all(px_root, px_ip)), ignore = "needs root, /dev/net/tun and iproute2's ip")]
+fn veth_host_ends_steer_received_frames_per_flow() {
+    let env = TestEnv::new();
+    let world = HostOutside::new(&env, 47, true);
+    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    d.ok(&["network", "create", "--subnet", "10.84.9.0/24", "steer"]);
+    d.ok(&["run", "--network", "steer", "c1"]);
+    let rps = common::run_ok(
+        std::process::Command::new("ip")
+            .args(["netns", "exec", &world.host, "sh", "-c"])
+            .arg(format!(
+                "for q in /sys/class/net/{}h[0-9a-f]*/queues/rx-*/rps_cpus; do echo $q $(cat $q); done",
+                env.tag
+            )),
+    );
+    let masks: Vec<&str> = rps.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert!(
+        !masks.is_empty() && masks.iter().all(|m| m.chars().any(|c| c != '0' && c != ',')),
+        "a host end without receive steering:\n{rps}"
+    );
+    assert!(d.log().contains("steer received frames to CPUs"), "{}", d.log());
+}
+
 #[test]
 #[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn tcp_reaches_the_outside_through_host_streams() {

@@ -39,12 +39,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use plexus_sandbox::netlink::Netlink;
-use plexus_sandbox::{SandboxError, TeardownErrors, netns, tap};
+use plexus_sandbox::{SandboxError, TeardownErrors, netns, sysfs, tap};
 use plexus_switch::io::{PacketPort, TapPort};
 use plexus_switch::{
     Dataplane, DataplaneConfig, DataplaneError, DomainConfig, DomainId, DropReason, FdUse, GatewayConfig, Health,
@@ -64,6 +65,10 @@ pub struct BridgeDriver {
     state: Mutex<State>,
     /// How endpoints' interfaces are made and moved, chosen once.
     links: Box<dyn Links>,
+    /// Where veth host ends steer received frames (none when rootless).
+    steering: Option<sysfs::CpuMask>,
+    /// Whether the steering's outcome was logged (once per daemon).
+    steering_logged: AtomicBool,
 }
 
 /// What the switch attaches for an endpoint.
@@ -190,6 +195,8 @@ impl BridgeDriver {
             dataplane: Dataplane::start(config)?,
             state: Mutex::new(State::default()),
             links,
+            steering: (!rootless).then(sysfs::steering_cpus).and_then(Result::ok),
+            steering_logged: AtomicBool::new(false),
         })
     }
 
@@ -233,6 +240,7 @@ impl BridgeDriver {
                 self.dataplane.add_port(Box::new(TapPort::new(fd, true)), cfg)?
             }
             Attach::HostEnd => {
+                self.steer(&ep.host_ifname);
                 let port = PacketPort::open(&ep.host_ifname, true).map_err(|source| DriverError::Port {
                     ifname: ep.host_ifname.clone(),
                     source,
@@ -247,6 +255,26 @@ impl BridgeDriver {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Steers the frames a veth host end receives to one CPU per flow, so a
+    /// container's TCP segments reach the switch in the order they were sent
+    /// (see [`sysfs`]). A failure is logged (once) and the port works without.
+    fn steer(&self, ifname: &str) {
+        let Some(cpus) = &self.steering else {
+            return;
+        };
+        let r = sysfs::set_rps(ifname, cpus);
+        if !self.steering_logged.swap(true, Ordering::Relaxed) {
+            match r {
+                Ok(_) => log::info!(
+                    "veth host ends steer received frames to CPUs {cpus} (RPS): each flow's frames reach the switch in order"
+                ),
+                Err(e) => log::warn!(
+                    "veth host ends without receive steering ({e}): containers' TCP senders may retransmit reordered segments"
+                ),
+            }
+        }
     }
 
     /// Binds `ep.publish`'s host sockets for the endpoint behind `port`.

@@ -59,6 +59,16 @@ pub enum SandboxError {
         /// The error.
         source: io::Error,
     },
+    /// A sysfs setting of an interface could not be made.
+    #[error("sysfs {ifname}: {op}: {source}")]
+    Sysfs {
+        /// The interface (empty for a machine-wide read).
+        ifname: String,
+        /// The failing step (e.g. "mount sysfs").
+        op: &'static str,
+        /// The error.
+        source: io::Error,
+    },
     /// Running a command inside a sandbox failed before the command started.
     #[error("exec {program:?}: {source}")]
     Exec {
@@ -77,6 +87,7 @@ impl SandboxError {
             | SandboxError::Netlink { source, .. }
             | SandboxError::Tap { source, .. }
             | SandboxError::File { source, .. }
+            | SandboxError::Sysfs { source, .. }
             | SandboxError::Exec { source, .. } => source.raw_os_error(),
             _ => None,
         }

@@ -25,6 +25,7 @@ pub mod files;
 pub mod netlink;
 pub mod netns;
 pub mod sock;
+pub mod sysfs;
 pub mod tap;
 pub mod userns;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
-use plexus_sandbox::tap;
+use plexus_sandbox::{sysfs, tap};
 use plexus_switch::io::{PacketPort, Port, TapPort};
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, PortConfig};
 
@@ -74,10 +74,15 @@ fn open(args: &SwitchArgs, iface: &str) -> anyhow::Result<(Box<dyn Port>, String
         };
         return Ok((Box::new(TapPort::new(fd, offload)), how.into()));
     }
+    // Before the port opens: each flow's frames then reach it in order.
+    let steering = match sysfs::steering_cpus().and_then(|cpus| sysfs::set_rps(iface, &cpus).map(|_| cpus)) {
+        Ok(cpus) => format!("CPUs {cpus}"),
+        Err(e) => format!("off ({e})"),
+    };
     let port = PacketPort::open(iface, !args.no_offload).with_context(|| format!("opening AF_PACKET on {iface}"))?;
     let f = port.features();
     let how = format!(
-        "AF_PACKET, virtio-net header {}, ignore-outgoing {}, qdisc bypass {}",
+        "AF_PACKET, virtio-net header {}, ignore-outgoing {}, qdisc bypass {}, receive steering {steering}",
         on(f.vnet_hdr),
         on(f.ignore_outgoing),
         on(f.qdisc_bypass)
