@@ -6,6 +6,11 @@ mod common;
 
 use std::process::Command;
 
+/// Whether `program` runs here (the benchmark leaves its figures out without).
+fn has(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok()
+}
+
 #[test]
 #[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn bench_quick_produces_a_well_formed_table() {
@@ -19,8 +24,11 @@ fn bench_quick_produces_a_well_formed_table() {
         .arg(&chart)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let (text, paths) = stdout
+        .split_once("Published port and outbound NAT")
+        .unwrap_or_else(|| panic!("no table of the published port and outbound paths:\n{stdout}"));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(rows.len(), 2 + 4, "header, rule, four topologies:\n{text}");
     let cells = |row: &str| -> Vec<String> { row.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect() };
@@ -48,6 +56,37 @@ fn bench_quick_produces_a_well_formed_table() {
         // Only a Plexus switch has CPU to count.
         assert_eq!(c[5] == "-", !topology.starts_with("plexus"), "{row}");
     }
+    // The second table: a row per path, the kernel's DNAT and the daemon side
+    // by side, the ratio, the senders' retransmits, the daemon's CPU.
+    let rows: Vec<&str> = paths.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 2 + 4, "header, rule, four paths:\n{paths}");
+    let header = cells(rows[0]);
+    assert_eq!(header[..3], ["path", "kernel-dnat", "plexus-daemon"], "{paths}");
+    assert_eq!(header.len(), 6, "{paths}");
+    for (row, path) in rows[2..]
+        .iter()
+        .zip(["published port, in", "published port, -R", "outbound NAT", "short"])
+    {
+        let c = cells(row);
+        assert_eq!(c.len(), 6, "{row}");
+        assert!(c[0].starts_with(path), "{row}");
+        let measured = if path == "short" { has("wrk") } else { has("iperf3") };
+        if measured {
+            for col in [1, 2] {
+                let v: f64 = c[col]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches('k')
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{row}"));
+                assert!(v > 0.0, "{row}");
+            }
+            let _: f64 = c[3].parse().unwrap_or_else(|_| panic!("ratio: {row}"));
+            let cores: f64 = c[5].parse().unwrap_or_else(|_| panic!("daemon CPU: {row}"));
+            assert!(cores > 0.0 && cores < 4.0, "{row}");
+        }
+    }
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&results)
         .unwrap()
         .lines()
@@ -63,10 +102,16 @@ fn bench_quick_produces_a_well_formed_table() {
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("plexus-tap") && svg.trim_end().ends_with("</svg>"));
     assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "rep" && l["topology"] == "plexus-daemon" && l["metric"] == "in_gbps")
+            || !has("iperf3")
+    );
+    assert!(
         plexus_sandbox::netns::list()
             .unwrap()
             .iter()
-            .all(|n| !n.starts_with("pxb")),
+            .all(|n| !n.starts_with("pxb") && !n.starts_with("pxp")),
         "bench left namespaces"
     );
 }

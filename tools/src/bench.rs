@@ -38,8 +38,13 @@ use serde_json::json;
 /// The topologies, in the order of the table.
 pub const TOPOLOGIES: [&str; 4] = ["direct", "bridge", "plexus-veth", "plexus-tap"];
 
-/// The metrics, in the order of the table: name, unit, higher is better.
-const METRICS: [(&str, &str, bool); 5] = [
+mod paths;
+
+/// A metric: name, column title, whether higher is better.
+type Metric = (&'static str, &'static str, bool);
+
+/// The metrics, in the order of the table.
+const METRICS: [Metric; 5] = [
     ("rtt_us", "ping RTT µs", false),
     ("pps_64", "64 B frames/s", true),
     ("switch_frames_per_cpu_s", "frames per switch CPU-s", true),
@@ -85,33 +90,22 @@ struct Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        if let Some(mut c) = self.switch.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = c.wait();
-        }
-        for n in &self.names {
-            let _ = netns::delete(n);
-        }
+        stop_and_remove(self.switch.iter_mut(), &self.names);
     }
 }
 
-/// Pins process `pid` (all its threads) to `cpu`.
-fn pin(pid: u32, cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_err() {
-        return;
+/// Teardown of a topology: SIGTERM to each child (and waits for it), then
+/// deletes the namespaces `names`.
+fn stop_and_remove<'a>(children: impl Iterator<Item = &'a mut Child>, names: &[String]) {
+    for c in children {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = c.wait();
     }
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<i32>().ok()) {
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set);
-        }
+    for n in names {
+        let _ = netns::delete(n);
     }
 }
 
@@ -141,6 +135,13 @@ fn host_side(ns: &Path, ifname: &str, ip: Ipv4Addr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `prefix` and four random hex digits: the names of one topology.
+fn random_tag(prefix: &str) -> String {
+    // (RandomState's keys are random per instance: a random number without a crate.)
+    let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
+    format!("{prefix}{:04x}", random & 0xffff)
+}
+
 /// Moves link `name` of namespace `from` (None: ours) into `to`.
 fn move_link(from: &Path, name: &str, to: &Path) -> anyhow::Result<()> {
     let mut nl = Netlink::open_in(from)?;
@@ -153,9 +154,7 @@ fn move_link(from: &Path, name: &str, to: &Path) -> anyhow::Result<()> {
 
 /// Builds `topology` with a fresh random prefix.
 fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
-    // (RandomState's keys are random per instance: a random number without a crate.)
-    let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), 0u8);
-    let tag = format!("pxb{:04x}", random & 0xffff);
+    let tag = random_tag("pxb");
     let mut rig = Rig {
         names: Vec::new(),
         switch: None,
@@ -236,6 +235,9 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
 /// `plexus switch ARGS` in namespace `ns`, on CPU 1.
 fn spawn_switch(ns: &Path, plexus: &Path, args: &[&str]) -> anyhow::Result<Child> {
     let child = netns::run_in(ns, || {
+        // Pinned before it starts: its threads, and the CPUs its veth ports
+        // steer to, follow.
+        pin_me(1);
         Command::new(plexus)
             .arg("switch")
             .args(args)
@@ -245,7 +247,6 @@ fn spawn_switch(ns: &Path, plexus: &Path, args: &[&str]) -> anyhow::Result<Child
             .spawn()
     })??;
     std::thread::sleep(Duration::from_millis(200));
-    pin(child.id(), 1);
     Ok(child)
 }
 
@@ -455,10 +456,10 @@ fn human(v: f64) -> String {
 /// The summary: per topology and metric, (min, median, max).
 type Summary = Vec<(&'static str, &'static str, (f64, f64, f64))>;
 
-fn summarize(samples: &[Sample], topologies: &[&'static str]) -> Summary {
+fn summarize(samples: &[Sample], topologies: &[&'static str], metrics: &[Metric]) -> Summary {
     let mut out = Vec::new();
     for &t in topologies {
-        for (m, _, _) in METRICS {
+        for &(m, _, _) in metrics {
             let vals = samples
                 .iter()
                 .filter(|s| s.topology == t && s.metric == m)
@@ -473,26 +474,26 @@ fn summarize(samples: &[Sample], topologies: &[&'static str]) -> Summary {
 }
 
 /// The table: a row per topology, a column per metric, `median [min–max]`
-/// and the ratio of the median to the kernel bridge's.
-pub fn table(summary: &Summary, topologies: &[&'static str]) -> String {
+/// and the ratio of the median to the median of `base` (the kernel's).
+fn table(summary: &Summary, topologies: &[&'static str], metrics: &[Metric], base: &str) -> String {
     let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2);
     let mut out = String::new();
     let _ = write!(out, "| topology |");
-    for (_, unit, _) in METRICS {
-        let _ = write!(out, " {unit} | ÷ bridge |");
+    for (_, unit, _) in metrics {
+        let _ = write!(out, " {unit} | ÷ {base} |");
     }
     out.push('\n');
     out.push_str("|---|");
-    for _ in METRICS {
+    for _ in metrics {
         out.push_str("---|---|");
     }
     out.push('\n');
     for &t in topologies {
         let _ = write!(out, "| {t} |");
-        for (m, _, _) in METRICS {
+        for &(m, _, _) in metrics {
             match get(t, m) {
                 Some((lo, med, hi)) => {
-                    let ratio = get("bridge", m)
+                    let ratio = get(base, m)
                         .filter(|b| b.1 > 0.0)
                         .map_or_else(|| "-".to_owned(), |b| format!("{:.2}", med / b.1));
                     let _ = write!(out, " {} [{}–{}] | {ratio} |", human(med), human(lo), human(hi));
@@ -505,80 +506,102 @@ pub fn table(summary: &Summary, topologies: &[&'static str]) -> String {
     out
 }
 
-/// A bar chart of each metric's median as a ratio to the kernel bridge.
-fn svg(summary: &Summary, topologies: &[&'static str]) -> String {
-    let (w, row, bar_h) = (760.0_f64, 26.0_f64, 18.0_f64);
-    let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2.1);
-    let metrics: Vec<_> = METRICS.iter().filter(|(m, _, _)| get("bridge", m).is_some()).collect();
-    #[allow(clippy::cast_precision_loss)]
-    let h = 40.0 + metrics.len() as f64 * (topologies.len() as f64 * row + 30.0);
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
-         <text x=\"10\" y=\"20\" font-size=\"14\">plexus bench: median ÷ kernel bridge (1.0 = the bridge; right is better)</text>"
-    );
-    let mut y = 40.0;
-    for (m, unit, higher) in metrics {
-        let _ = write!(
-            s,
-            "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{unit}</text>",
-            y + 12.0
-        );
-        y += 18.0;
-        let base = get("bridge", m).unwrap_or(1.0);
-        for &t in topologies {
-            if let Some(v) = get(t, m) {
-                let ratio = if *higher { v / base } else { base / v };
-                let len = (ratio.min(3.0) / 3.0) * 480.0;
-                let _ = write!(
-                    s,
-                    "<text x=\"20\" y=\"{ty}\">{t}</text><rect x=\"130\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{c}\"/>\
-                     <text x=\"{tx:.1}\" y=\"{ty}\">{ratio:.2}× ({v})</text>",
-                    ty = y + 13.0,
-                    c = if t.starts_with("plexus") { "#2f6db5" } else { "#9aa6b4" },
-                    tx = 136.0 + len,
-                    v = human(v),
-                );
-                y += row;
-            }
-        }
-        let x1 = 130.0 + 160.0;
-        let _ = write!(
-            s,
-            "<line x1=\"{x1}\" x2=\"{x1}\" y1=\"{}\" y2=\"{y}\" stroke=\"#d08a14\" stroke-dasharray=\"4 3\"/>",
-            y - row * 4.0
-        );
-        y += 12.0;
-    }
-    s.push_str("</svg>\n");
-    s
+/// One table of the benchmark: its rows, its columns, the row the ratios are to.
+struct Section<'a> {
+    topologies: &'a [&'static str],
+    metrics: &'a [Metric],
+    base: &'static str,
 }
 
-/// Runs the benchmark; returns the table.
+/// A bar chart per section: each metric's median as a ratio to the base's
+/// (metrics the base has no positive figure for are left out).
+fn svg(summary: &Summary, sections: &[Section<'_>]) -> String {
+    let (w, row, bar_h) = (760.0_f64, 26.0_f64, 18.0_f64);
+    let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2.1);
+    let mut body = String::new();
+    let mut y = 40.0;
+    for sec in sections {
+        let base_of = |m: &str| get(sec.base, m).filter(|b| *b > 0.0);
+        for (m, unit, higher) in sec.metrics.iter().filter(|(m, _, _)| base_of(m).is_some()) {
+            let _ = write!(
+                body,
+                "<text x=\"10\" y=\"{}\" font-weight=\"bold\">{unit} (÷ {})</text>",
+                y + 12.0,
+                sec.base
+            );
+            y += 18.0;
+            let top = y;
+            let base = base_of(m).unwrap_or(1.0);
+            for &t in sec.topologies {
+                if let Some(v) = get(t, m).filter(|v| *v > 0.0) {
+                    let ratio = if *higher { v / base } else { base / v };
+                    let len = (ratio.min(3.0) / 3.0) * 480.0;
+                    let _ = write!(
+                        body,
+                        "<text x=\"20\" y=\"{ty}\">{t}</text><rect x=\"130\" y=\"{y}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"{c}\"/>\
+                         <text x=\"{tx:.1}\" y=\"{ty}\">{ratio:.2}× ({v})</text>",
+                        ty = y + 13.0,
+                        c = if t.starts_with("plexus") { "#2f6db5" } else { "#9aa6b4" },
+                        tx = 136.0 + len,
+                        v = human(v),
+                    );
+                    y += row;
+                }
+            }
+            let x1 = 130.0 + 160.0;
+            let _ = write!(
+                body,
+                "<line x1=\"{x1}\" x2=\"{x1}\" y1=\"{top}\" y2=\"{y}\" stroke=\"#d08a14\" stroke-dasharray=\"4 3\"/>"
+            );
+            y += 12.0;
+        }
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\
+         <text x=\"10\" y=\"20\" font-size=\"14\">plexus bench: median ÷ the kernel's (1.0 = the kernel; right is better)</text>{body}</svg>\n",
+        h = y + 10.0
+    )
+}
+
+/// Runs the benchmark; returns the tables.
 pub fn run(s: &Settings) -> anyhow::Result<String> {
     if !nix::unistd::geteuid().is_root() {
         bail!("plexus bench needs root: it makes namespaces, veth pairs, a bridge and TAP devices");
     }
     let plexus = std::env::current_exe().context("finding the plexus binary")?;
-    let topologies: Vec<&'static str> = TOPOLOGIES
-        .iter()
-        .copied()
-        .filter(|t| s.only.is_empty() || s.only.iter().any(|o| o == t))
-        .collect();
-    if topologies.is_empty() {
-        bail!("--only names no topology (one of {})", TOPOLOGIES.join(", "));
+    let wanted = |list: &[&'static str]| -> Vec<&'static str> {
+        list.iter()
+            .copied()
+            .filter(|t| s.only.is_empty() || s.only.iter().any(|o| o == t))
+            .collect()
+    };
+    let (topologies, peers) = (wanted(&TOPOLOGIES), wanted(&paths::PEERS));
+    if topologies.is_empty() && peers.is_empty() {
+        bail!(
+            "--only names no topology (one of {}, {})",
+            TOPOLOGIES.join(", "),
+            paths::PEERS.join(", ")
+        );
     }
+    let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
     let mut lines = vec![json!({
         "kind": "env",
         "reps": s.reps,
         "duration_s": s.duration.as_secs_f64(),
         "pings": s.pings,
         "cpus": std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        "iperf3": Command::new("iperf3").arg("--version").output().is_ok(),
+        "iperf3": has("iperf3"),
+        "wrk": has("wrk"),
     })];
     let mut samples = Vec::new();
     let mut noisiest: f64 = 0.0;
     for r in 0..s.reps {
-        for &t in &topologies {
+        type Measure = fn(&'static str, &Path, &Settings) -> anyhow::Result<Vec<Sample>>;
+        let runs = topologies
+            .iter()
+            .map(|&t| (t, rep as Measure))
+            .chain(peers.iter().map(|&p| (p, paths::rep as Measure)));
+        for (t, measure) in runs {
             let busy = busy_cores();
             noisiest = noisiest.max(busy);
             eprintln!(
@@ -586,7 +609,7 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
                 r + 1,
                 s.reps
             );
-            let got = rep(t, &plexus, s).with_context(|| format!("topology {t}"))?;
+            let got: Vec<Sample> = measure(t, &plexus, s).with_context(|| format!("topology {t}"))?;
             for x in &got {
                 lines.push(
                     json!({"kind": "rep", "rep": r, "topology": x.topology, "metric": x.metric,
@@ -596,7 +619,22 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
             samples.extend(got);
         }
     }
-    let summary = summarize(&samples, &topologies);
+    let sections = [
+        Section {
+            topologies: &topologies,
+            metrics: &METRICS,
+            base: "bridge",
+        },
+        Section {
+            topologies: &peers,
+            metrics: &paths::METRICS,
+            base: paths::PEERS[0],
+        },
+    ];
+    let mut summary = Vec::new();
+    for sec in &sections {
+        summary.extend(summarize(&samples, sec.topologies, sec.metrics));
+    }
     for (t, m, (lo, med, hi)) in &summary {
         lines.push(json!({"kind": "summary", "topology": t, "metric": m, "min": lo, "median": med, "max": hi}));
     }
@@ -605,11 +643,11 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
         std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &s.svg {
-        std::fs::write(p, svg(&summary, &topologies)).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(p, svg(&summary, &sections)).with_context(|| format!("writing {}", p.display()))?;
     }
     let mut out = format!(
         "plexus bench: {} repetition(s) of {:.0} s, {} pings; ping and generator on CPU 0, iperf3 unpinned, switch on CPU 1; \
-         machine busy before a repetition: at most {noisiest:.2} cores{}\n\n",
+         machine busy before a repetition: at most {noisiest:.2} cores{}\n",
         s.reps,
         s.duration.as_secs_f64(),
         s.pings,
@@ -619,7 +657,18 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
             ""
         }
     );
-    out.push_str(&table(&summary, &topologies));
+    if !topologies.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&summary, &topologies, &METRICS, "bridge"));
+    }
+    if !peers.is_empty() {
+        let _ = write!(
+            out,
+            "\nPublished port and outbound NAT (clients outside, servers in the container; all on CPU 0, the daemon on CPU 1{}):\n\n",
+            if has("iperf3") { "" } else { "; no iperf3: no figures" }
+        );
+        out.push_str(&paths::table(&summary, &peers));
+    }
     Ok(out)
 }
 
@@ -657,15 +706,22 @@ mod tests {
             },
         ];
         let topologies = ["bridge", "plexus-veth"];
-        let summary = summarize(&samples, &topologies);
-        let t = table(&summary, &topologies);
+        let summary = summarize(&samples, &topologies, &METRICS);
+        let t = table(&summary, &topologies, &METRICS, "bridge");
         let rows: Vec<&str> = t.lines().collect();
         assert_eq!(rows.len(), 4, "{t}");
         assert!(rows[2].starts_with("| bridge | 20.00 [20.00–20.00] | 1.00 |"), "{t}");
         // The median of two is the upper one; 300k / 220k.
         assert!(rows[3].contains("300k [300k–300k] | 1.36 |"), "{t}");
         assert!(rows[3].ends_with(" - | - |"), "no TCP figure: {t}");
-        let chart = svg(&summary, &topologies);
+        let chart = svg(
+            &summary,
+            &[Section {
+                topologies: &topologies,
+                metrics: &METRICS,
+                base: "bridge",
+            }],
+        );
         assert!(chart.starts_with("<svg") && chart.contains("plexus-veth"));
     }
 }

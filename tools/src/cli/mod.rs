@@ -156,13 +156,19 @@ ends, by the Plexus switch on TAP devices — and measure ping RTT (median of th
 64-byte frames/s (a generator on an AF_PACKET socket; the receiver's kernel counts what \
 arrives), the switch's frames per CPU-second, and TCP with default offloads and with \
 offloads off, 1514-byte frames (iperf3 and ethtool, when installed). Ping and generator on CPU 0, switch on CPU 1; the machine's idleness is checked \
-before each repetition and reported. Prints a table (median [min–max] and the ratio to \
-the kernel bridge); --results writes JSON lines, --svg a chart. Needs root.",
+before each repetition and reported. Then the published-port and outbound-NAT paths \
+(namespaces pxp*): a client outside reaching a container's server through a published \
+port (and -R, the container sending), the container reaching a server outside, and short \
+connections (wrk, when installed) — through the kernel (bridge, nftables DNAT and \
+masquerade) and through a Plexus daemon, with the senders' retransmits and the daemon's \
+CPU. Prints two tables (median [min–max] and the ratio to the kernel's); --results \
+writes JSON lines, --svg a chart. Needs root.",
         after_help = "\
 Examples:
   plexus bench --quick
   plexus bench --reps 3 --duration 5 --results bench.jsonl --svg bench.svg
-  plexus bench --only bridge,plexus-veth"
+  plexus bench --only bridge,plexus-veth
+  plexus bench --only kernel-dnat,plexus-daemon"
     )]
     Bench(BenchArgs),
 
@@ -485,7 +491,8 @@ pub struct BenchArgs {
     /// Seconds per throughput measurement (default 5).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
     pub duration: Option<u64>,
-    /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-tap.
+    /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-tap,
+    /// kernel-dnat, plexus-daemon.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
     /// Write every figure as JSON lines here.
