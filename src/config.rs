@@ -19,6 +19,8 @@ pub struct Config {
     pub default_mtu: u32,
     /// How long the switch keeps polling after traffic before it sleeps.
     pub busy_poll: std::time::Duration,
+    /// Where veth host ends steer received frames (RPS); off by default.
+    pub rx_steering: plexus_sandbox::sysfs::RxSteering,
     /// Outbound NAT's limits (in total and per endpoint) and idle timeouts.
     pub nat: plexus_switch::NatConfig,
     /// Rootful or rootless ([`Mode::detect`] by default).
@@ -82,6 +84,7 @@ impl Default for Config {
             ifname_prefix: env("PLEXUS_IFNAME_PREFIX", "px"),
             default_mtu: 1500,
             busy_poll: plexus_switch::DataplaneConfig::default().busy_poll,
+            rx_steering: plexus_sandbox::sysfs::RxSteering::Off,
             nat: plexus_switch::NatConfig::default(),
             mode,
             mode_reason,

@@ -239,32 +239,52 @@ fn tcp_from_sandbox(env: &TestEnv, sandbox: &str, to: SocketAddrV4, cmd: Cmd) ->
 
 const TEN_MB: usize = 10_000_000;
 
-/// A veth host end steers what it receives to one CPU per flow (RPS), so a
-/// container's TCP segments reach the switch in the order they were sent
-/// (without it, its sender retransmits reordered segments by the thousand).
-/// Read back through a sysfs of the host namespace that `ip` mounts itself.
+/// With `--rx-steering auto`, a veth host end steers what it receives to one
+/// CPU per flow (RPS); by default it does not. Read back through a sysfs of
+/// the host namespace that `ip` mounts itself.
 #[test]
 #[cfg_attr(not(all(px_root, px_ip)), ignore = "needs root, /dev/net/tun and iproute2's ip")]
 fn veth_host_ends_steer_received_frames_per_flow() {
     let env = TestEnv::new();
     let world = HostOutside::new(&env, 47, true);
-    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    // Whether each host end of the env steers (the uplink, `{tag}ho`, is none).
+    let steered = || -> (String, Vec<bool>) {
+        let rps = common::run_ok(
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &world.host, "sh", "-c"])
+                .arg(format!(
+                    "for q in /sys/class/net/{}h[0-9a-f]*/queues/rx-*/rps_cpus; do echo $q $(cat $q); done",
+                    env.tag
+                )),
+        );
+        let set = rps
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .map(|m| m.chars().any(|c| c != '0' && c != ','))
+            .collect();
+        (rps, set)
+    };
+    let d = Daemon::start_in(&env, Some(&world.host), &["--rx-steering", "auto"]);
     d.ok(&["network", "create", "--subnet", "10.84.9.0/24", "steer"]);
     d.ok(&["run", "--network", "steer", "c1"]);
-    let rps = common::run_ok(
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &world.host, "sh", "-c"])
-            .arg(format!(
-                "for q in /sys/class/net/{}h[0-9a-f]*/queues/rx-*/rps_cpus; do echo $q $(cat $q); done",
-                env.tag
-            )),
-    );
-    let masks: Vec<&str> = rps.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    let (rps, set) = steered();
     assert!(
-        !masks.is_empty() && masks.iter().all(|m| m.chars().any(|c| c != '0' && c != ',')),
-        "a host end without receive steering:\n{rps}"
+        set.len() == 1 && set[0],
+        "c1's host end without receive steering:\n{rps}"
     );
     assert!(d.log().contains("steer received frames to CPUs"), "{}", d.log());
+    drop(d);
+
+    // A daemon with the default leaves a new host end alone.
+    let d = Daemon::start_in(&env, Some(&world.host), &[]);
+    d.ok(&["run", "--network", "steer", "c2"]);
+    let (rps, set) = steered();
+    assert_eq!(set.len(), 2, "{rps}");
+    assert_eq!(
+        set.iter().filter(|s| **s).count(),
+        1,
+        "c2's host end is steered:\n{rps}"
+    );
 }
 
 #[test]

@@ -184,8 +184,21 @@ fn configure_link(
 impl BridgeDriver {
     /// Starts the driver's switch (`config`); `rootless`: endpoints are TAP
     /// devices made inside the sandboxes at join, nothing in the daemon's
-    /// namespace.
-    pub fn start(config: DataplaneConfig, rootless: bool) -> Result<BridgeDriver, DriverError> {
+    /// namespace; `steering`: where veth host ends steer received frames
+    /// (resolved now; a failure is logged and leaves steering off).
+    pub fn start(
+        config: DataplaneConfig,
+        rootless: bool,
+        steering: &sysfs::RxSteering,
+    ) -> Result<BridgeDriver, DriverError> {
+        let steering = if rootless {
+            None
+        } else {
+            steering.resolve().unwrap_or_else(|e| {
+                log::warn!("no receive steering on veth host ends: {e}");
+                None
+            })
+        };
         let links: Box<dyn Links> = if rootless {
             Box::new(SandboxTaps)
         } else {
@@ -195,7 +208,7 @@ impl BridgeDriver {
             dataplane: Dataplane::start(config)?,
             state: Mutex::new(State::default()),
             links,
-            steering: (!rootless).then(sysfs::steering_cpus).and_then(Result::ok),
+            steering,
             steering_logged: AtomicBool::new(false),
         })
     }
@@ -257,9 +270,9 @@ impl BridgeDriver {
         Ok(())
     }
 
-    /// Steers the frames a veth host end receives to one CPU per flow, so a
-    /// container's TCP segments reach the switch in the order they were sent
-    /// (see [`sysfs`]). A failure is logged (once) and the port works without.
+    /// Steers the frames a veth host end receives to the `--rx-steering` CPUs,
+    /// one per flow (see [`sysfs`]). A failure is logged (once) and the port
+    /// works without.
     fn steer(&self, ifname: &str) {
         let Some(cpus) = &self.steering else {
             return;
@@ -267,12 +280,8 @@ impl BridgeDriver {
         let r = sysfs::set_rps(ifname, cpus);
         if !self.steering_logged.swap(true, Ordering::Relaxed) {
             match r {
-                Ok(_) => log::info!(
-                    "veth host ends steer received frames to CPUs {cpus} (RPS): each flow's frames reach the switch in order"
-                ),
-                Err(e) => log::warn!(
-                    "veth host ends without receive steering ({e}): containers' TCP senders may retransmit reordered segments"
-                ),
+                Ok(_) => log::info!("veth host ends steer received frames to CPUs {cpus} (RPS, --rx-steering)"),
+                Err(e) => log::warn!("veth host ends without the receive steering asked for ({e})"),
             }
         }
     }

@@ -373,13 +373,15 @@ pub trait SwitchView {
 }
 
 /// The built-in drivers; `bridge` starts its switch with `config` (`rootless`:
-/// its endpoints are TAP devices made inside the sandboxes at join).
+/// its endpoints are TAP devices made inside the sandboxes at join; `steering`:
+/// where its veth host ends steer received frames).
 pub fn builtin(
     config: plexus_switch::DataplaneConfig,
     rootless: bool,
+    steering: &plexus_sandbox::sysfs::RxSteering,
 ) -> Result<Vec<std::sync::Arc<dyn Driver>>, DriverError> {
     Ok(vec![
-        std::sync::Arc::new(bridge::BridgeDriver::start(config, rootless)?),
+        std::sync::Arc::new(bridge::BridgeDriver::start(config, rootless, steering)?),
         std::sync::Arc::new(host::HostDriver),
         std::sync::Arc::new(null::NullDriver),
     ])

@@ -1,28 +1,33 @@
 //! Receive packet steering (RPS) on an interface of the caller's network
-//! namespace: the one per-interface setting the switch needs that only sysfs
-//! holds.
+//! namespace: a per-interface setting only sysfs holds, which the switch can
+//! set on its veth host ends (`--rx-steering`; off by default).
 //!
 //! Role: a veth delivers each frame to its peer on the CPU that sent it. A
-//! container's TCP sends both from the sending process's CPU and from the CPU
-//! where its ACKs arrive (the switch's), so its segments reach the host end
-//! through two CPUs' backlogs and the switch reads them out of order. The
-//! container's kernel copes with reordering only when the receiver reports
-//! duplicates (DSACK) — the switch's TCP stack does not — so it retransmits:
-//! tens of thousands of segments in five seconds of one stream. With RPS on the
-//! host end, every frame of a flow goes through one CPU's backlog, in the order
-//! it was sent.
+//! container's TCP sends both from its process's CPU and from the CPU where its
+//! ACKs arrive (the switch's), so its segments reach the host end through two
+//! CPUs' backlogs, and the switch reads them slightly out of order; and the
+//! work of delivering them lands on whichever CPU sent. Steering a host end
+//! sends every frame of a flow through one CPU's backlog — in order, and off
+//! the switch's core when the daemon is pinned.
+//!
+//! Measured on the 2-vCPU VM (docs/bench.md): steering to the other CPU
+//! raises TCP with 1500-byte frames through the switch from 1.96 to 2.59
+//! Gbit/s, but adds an inter-processor wake-up to every reply, so ping RTT
+//! goes from 27 to 35 µs; steering to the switch's own CPU halves 64-byte
+//! frames/s. Hence off by default, a tuning knob. (The reordering itself
+//! costs nothing once the relay's TCP no longer offers SACK: see
+//! `plexus_switch::nat::tcp`.)
 //!
 //! Decisions:
-//! - The CPUs: those the daemon may *not* run on when it is pinned (the
-//!   kernel's share of the work stays off the switch's core), else all of them
-//!   (each flow still keeps to one CPU, chosen by its hash). [`steering_cpus`].
+//! - `auto`: the CPUs the daemon may *not* run on when it is pinned, else all
+//!   of them (each flow still keeps to one CPU, chosen by its hash).
 //! - The process's `/sys` may describe another namespace (a daemon started with
 //!   `nsenter --net`), so the write happens on a short-lived thread in a
 //!   private mount namespace with a fresh sysfs, which describes the thread's
 //!   network namespace — what `ip netns exec` does. The thread ends, and its
 //!   mount namespace with it.
 //! - Callers treat a failure as a missed optimisation, not an error (rootless
-//!   daemons cannot mount sysfs, and use TAP devices, which do not reorder).
+//!   daemons cannot mount sysfs; their TAP devices need no steering).
 
 use std::fs;
 use std::io;
@@ -101,6 +106,54 @@ pub fn steering_cpus() -> Result<CpuMask, SandboxError> {
     let online = fs::read_to_string("/sys/devices/system/cpu/online").map_err(|e| err("read online CPUs", e))?;
     let online = parse_cpu_list(&online).ok_or_else(|| err("parse online CPUs", io::ErrorKind::InvalidData.into()))?;
     Ok(steering_cpus_from(&allowed, &online))
+}
+
+/// Whether and where veth host ends steer what they receive: the setting of
+/// `plexus daemon --rx-steering` and `plexus switch --rx-steering`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RxSteering {
+    /// No steering: the kernel's default (the sending CPU does the work).
+    #[default]
+    Off,
+    /// [`steering_cpus`].
+    Auto,
+    /// These CPUs.
+    Cpus(CpuMask),
+}
+
+impl std::str::FromStr for RxSteering {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RxSteering, String> {
+        match s {
+            "off" => Ok(RxSteering::Off),
+            "auto" => Ok(RxSteering::Auto),
+            list => parse_cpu_list(list)
+                .map(|c| RxSteering::Cpus(CpuMask(c)))
+                .ok_or_else(|| format!("{list:?} is not off, auto or a CPU list such as 0-3,8")),
+        }
+    }
+}
+
+impl std::fmt::Display for RxSteering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RxSteering::Off => f.write_str("off"),
+            RxSteering::Auto => f.write_str("auto"),
+            RxSteering::Cpus(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+impl RxSteering {
+    /// The CPUs to steer to; `None` when off.
+    pub fn resolve(&self) -> Result<Option<CpuMask>, SandboxError> {
+        match self {
+            RxSteering::Off => Ok(None),
+            RxSteering::Auto => steering_cpus().map(Some),
+            RxSteering::Cpus(c) => Ok(Some(c.clone())),
+        }
+    }
 }
 
 /// Parses a kernel CPU list ("0-3,8,10-11").
@@ -195,6 +248,20 @@ mod tests {
         assert_eq!(steering_cpus_from(&[0, 1, 2, 3], &online).cpus(), &online);
         // Affinity naming no online CPU: all.
         assert_eq!(steering_cpus_from(&[7], &online).cpus(), &online);
+    }
+
+    #[test]
+    fn steering_settings_parse_and_print() {
+        assert_eq!("off".parse::<RxSteering>(), Ok(RxSteering::Off));
+        assert_eq!("auto".parse::<RxSteering>(), Ok(RxSteering::Auto));
+        assert_eq!(
+            "0,2-3".parse::<RxSteering>(),
+            Ok(RxSteering::Cpus(CpuMask(vec![0, 2, 3])))
+        );
+        assert!("fast".parse::<RxSteering>().unwrap_err().contains("CPU list"));
+        assert_eq!(RxSteering::Cpus(CpuMask(vec![1])).to_string(), "1");
+        assert_eq!(RxSteering::Off.resolve().unwrap(), None);
+        assert_eq!(RxSteering::default(), RxSteering::Off);
     }
 
     #[test]

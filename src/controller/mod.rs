@@ -194,7 +194,7 @@ impl Controller {
                 ..plexus_switch::dns::DnsConfig::default()
             },
         };
-        let drivers = plexus_drivers::builtin(switch, config.mode == Mode::Rootless)?
+        let drivers = plexus_drivers::builtin(switch, config.mode == Mode::Rootless, &config.rx_steering)?
             .into_iter()
             .map(|d| (d.name(), d))
             .collect();

@@ -35,6 +35,16 @@ pub struct SwitchArgs {
     /// then not carried, so hosts must turn their offloads off.
     #[arg(long)]
     pub no_offload: bool,
+    /// Receive steering (RPS) on the interfaces: off, auto (the CPUs the switch
+    /// is not pinned to; all when unpinned), or a CPU list. See `plexus daemon
+    /// --help`.
+    #[arg(
+        long,
+        env = "PLEXUS_RX_STEERING",
+        value_name = "off|auto|CPUS",
+        default_value = "off"
+    )]
+    pub rx_steering: sysfs::RxSteering,
     /// MAC table ageing time.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub mac_ageing: u64,
@@ -74,9 +84,13 @@ fn open(args: &SwitchArgs, iface: &str) -> anyhow::Result<(Box<dyn Port>, String
         };
         return Ok((Box::new(TapPort::new(fd, offload)), how.into()));
     }
-    // Before the port opens: each flow's frames then reach it in order.
-    let steering = match sysfs::steering_cpus().and_then(|cpus| sysfs::set_rps(iface, &cpus).map(|_| cpus)) {
-        Ok(cpus) => format!("CPUs {cpus}"),
+    // Before the port opens.
+    let steering = match args.rx_steering.resolve() {
+        Ok(None) => "off".to_owned(),
+        Ok(Some(cpus)) => match sysfs::set_rps(iface, &cpus) {
+            Ok(_) => format!("CPUs {cpus}"),
+            Err(e) => format!("off ({e})"),
+        },
         Err(e) => format!("off ({e})"),
     };
     let port = PacketPort::open(iface, !args.no_offload).with_context(|| format!("opening AF_PACKET on {iface}"))?;

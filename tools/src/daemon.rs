@@ -84,6 +84,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// How long the switch keeps polling after traffic ([`Config::busy_poll`]).
     pub busy_poll: Duration,
+    /// Receive steering of veth host ends ([`Config::rx_steering`]).
+    pub rx_steering: plexus_sandbox::sysfs::RxSteering,
     /// Outbound NAT's limits and timeouts ([`Config::nat`]); its fd budget is
     /// sized here.
     pub nat: plexus_switch::NatConfig,
@@ -193,6 +195,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
     let config = Config {
         state_dir: opts.state_dir.clone(),
         busy_poll: opts.busy_poll,
+        rx_steering: opts.rx_steering.clone(),
         // A daemon restarted right after a kill waits for the old one to go.
         lock_wait: LOCK_WAIT,
         dns_upstreams: opts.dns_upstreams.clone(),

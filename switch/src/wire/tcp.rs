@@ -39,6 +39,7 @@ pub const HEADER_LEN: usize = field::URGENT.end;
 const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
+const OPT_SACK_PERMITTED: u8 = 4;
 /// Length of the MSS option: kind, length, 16-bit value.
 const MSS_OPTION_LEN: usize = 4;
 
@@ -257,6 +258,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         Some(old)
     }
 
+    /// Turns a well-formed SACK-permitted option into two NOPs; true if there
+    /// was one. The checksum is left alone (as [`Packet::set_mss`]).
+    pub fn clear_sack_permitted(&mut self) -> bool {
+        match find_option(self.options(), OPT_SACK_PERMITTED) {
+            Ok(Some(r)) if r.is_empty() => {
+                self.options_mut()[r.start - 2..r.start].fill(OPT_NOP);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Computes and writes the checksum for these addresses.
     pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
         self.set_checksum(0);
@@ -387,6 +400,25 @@ mod tests {
         for len in HEADER_LEN..s.len() {
             assert!(Repr::parse(&Packet::new_unchecked(&s[..len]), SRC, DST, ChecksumMode::Verify).is_err());
         }
+    }
+
+    #[test]
+    fn sack_permitted_becomes_two_nops() {
+        let mut s = golden_syn();
+        let mut p = Packet::new_checked(&mut s[..]).unwrap();
+        // NOP, NOP, SACK-permitted, MSS 1460, ...
+        assert_eq!(&p.options()[..4], &[OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2]);
+        assert!(p.clear_sack_permitted());
+        assert_eq!(&p.options()[..6], &[OPT_NOP, OPT_NOP, OPT_NOP, OPT_NOP, OPT_MSS, 4]);
+        assert_eq!(p.mss(), Some(1460), "the options after it stay");
+        assert!(!p.clear_sack_permitted(), "only once");
+        // A malformed list is left alone.
+        let mut bad = golden_syn();
+        let mut p = Packet::new_checked(&mut bad[..]).unwrap();
+        p.options_mut()[2..4].copy_from_slice(&[OPT_SACK_PERMITTED, 3]);
+        let before = p.options().to_vec();
+        assert!(!p.clear_sack_permitted());
+        assert_eq!(p.options(), &before[..]);
     }
 
     #[test]

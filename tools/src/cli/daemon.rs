@@ -23,6 +23,20 @@ pub struct DaemonArgs {
     /// higher latency).
     #[arg(long, value_name = "US", default_value_t = default_busy_poll_us())]
     pub busy_poll_us: u64,
+    /// Receive steering (RPS) on veth host ends: off, auto, or a CPU list.
+    ///
+    /// A veth hands each frame to the switch on the CPU that sent it; steering
+    /// sends every frame of a flow through one CPU instead. auto: the CPUs the
+    /// daemon is not pinned to (all when unpinned). On a 2-vCPU VM it raised TCP
+    /// with 1500-byte frames through the switch by a third and added ~8 µs to
+    /// ping RTT (docs/bench.md); hence off by default.
+    #[arg(
+        long,
+        env = "PLEXUS_RX_STEERING",
+        value_name = "off|auto|CPUS",
+        default_value = "off"
+    )]
+    pub rx_steering: plexus_sandbox::sysfs::RxSteering,
     /// Most outbound NAT flows in total (at least 1).
     ///
     /// A new flow beyond it is refused (counted as nat_full); existing flows are
@@ -170,6 +184,7 @@ pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
             .unwrap_or_else(|| plexus::config::default_state_dir(plexus::mode::Mode::detect().0)),
         socket: socket.to_owned(),
         busy_poll: Duration::from_micros(args.busy_poll_us),
+        rx_steering: args.rx_steering,
         api_max_clients: args.api_max_clients,
         api_idle: Duration::from_secs(args.api_idle_timeout),
         docker_plugin: args.docker_plugin,

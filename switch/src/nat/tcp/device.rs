@@ -5,7 +5,7 @@
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 
-use super::segment::offload_tcp;
+use super::segment::{forbid_sack, offload_tcp, refill_checksum};
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::types::PortId;
 use crate::wire::ETHERNET_HEADER_LEN;
@@ -82,6 +82,12 @@ impl phy::TxToken for TxTok<'_> {
         let total = (ETHERNET_HEADER_LEN + len).min(area.len());
         area[..ETHERNET_HEADER_LEN].copy_from_slice(&self.l2);
         let r = f(&mut area[ETHERNET_HEADER_LEN..total]);
+        // The stack's own SYN offers SACK, which it does poorly: the
+        // container must not use it (see `forbid_sack`).
+        let packet = &mut area[ETHERNET_HEADER_LEN..total];
+        if forbid_sack(packet) && self.gso.is_none() {
+            refill_checksum(packet);
+        }
         let offload = self.gso.and_then(|gso| offload_tcp(&mut area[..total], gso));
         buf.set_built(total);
         if let Some(hdr) = offload {

@@ -45,6 +45,40 @@ pub(crate) fn raise_mss(packet: &mut [u8], mss: u16) {
     }
 }
 
+/// Takes the SACK-permitted option out of a SYN (an IPv4 packet) before the
+/// relay's stack reads it, so neither side uses SACK. smoltcp reports at most
+/// one SACK block and never a duplicate (DSACK); a Linux sender that gets
+/// such SACKs for segments that merely arrived out of order (a veth delivers
+/// from two CPUs' backlogs) declares the hole lost at once and retransmits,
+/// and without DSACK never learns that it was reordering. Without SACK it
+/// waits for three duplicate ACKs, and learns reordering from timestamps.
+/// Applies to the container's SYNs and SYN-ACKs and to the stack's own SYNs
+/// (see `device`); true if the option was there. The checksum is not
+/// updated (as [`raise_mss`]).
+pub(crate) fn forbid_sack(packet: &mut [u8]) -> bool {
+    let Some((ip, tcp)) = tcp_view(packet) else {
+        return false;
+    };
+    if !tcp.flags().contains(TcpFlags::SYN) {
+        return false;
+    }
+    let segment = usize::from(ip.header_len())..usize::from(ip.total_len());
+    packet
+        .get_mut(segment)
+        .is_some_and(|bytes| TcpPacket::new_unchecked(bytes).clear_sack_permitted())
+}
+
+/// Recomputes the TCP checksum of an IPv4 packet (after [`forbid_sack`] on a
+/// segment that leaves with a full checksum).
+pub(crate) fn refill_checksum(packet: &mut [u8]) {
+    let Some((ip, _)) = tcp_view(packet) else { return };
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let segment = usize::from(ip.header_len())..usize::from(ip.total_len());
+    if let Some(bytes) = packet.get_mut(segment) {
+        TcpPacket::new_unchecked(bytes).fill_checksum(src, dst);
+    }
+}
+
 /// Describes a TCP frame the stack built (Ethernet + IPv4 + TCP, checksum
 /// not yet filled) for a port with offloads: the checksum is left partial (the
 /// pseudo-header sum, as the kernel's own TCP leaves it), and a segment larger
@@ -96,6 +130,8 @@ mod tests {
                 let _ = is_syn(&p);
                 let _ = syn_destination(&p);
                 raise_mss(&mut p, 65000);
+                forbid_sack(&mut p);
+                refill_checksum(&mut p);
                 let _ = offload_tcp(&mut p, 1500);
             }
         }
