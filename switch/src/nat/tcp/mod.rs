@@ -14,4 +14,4 @@ pub mod relay;
 pub mod segment;
 
 pub use device::FrameSink;
-pub use relay::{Conn, HostStream, SOCKET_BUFFER, StackConfig, Step, TcpRelay};
+pub use relay::{Conn, HostStream, RECV_BUFFER, SEND_BUFFER, StackConfig, Step, TcpRelay};
