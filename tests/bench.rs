@@ -30,12 +30,20 @@ fn bench_quick_produces_a_well_formed_table() {
         .split_once("Published port and outbound NAT")
         .unwrap_or_else(|| panic!("no table of the published port and outbound paths:\n{stdout}"));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
-    assert_eq!(rows.len(), 2 + 4, "header, rule, four topologies:\n{text}");
+    // vde_switch is measured where it is installed.
+    let vde = Command::new("vde_switch").arg("-v").output().is_ok();
+    let topologies = ["direct", "bridge", "plexus-veth", "plexus-tap", "vde"];
+    let topologies = &topologies[..4 + usize::from(vde)];
+    assert_eq!(
+        rows.len(),
+        2 + topologies.len(),
+        "header, rule, a row per topology:\n{text}"
+    );
     let cells = |row: &str| -> Vec<String> { row.trim_matches('|').split('|').map(|c| c.trim().to_owned()).collect() };
     let header = cells(rows[0]);
     assert_eq!(header.len(), 11, "{text}");
     assert_eq!(header[0], "topology");
-    for (row, topology) in rows[2..].iter().zip(["direct", "bridge", "plexus-veth", "plexus-tap"]) {
+    for (row, topology) in rows[2..].iter().zip(topologies.iter().copied()) {
         let c = cells(row);
         assert_eq!(c.len(), 11, "{row}");
         assert_eq!(c[0], topology);
@@ -53,8 +61,9 @@ fn bench_quick_produces_a_well_formed_table() {
                 assert_eq!(ratio, 1.0, "{row}");
             }
         }
-        // Only a Plexus switch has CPU to count.
-        assert_eq!(c[5] == "-", !topology.starts_with("plexus"), "{row}");
+        // Only a switch process (Plexus, vde_switch) has CPU to count.
+        let process = topology.starts_with("plexus") || topology == "vde";
+        assert_eq!(c[5] == "-", !process, "{row}");
     }
     // The second table: a row per path, the kernel's DNAT and the daemon side
     // by side, the ratio, the senders' retransmits, the daemon's CPU.

@@ -35,8 +35,9 @@ use plexus_sandbox::sock::NsKey;
 use plexus_switch::io::{PacketPort, Port};
 use serde_json::json;
 
-/// The topologies, in the order of the table.
-pub const TOPOLOGIES: [&str; 4] = ["direct", "bridge", "plexus-veth", "plexus-tap"];
+/// The topologies, in the order of the table (`vde`: when vde_switch is
+/// installed).
+pub const TOPOLOGIES: [&str; 5] = ["direct", "bridge", "plexus-veth", "plexus-tap", "vde"];
 
 mod paths;
 
@@ -84,6 +85,8 @@ const B_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
 struct Rig {
     names: Vec<String>,
     switch: Option<Child>,
+    /// The switch's scratch directory (vde_switch's sockets).
+    dir: Option<PathBuf>,
     a: PathBuf,
     b: PathBuf,
 }
@@ -91,6 +94,9 @@ struct Rig {
 impl Drop for Rig {
     fn drop(&mut self) {
         stop_and_remove(self.switch.iter_mut(), &self.names);
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -158,6 +164,7 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
     let mut rig = Rig {
         names: Vec::new(),
         switch: None,
+        dir: None,
         a: PathBuf::new(),
         b: PathBuf::new(),
     };
@@ -198,12 +205,28 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
                 rig.switch = Some(spawn_switch(&s, plexus, &["hA", "hB"])?);
             }
         }
-        "plexus-tap" => {
-            rig.switch = Some(spawn_switch(&s, plexus, &["--tap", "tA", "tB"])?);
+        "plexus-tap" | "vde" => {
+            rig.switch = Some(if topology == "vde" {
+                // vde_switch makes and owns the TAPs; it reads commands from
+                // stdin, so the pipe stays open while the child lives.
+                let dir = std::env::temp_dir().join(format!("{tag}-vde"));
+                std::fs::create_dir_all(&dir)?;
+                rig.dir = Some(dir.clone());
+                let mut cmd = Command::new("vde_switch");
+                cmd.arg("-s")
+                    .arg(dir.join("ctl"))
+                    .arg("-M")
+                    .arg(dir.join("mgmt"))
+                    .args(["-t", "tA", "-t", "tB"])
+                    .stdin(Stdio::piped());
+                spawn_pinned(&s, &mut cmd)?
+            } else {
+                spawn_switch(&s, plexus, &["--tap", "tA", "tB"])?
+            });
             let deadline = Instant::now() + Duration::from_secs(5);
             while nl.link("tB").is_err() {
                 if Instant::now() > deadline {
-                    bail!("plexus switch --tap made no TAP devices in 5 s");
+                    bail!("{topology}: the switch made no TAP devices in 5 s");
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -213,7 +236,7 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
         other => bail!("no topology {other:?} (one of {})", TOPOLOGIES.join(", ")),
     }
     let (ia, ib) = match topology {
-        "plexus-tap" => ("tA", "tB"),
+        "plexus-tap" | "vde" => ("tA", "tB"),
         _ => ("eA", "eB"),
     };
     host_side(&a, ia, A_IP)?;
@@ -234,18 +257,17 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
 
 /// `plexus switch ARGS` in namespace `ns`, on CPU 1.
 fn spawn_switch(ns: &Path, plexus: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    spawn_pinned(ns, Command::new(plexus).arg("switch").args(args).stdin(Stdio::null()))
+}
+
+/// A switch process in namespace `ns`, on CPU 1 (pinned before it starts:
+/// its threads, and the CPUs its veth ports may steer to, follow).
+fn spawn_pinned(ns: &Path, cmd: &mut Command) -> anyhow::Result<Child> {
     let child = netns::run_in(ns, || {
-        // Pinned before it starts: its threads, and the CPUs its veth ports
-        // steer to, follow.
         pin_me(1);
-        Command::new(plexus)
-            .arg("switch")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-    })??;
+        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    })?
+    .with_context(|| format!("starting {cmd:?}"))?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(child)
 }
@@ -575,7 +597,13 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
             .filter(|t| s.only.is_empty() || s.only.iter().any(|o| o == t))
             .collect()
     };
-    let (topologies, peers) = (wanted(&TOPOLOGIES), wanted(&paths::PEERS));
+    let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
+    let mut topologies = wanted(&TOPOLOGIES);
+    // vde_switch -v prints its version; it has no --version.
+    if Command::new("vde_switch").arg("-v").output().is_err() {
+        topologies.retain(|t| *t != "vde");
+    }
+    let peers = wanted(&paths::PEERS);
     if topologies.is_empty() && peers.is_empty() {
         bail!(
             "--only names no topology (one of {}, {})",
@@ -583,7 +611,6 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
             paths::PEERS.join(", ")
         );
     }
-    let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
     let mut lines = vec![json!({
         "kind": "env",
         "reps": s.reps,
