@@ -30,10 +30,14 @@ fn bench_quick_produces_a_well_formed_table() {
         .split_once("Published port and outbound NAT")
         .unwrap_or_else(|| panic!("no table of the published port and outbound paths:\n{stdout}"));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
-    // vde_switch is measured where it is installed.
-    let vde = Command::new("vde_switch").arg("-v").output().is_ok();
-    let topologies = ["direct", "bridge", "plexus-veth", "plexus-tap", "vde"];
-    let topologies = &topologies[..4 + usize::from(vde)];
+    // Open vSwitch and vde_switch are measured where they are installed.
+    let mut topologies = vec!["direct", "bridge", "plexus-veth", "plexus-tap"];
+    if Command::new("ovs-vswitchd").arg("--version").output().is_ok() {
+        topologies.extend(["ovs", "ovs-afxdp"]);
+    }
+    if Command::new("vde_switch").arg("-v").output().is_ok() {
+        topologies.push("vde");
+    }
     assert_eq!(
         rows.len(),
         2 + topologies.len(),
@@ -61,8 +65,8 @@ fn bench_quick_produces_a_well_formed_table() {
                 assert_eq!(ratio, 1.0, "{row}");
             }
         }
-        // Only a switch process (Plexus, vde_switch) has CPU to count.
-        let process = topology.starts_with("plexus") || topology == "vde";
+        // Only a switch process (Plexus, OVS, vde_switch) has CPU to count.
+        let process = !matches!(topology, "direct" | "bridge");
         assert_eq!(c[5] == "-", !process, "{row}");
     }
     // The second table: a row per path, the kernel's DNAT and the daemon side

@@ -35,10 +35,19 @@ use plexus_sandbox::sock::NsKey;
 use plexus_switch::io::{PacketPort, Port};
 use serde_json::json;
 
-/// The topologies, in the order of the table (`vde`: when vde_switch is
-/// installed).
-pub const TOPOLOGIES: [&str; 5] = ["direct", "bridge", "plexus-veth", "plexus-tap", "vde"];
+/// The topologies, in the order of the table (`ovs*` and `vde`: when Open
+/// vSwitch and vde_switch are installed).
+pub const TOPOLOGIES: [&str; 7] = [
+    "direct",
+    "bridge",
+    "plexus-veth",
+    "plexus-tap",
+    "ovs",
+    "ovs-afxdp",
+    "vde",
+];
 
+mod ovs;
 mod paths;
 
 /// A metric: name, column title, whether higher is better.
@@ -85,7 +94,9 @@ const B_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
 struct Rig {
     names: Vec<String>,
     switch: Option<Child>,
-    /// The switch's scratch directory (vde_switch's sockets).
+    /// Processes the switch needs (OVS's database server), stopped after it.
+    helpers: Vec<Child>,
+    /// The switch's scratch directory (vde_switch's sockets, OVS's database).
     dir: Option<PathBuf>,
     a: PathBuf,
     b: PathBuf,
@@ -93,7 +104,7 @@ struct Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        stop_and_remove(self.switch.iter_mut(), &self.names);
+        stop_and_remove(self.switch.iter_mut().chain(self.helpers.iter_mut()), &self.names);
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
@@ -164,6 +175,7 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
     let mut rig = Rig {
         names: Vec::new(),
         switch: None,
+        helpers: Vec::new(),
         dir: None,
         a: PathBuf::new(),
         b: PathBuf::new(),
@@ -184,7 +196,7 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
             move_link(&s, "eA", &a)?;
             move_link(&s, "eB", &b)?;
         }
-        "bridge" | "plexus-veth" => {
+        "bridge" | "plexus-veth" | "ovs" | "ovs-afxdp" => {
             nl.create_veth("hA", "eA", Some(1500))?;
             nl.create_veth("hB", "eB", Some(1500))?;
             move_link(&s, "eA", &a)?;
@@ -201,17 +213,20 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
                     nl.set_master(l.index, br.index)?;
                 }
                 nl.set_up(br.index, true)?;
-            } else {
+            } else if topology == "plexus-veth" {
                 rig.switch = Some(spawn_switch(&s, plexus, &["hA", "hB"])?);
+            } else {
+                let dir = scratch_dir(&mut rig, &tag, "ovs")?;
+                let (vswitchd, dbserver) = ovs::start(&s, &dir, topology == "ovs-afxdp")?;
+                rig.switch = Some(vswitchd);
+                rig.helpers.push(dbserver);
             }
         }
         "plexus-tap" | "vde" => {
             rig.switch = Some(if topology == "vde" {
                 // vde_switch makes and owns the TAPs; it reads commands from
                 // stdin, so the pipe stays open while the child lives.
-                let dir = std::env::temp_dir().join(format!("{tag}-vde"));
-                std::fs::create_dir_all(&dir)?;
-                rig.dir = Some(dir.clone());
+                let dir = scratch_dir(&mut rig, &tag, "vde")?;
                 let mut cmd = Command::new("vde_switch");
                 cmd.arg("-s")
                     .arg(dir.join("ctl"))
@@ -253,6 +268,14 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
         }
     }
     Ok(rig)
+}
+
+/// A scratch directory for the switch of `rig`, removed with it.
+fn scratch_dir(rig: &mut Rig, tag: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{tag}-{what}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    rig.dir = Some(dir.clone());
+    Ok(dir)
 }
 
 /// `plexus switch ARGS` in namespace `ns`, on CPU 1.
@@ -351,15 +374,44 @@ fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
     })??;
     std::thread::sleep(Duration::from_millis(300));
     let secs = dur.as_secs().max(1).to_string();
-    let out = netns::run_in(&rig.a, || {
+    let client = netns::run_in(&rig.a, || {
         Command::new("iperf3")
-            .args(["-c", &B_IP.to_string(), "-t", &secs, "-J"])
-            .output()
+            .args(["-c", &B_IP.to_string(), "-t", &secs, "-J", "--connect-timeout", "3000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
     })??;
+    // A path that breaks TCP (OVS's userspace datapath with offloads on)
+    // stalls iperf3 for minutes: give up 10 s after the run should end.
+    let out = wait_deadline(client, dur + Duration::from_secs(10));
     let _ = server.kill();
     let _ = server.wait();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("iperf3's JSON")?;
+    let Some(out) = out else { return Ok(None) };
+    let v: serde_json::Value = serde_json::from_slice(&out).context("iperf3's JSON")?;
     Ok(v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9))
+}
+
+/// The stdout of `child` once it exits; `None`, and the child killed, if it
+/// runs past `limit`.
+fn wait_deadline(mut child: Child, limit: Duration) -> Option<Vec<u8>> {
+    // Read while it runs: a long run's output outgrows the pipe.
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut out).map(|_| out)
+    });
+    let deadline = Instant::now() + limit;
+    let mut exited = false;
+    while !exited {
+        exited = child.try_wait().ok().flatten().is_some();
+        if !exited && Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reader.join().ok()?.ok()
 }
 
 /// Turns transmit checksum offload, TSO, GSO and GRO off on both hosts'
@@ -602,6 +654,9 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
     // vde_switch -v prints its version; it has no --version.
     if Command::new("vde_switch").arg("-v").output().is_err() {
         topologies.retain(|t| *t != "vde");
+    }
+    if !ovs::installed() {
+        topologies.retain(|t| !ovs::TOPOLOGIES.contains(t));
     }
     let peers = wanted(&paths::PEERS);
     if topologies.is_empty() && peers.is_empty() {

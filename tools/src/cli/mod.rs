@@ -152,8 +152,9 @@ Examples:
         long_about = "\
 Build each topology in private namespaces (named pxb*, removed afterwards) — two hosts \
 joined directly by a veth pair, by a kernel bridge, by the Plexus switch on veth host \
-ends, by the Plexus switch on TAP devices, and by vde_switch on TAP devices when it is \
-installed — and measure ping RTT (median of the pings), \
+ends, by the Plexus switch on TAP devices, and where they are installed by Open vSwitch \
+(userspace datapath; AF_PACKET ports, and AF_XDP ports with a polling thread) and by \
+vde_switch on TAP devices — and measure ping RTT (median of the pings), \
 64-byte frames/s (a generator on an AF_PACKET socket; the receiver's kernel counts what \
 arrives), the switch's frames per CPU-second, and TCP with default offloads and with \
 offloads off, 1514-byte frames (iperf3 and ethtool, when installed). Ping and generator on CPU 0, switch on CPU 1; the machine's idleness is checked \
@@ -493,7 +494,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
     pub duration: Option<u64>,
     /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-tap,
-    /// vde (when vde_switch is installed), kernel-dnat, plexus-daemon.
+    /// ovs, ovs-afxdp (when Open vSwitch is installed), vde (when vde_switch is), kernel-dnat,
+    /// plexus-daemon.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
     /// Write every figure as JSON lines here.
