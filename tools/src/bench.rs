@@ -87,6 +87,10 @@ struct Sample {
     value: f64,
 }
 
+/// Seconds iperf3 runs before its counted window (`--omit`): slow start and
+/// the switch's poll loop settle.
+const WARM_UP_SECS: &str = "1";
+
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
 
@@ -376,14 +380,15 @@ fn tcp(rig: &Rig, dur: Duration) -> anyhow::Result<Option<f64>> {
     let secs = dur.as_secs().max(1).to_string();
     let client = netns::run_in(&rig.a, || {
         Command::new("iperf3")
-            .args(["-c", &B_IP.to_string(), "-t", &secs, "-J", "--connect-timeout", "3000"])
+            .args(["-c", &B_IP.to_string(), "-t", &secs, "-O", WARM_UP_SECS, "-J"])
+            .args(["--connect-timeout", "3000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
     })??;
     // A path that breaks TCP (OVS's userspace datapath with offloads on)
     // stalls iperf3 for minutes: give up 10 s after the run should end.
-    let out = wait_deadline(client, dur + Duration::from_secs(10));
+    let out = wait_deadline(client, dur + Duration::from_secs(11));
     let _ = server.kill();
     let _ = server.wait();
     let Some(out) = out else { return Ok(None) };
@@ -485,6 +490,12 @@ fn rep(topology: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
         push("rtt_us", m.as_secs_f64() * 1e6);
     }
     let cpu0 = rig.switch.as_ref().map(|c| cpu_secs(c.id()));
+    // Warm-up: the generator runs a while before the counted window (ARP,
+    // the switch's learning and its poll loop settle).
+    blast(
+        &rig,
+        (s.duration / 5).clamp(Duration::from_millis(200), Duration::from_secs(1)),
+    )?;
     let (pps, _sent) = blast(&rig, s.duration)?;
     push("pps_64", pps);
     if let (Some(c), Some(cpu0)) = (rig.switch.as_ref(), cpu0) {
@@ -728,7 +739,7 @@ pub fn run(s: &Settings) -> anyhow::Result<String> {
         std::fs::write(p, svg(&summary, &sections)).with_context(|| format!("writing {}", p.display()))?;
     }
     let mut out = format!(
-        "plexus bench: {} repetition(s) of {:.0} s, {} pings; ping and generator on CPU 0, iperf3 unpinned, switch on CPU 1; \
+        "plexus bench: {} repetition(s) of {:.0} s after a warm-up, {} pings; ping and generator on CPU 0, iperf3 unpinned, switch on CPU 1; \
          machine busy before a repetition: at most {noisiest:.2} cores{}\n",
         s.reps,
         s.duration.as_secs_f64(),

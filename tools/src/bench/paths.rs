@@ -337,7 +337,8 @@ fn http_server(c: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
 fn iperf(from: &Path, to: Ipv4Addr, port: u16, reverse: bool, dur: Duration) -> anyhow::Result<(f64, f64)> {
     let secs = dur.as_secs().max(1).to_string();
     let mut cmd = Command::new("iperf3");
-    cmd.args(["-c", &to.to_string(), "-p", &port.to_string(), "-t", &secs, "-J"]);
+    cmd.args(["-c", &to.to_string(), "-p", &port.to_string(), "-t", &secs, "-J"])
+        .args(["-O", super::WARM_UP_SECS]);
     if reverse {
         cmd.arg("-R");
     }
