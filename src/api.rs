@@ -494,6 +494,10 @@ pub struct VersionInfo {
     pub api: u32,
 }
 
+fn steering_off() -> String {
+    "off".to_owned()
+}
+
 /// Result of `info`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonInfo {
@@ -526,6 +530,10 @@ pub struct DaemonInfo {
     /// How long the switch keeps polling after traffic before it sleeps,
     /// microseconds.
     pub busy_poll_us: u64,
+    /// Receive steering of veth host ends: `off`, `auto` or a CPU list
+    /// (`plexus daemon --rx-steering`).
+    #[serde(default = "steering_off")]
+    pub rx_steering: String,
     /// Outbound NAT's limits and idle timeouts.
     pub nat: NatLimits,
     /// File descriptors: the limit, what the daemon keeps, and the budget of

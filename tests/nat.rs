@@ -273,6 +273,7 @@ fn veth_host_ends_steer_received_frames_per_flow() {
         "c1's host end without receive steering:\n{rps}"
     );
     assert!(d.log().contains("steer received frames to CPUs"), "{}", d.log());
+    assert_eq!(d.json(&["info"])["rx_steering"], "auto");
     drop(d);
 
     // A daemon with the default leaves a new host end alone.
@@ -285,6 +286,7 @@ fn veth_host_ends_steer_received_frames_per_flow() {
         1,
         "c2's host end is steered:\n{rps}"
     );
+    assert_eq!(d.json(&["info"])["rx_steering"], "off");
 }
 
 #[test]

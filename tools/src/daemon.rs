@@ -816,6 +816,7 @@ impl Server {
                     netns_prefix: config.netns_prefix.clone(),
                     ifname_prefix: config.ifname_prefix.clone(),
                     busy_poll_us: u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX),
+                    rx_steering: config.rx_steering.to_string(),
                     nat: NatLimits::from(&config.nat),
                     fds: ctrl.fd_use().ok().map(|u| FdInfo {
                         limit: self.fds.limit,

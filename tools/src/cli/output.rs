@@ -286,6 +286,7 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Netns prefix", i.netns_prefix.clone()),
         ("Ifname prefix", i.ifname_prefix.clone()),
         ("Busy poll", format!("{}us", i.busy_poll_us)),
+        ("Rx steering", i.rx_steering.clone()),
         (
             "NAT flows",
             format!(
