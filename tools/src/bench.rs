@@ -94,40 +94,102 @@ const WARM_UP_SECS: &str = "1";
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 1);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 211, 0, 2);
 
-/// One topology, built; removed on drop.
-struct Rig {
-    names: Vec<String>,
-    switch: Option<Child>,
-    /// Processes the switch needs (OVS's database server), stopped after it.
-    helpers: Vec<Child>,
-    /// The switch's scratch directory (vde_switch's sockets, OVS's database).
+/// What a topology made, undone on drop: its processes stopped (SIGTERM,
+/// then waited for; the last started first), its namespaces deleted, its
+/// scratch directory removed.
+#[derive(Default)]
+struct Made {
+    namespaces: Vec<String>,
+    processes: Vec<Child>,
     dir: Option<PathBuf>,
-    a: PathBuf,
-    b: PathBuf,
 }
 
-impl Drop for Rig {
+impl Made {
+    /// Creates namespace `name`; returns its path.
+    fn netns(&mut self, name: String) -> anyhow::Result<PathBuf> {
+        let ns = netns::create(&name).with_context(|| format!("creating namespace {name}"))?;
+        self.namespaces.push(name);
+        Ok(ns.path().to_owned())
+    }
+
+    /// Takes a started process; returns its pid.
+    fn process(&mut self, child: Child) -> u32 {
+        let pid = child.id();
+        self.processes.push(child);
+        pid
+    }
+
+    /// A scratch directory `{tag}-{what}` in the temporary directory.
+    fn scratch_dir(&mut self, tag: &str, what: &str) -> anyhow::Result<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("{tag}-{what}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.dir = Some(dir.clone());
+        Ok(dir)
+    }
+}
+
+impl Drop for Made {
     fn drop(&mut self) {
-        stop_and_remove(self.switch.iter_mut().chain(self.helpers.iter_mut()), &self.names);
+        for c in self.processes.iter_mut().rev() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+        for n in &self.namespaces {
+            let _ = netns::delete(n);
+        }
         if let Some(d) = &self.dir {
             let _ = std::fs::remove_dir_all(d);
         }
     }
 }
 
-/// Teardown of a topology: SIGTERM to each child (and waits for it), then
-/// deletes the namespaces `names`.
-fn stop_and_remove<'a>(children: impl Iterator<Item = &'a mut Child>, names: &[String]) {
-    for c in children {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap_or(0)),
-            nix::sys::signal::Signal::SIGTERM,
+/// One topology, built; removed on drop.
+struct Rig {
+    /// Undone when the rig goes.
+    _made: Made,
+    /// The switch process's pid, whose CPU is counted.
+    switch: Option<u32>,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+/// Spawns `cmd` in namespace `ns` on CPU `cpu` (pinned before it starts: its
+/// threads, and the CPUs its veth ports may steer to, follow).
+fn spawn_in(ns: &Path, cpu: usize, cmd: &mut Command) -> anyhow::Result<Child> {
+    netns::run_in(ns, || {
+        pin_me(cpu);
+        cmd.spawn()
+    })?
+    .with_context(|| format!("starting {cmd:?}"))
+}
+
+/// Runs `cmd` in namespace `ns` to its end: its stdout, or an error with its
+/// output if it failed.
+fn run_ok_in(ns: &Path, cmd: &mut Command) -> anyhow::Result<String> {
+    let out = netns::run_in(ns, || cmd.output())?.with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
         );
-        let _ = c.wait();
     }
-    for n in names {
-        let _ = netns::delete(n);
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Waits up to 10 s for `ready` (a socket a process makes, a device).
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        if Instant::now() > deadline {
+            bail!("{what}: not ready in 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    Ok(())
 }
 
 /// Pins the calling thread to `cpu`.
@@ -176,23 +238,13 @@ fn move_link(from: &Path, name: &str, to: &Path) -> anyhow::Result<()> {
 /// Builds `topology` with a fresh random prefix.
 fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
     let tag = random_tag("pxb");
-    let mut rig = Rig {
-        names: Vec::new(),
-        switch: None,
-        helpers: Vec::new(),
-        dir: None,
-        a: PathBuf::new(),
-        b: PathBuf::new(),
-    };
-    let mut make = |suffix: &str| -> anyhow::Result<PathBuf> {
-        let name = format!("{tag}{suffix}");
-        let ns = netns::create(&name).with_context(|| format!("creating namespace {name}"))?;
-        rig.names.push(name);
-        Ok(ns.path().to_owned())
-    };
-    let (a, b, s) = (make("A")?, make("B")?, make("S")?);
-    rig.a.clone_from(&a);
-    rig.b.clone_from(&b);
+    let mut made = Made::default();
+    let (a, b, s) = (
+        made.netns(format!("{tag}A"))?,
+        made.netns(format!("{tag}B"))?,
+        made.netns(format!("{tag}S"))?,
+    );
+    let mut switch = None;
     let mut nl = Netlink::open_in(&s)?;
     match topology {
         "direct" => {
@@ -218,19 +270,17 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
                 }
                 nl.set_up(br.index, true)?;
             } else if topology == "plexus-veth" {
-                rig.switch = Some(spawn_switch(&s, plexus, &["hA", "hB"])?);
+                switch = Some(made.process(spawn_switch(&s, plexus, &["hA", "hB"])?));
             } else {
-                let dir = scratch_dir(&mut rig, &tag, "ovs")?;
-                let (vswitchd, dbserver) = ovs::start(&s, &dir, topology == "ovs-afxdp")?;
-                rig.switch = Some(vswitchd);
-                rig.helpers.push(dbserver);
+                let dir = made.scratch_dir(&tag, "ovs")?;
+                switch = Some(ovs::start(&s, &dir, topology == "ovs-afxdp", &mut made)?);
             }
         }
         "plexus-tap" | "vde" => {
-            rig.switch = Some(if topology == "vde" {
+            let child = if topology == "vde" {
                 // vde_switch makes and owns the TAPs; it reads commands from
                 // stdin, so the pipe stays open while the child lives.
-                let dir = scratch_dir(&mut rig, &tag, "vde")?;
+                let dir = made.scratch_dir(&tag, "vde")?;
                 let mut cmd = Command::new("vde_switch");
                 cmd.arg("-s")
                     .arg(dir.join("ctl"))
@@ -238,17 +288,12 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
                     .arg(dir.join("mgmt"))
                     .args(["-t", "tA", "-t", "tB"])
                     .stdin(Stdio::piped());
-                spawn_pinned(&s, &mut cmd)?
+                spawn_switch_process(&s, &mut cmd)?
             } else {
                 spawn_switch(&s, plexus, &["--tap", "tA", "tB"])?
-            });
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while nl.link("tB").is_err() {
-                if Instant::now() > deadline {
-                    bail!("{topology}: the switch made no TAP devices in 5 s");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            };
+            switch = Some(made.process(child));
+            wait_until(&format!("{topology}'s TAP devices"), || nl.link("tB").is_ok())?;
             move_link(&s, "tA", &a)?;
             move_link(&s, "tB", &b)?;
         }
@@ -271,30 +316,23 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
             bail!("{topology}: A does not reach B");
         }
     }
-    Ok(rig)
-}
-
-/// A scratch directory for the switch of `rig`, removed with it.
-fn scratch_dir(rig: &mut Rig, tag: &str, what: &str) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("{tag}-{what}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    rig.dir = Some(dir.clone());
-    Ok(dir)
+    Ok(Rig {
+        _made: made,
+        switch,
+        a,
+        b,
+    })
 }
 
 /// `plexus switch ARGS` in namespace `ns`, on CPU 1.
 fn spawn_switch(ns: &Path, plexus: &Path, args: &[&str]) -> anyhow::Result<Child> {
-    spawn_pinned(ns, Command::new(plexus).arg("switch").args(args).stdin(Stdio::null()))
+    spawn_switch_process(ns, Command::new(plexus).arg("switch").args(args).stdin(Stdio::null()))
 }
 
-/// A switch process in namespace `ns`, on CPU 1 (pinned before it starts:
-/// its threads, and the CPUs its veth ports may steer to, follow).
-fn spawn_pinned(ns: &Path, cmd: &mut Command) -> anyhow::Result<Child> {
-    let child = netns::run_in(ns, || {
-        pin_me(1);
-        cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    })?
-    .with_context(|| format!("starting {cmd:?}"))?;
+/// A switch process in namespace `ns`, on CPU 1, given 200 ms to open its
+/// ports.
+fn spawn_switch_process(ns: &Path, cmd: &mut Command) -> anyhow::Result<Child> {
+    let child = spawn_in(ns, 1, cmd.stdout(Stdio::null()).stderr(Stdio::null()))?;
     std::thread::sleep(Duration::from_millis(200));
     Ok(child)
 }
@@ -489,17 +527,17 @@ fn rep(topology: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
     if let Some(m) = rtts.get(rtts.len() / 2) {
         push("rtt_us", m.as_secs_f64() * 1e6);
     }
-    let cpu0 = rig.switch.as_ref().map(|c| cpu_secs(c.id()));
     // Warm-up: the generator runs a while before the counted window (ARP,
     // the switch's learning and its poll loop settle).
     blast(
         &rig,
         (s.duration / 5).clamp(Duration::from_millis(200), Duration::from_secs(1)),
     )?;
+    let cpu0 = rig.switch.map(cpu_secs);
     let (pps, _sent) = blast(&rig, s.duration)?;
     push("pps_64", pps);
-    if let (Some(c), Some(cpu0)) = (rig.switch.as_ref(), cpu0) {
-        let used = cpu_secs(c.id()) - cpu0;
+    if let (Some(pid), Some(cpu0)) = (rig.switch, cpu0) {
+        let used = cpu_secs(pid) - cpu0;
         if used > 0.0 {
             push("switch_frames_per_cpu_s", pps * s.duration.as_secs_f64() / used);
         }

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -35,7 +35,10 @@ use anyhow::{Context, bail};
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::netns;
 
-use super::{Metric, Sample, Settings, Summary, cpu_secs, human, move_link, pin_me, random_tag, stop_and_remove};
+use super::{
+    Made, Metric, Sample, Settings, Summary, cpu_secs, human, move_link, pin_me, random_tag, run_ok_in, spawn_in,
+    wait_until,
+};
 
 /// The peers, in the order of the table; the first is the baseline.
 pub const PEERS: [&str; 2] = ["kernel-dnat", "plexus-daemon"];
@@ -140,10 +143,8 @@ const NFT_RULES: &str = "table ip pxbench {
 
 /// One topology, built; everything removed on drop.
 struct Rig {
-    names: Vec<String>,
-    daemon: Option<Child>,
-    dir: Option<PathBuf>,
-    children: Vec<Child>,
+    made: Made,
+    /// Stops the HTTP server's thread.
     stop: Arc<AtomicBool>,
     o: PathBuf,
     c: PathBuf,
@@ -151,11 +152,8 @@ struct Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
+        // Then `made` goes.
         self.stop.store(true, Ordering::Relaxed);
-        stop_and_remove(self.children.iter_mut().chain(self.daemon.as_mut()), &self.names);
-        if let Some(d) = &self.dir {
-            let _ = std::fs::remove_dir_all(d);
-        }
     }
 }
 
@@ -171,47 +169,19 @@ fn configure(ns: &Path, ifname: &str, ip: Ipv4Addr, gw: Option<Ipv4Addr>) -> any
     Ok(())
 }
 
-/// Runs `cmd` in `ns` to its end; an error with its output if it failed.
-fn run_in_ns(ns: &Path, cmd: &mut Command) -> anyhow::Result<String> {
-    let out = netns::run_in(ns, || cmd.output())?.with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+fn rig(made: Made, o: PathBuf, c: PathBuf) -> Rig {
+    Rig {
+        made,
+        stop: Arc::new(AtomicBool::new(false)),
+        o,
+        c,
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Spawns `cmd` in `ns` on `cpu` (the child inherits both).
-fn spawn_in(ns: &Path, cpu: usize, cmd: &mut Command) -> anyhow::Result<Child> {
-    netns::run_in(ns, || {
-        pin_me(cpu);
-        cmd.spawn()
-    })?
-    .with_context(|| format!("starting {cmd:?}"))
 }
 
 fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
     let tag = random_tag("pxp");
-    let mut rig = Rig {
-        names: Vec::new(),
-        daemon: None,
-        dir: None,
-        children: Vec::new(),
-        stop: Arc::new(AtomicBool::new(false)),
-        o: PathBuf::new(),
-        c: PathBuf::new(),
-    };
-    let mut make = |suffix: &str| -> anyhow::Result<PathBuf> {
-        let name = format!("{tag}{suffix}");
-        let ns = netns::create(&name).with_context(|| format!("creating namespace {name}"))?;
-        rig.names.push(name);
-        Ok(ns.path().to_owned())
-    };
-    let (o, h) = (make("O")?, make("H")?);
-    rig.o.clone_from(&o);
+    let mut made = Made::default();
+    let (o, h) = (made.netns(format!("{tag}O"))?, made.netns(format!("{tag}H"))?);
     let mut nl = Netlink::open_in(&h)?;
     nl.create_veth("up", "down", Some(1500))?;
     move_link(&h, "down", &o)?;
@@ -219,8 +189,7 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
     configure(&h, "up", HOST_IP, Some(OUTSIDE_IP))?;
     match peer {
         "kernel-dnat" => {
-            let c = make("C")?;
-            rig.c.clone_from(&c);
+            let c = made.netns(format!("{tag}C"))?;
             nl.create_bridge("br0")?;
             let br = nl.link("br0")?;
             nl.add_address(br.index, ipnet::Ipv4Net::new(GATEWAY, 24)?)?;
@@ -249,13 +218,13 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
             if !done.status.success() {
                 bail!("nft refused the DNAT rules: {}", String::from_utf8_lossy(&done.stderr));
             }
-            Ok((rig, None))
+            Ok((rig(made, o, c), None))
         }
         "plexus-daemon" => {
-            let dir = std::env::temp_dir().join(format!("{tag}-plexus"));
+            let dir = made.scratch_dir(&tag, "plexus")?;
             std::fs::create_dir_all(dir.join("state"))?;
-            rig.dir = Some(dir.clone());
-            rig.names.push(format!("{tag}-c"));
+            // The container's namespace, which the daemon makes.
+            made.namespaces.push(format!("{tag}-c"));
             let socket = dir.join("plexus.sock");
             let log = std::fs::File::create(dir.join("daemon.log"))?;
             // Pinned before it starts: its threads, and the CPUs its veth host
@@ -275,20 +244,11 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
                     .stdout(Stdio::null())
                     .stderr(log),
             )?;
-            let pid = daemon.id();
-            rig.daemon = Some(daemon);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !socket.exists() {
-                if Instant::now() > deadline {
-                    bail!(
-                        "plexus daemon made no socket in 10 s (log: {})",
-                        dir.join("daemon.log").display()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            let pid = made.process(daemon);
+            wait_until("plexus daemon", || socket.exists())
+                .with_context(|| format!("log: {}", dir.join("daemon.log").display()))?;
             let cli = |args: &[&str]| -> anyhow::Result<String> {
-                run_in_ns(&h, Command::new(plexus).args(args).env("PLEXUS_SOCKET", &socket))
+                run_ok_in(&h, Command::new(plexus).args(args).env("PLEXUS_SOCKET", &socket))
             };
             cli(&["network", "create", "--subnet", SUBNET, "pxnet"])?;
             cli(&[
@@ -303,8 +263,8 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
                 "8080:8080",
                 "c",
             ])?;
-            rig.c = PathBuf::from(netns::NETNS_DIR).join(format!("{tag}-c"));
-            Ok((rig, Some(pid)))
+            let c = PathBuf::from(netns::NETNS_DIR).join(format!("{tag}-c"));
+            Ok((rig(made, o, c), Some(pid)))
         }
         other => bail!("no path peer {other:?} (one of {})", PEERS.join(", ")),
     }
@@ -390,8 +350,10 @@ pub fn rep(peer: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
                 .stderr(Stdio::null()),
         )
     };
-    rig.children.push(iperf_server(&rig.c, IPERF_PORT)?);
-    rig.children.push(iperf_server(&rig.o, OUTBOUND_PORT)?);
+    let servers = [iperf_server(&rig.c, IPERF_PORT)?, iperf_server(&rig.o, OUTBOUND_PORT)?];
+    for s in servers {
+        rig.made.process(s);
+    }
     http_server(&rig.c, Arc::clone(&rig.stop))?;
     std::thread::sleep(Duration::from_millis(300));
     let mut out = Vec::new();

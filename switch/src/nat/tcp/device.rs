@@ -10,6 +10,9 @@ use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::types::PortId;
 use crate::wire::ETHERNET_HEADER_LEN;
 
+/// The longest IPv4 packet that carries one of the stack's SYNs: headers
+/// with options at their longest, no data.
+const MAX_SYN_LEN: usize = 60 + 60;
 /// Frames the relay queues before handing them to the sink in one batch.
 const TX_BURST: usize = 32;
 
@@ -83,9 +86,10 @@ impl phy::TxToken for TxTok<'_> {
         area[..ETHERNET_HEADER_LEN].copy_from_slice(&self.l2);
         let r = f(&mut area[ETHERNET_HEADER_LEN..total]);
         // The stack's own SYN offers SACK, which it does poorly: the
-        // container must not use it (see `forbid_sack`).
+        // container must not use it (see `forbid_sack`). Its SYNs carry no
+        // data, so segments with data are not even parsed for it.
         let packet = &mut area[ETHERNET_HEADER_LEN..total];
-        if forbid_sack(packet) && self.gso.is_none() {
+        if len <= MAX_SYN_LEN && forbid_sack(packet) && self.gso.is_none() {
             refill_checksum(packet);
         }
         let offload = self.gso.and_then(|gso| offload_tcp(&mut area[..total], gso));
