@@ -4,7 +4,7 @@
 //! in-place rewrites the switch does keep what they must: the relay's MSS
 //! raise changes the MSS option and nothing else; the raw ICMP fallback's echo
 //! identifier rewrite (an incremental checksum update) keeps a valid checksum
-//! valid.
+//! valid; an AF_XDP port's completion of a partial checksum makes it verify.
 //!
 //! Input: byte 0 bit 0 set → the checksums are fixed up first; the rest is the frame.
 
@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use libfuzzer_sys::fuzz_target;
 use plexus_switch::wire::{
     ArpPacket, ArpRepr, ChecksumMode, EtherType, EthernetFrame, Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, checksum,
+    Ipv4Repr, TcpPacket, TcpRepr, UdpPacket, UdpRepr, checksum, ipv4,
 };
 
 const MODES: [ChecksumMode; 2] = [ChecksumMode::Verify, ChecksumMode::Skip];
@@ -104,6 +104,22 @@ fn arp(bytes: &[u8]) {
     }
 }
 
+/// An AF_XDP port's completion of a checksum left to offload: when it fills
+/// one, the transport checksum verifies, and a second pass changes nothing.
+fn partial_checksum(bytes: &[u8]) {
+    let mut pkt = bytes.to_vec();
+    if !ipv4::complete_partial_checksum(&mut pkt) {
+        assert_eq!(pkt, bytes, "changed without completing");
+        return;
+    }
+    let ip = Ipv4Packet::new_checked(&pkt[..]).unwrap();
+    let segment = ip.payload();
+    assert_eq!(ipv4::transport_sum(ip.src_addr(), ip.dst_addr(), ip.protocol(), segment), 0xffff);
+    let done = pkt.clone();
+    ipv4::complete_partial_checksum(&mut pkt);
+    assert_eq!(pkt, done);
+}
+
 fn ipv4(bytes: &[u8]) {
     let Ok(ip) = Ipv4Packet::new_checked(bytes) else { return };
     let _ = (
@@ -129,6 +145,7 @@ fn ipv4(bytes: &[u8]) {
         ip.options(),
         ip.verify_checksum(),
     );
+    partial_checksum(bytes);
     if let Ok(r) = Ipv4Repr::parse(&ip) {
         let mut out = vec![0u8; r.buffer_len() + r.payload_len];
         r.emit(&mut Ipv4Packet::new_unchecked(&mut out[..]));

@@ -298,11 +298,104 @@ pub fn transport_sum(src: Ipv4Addr, dst: Ipv4Addr, protocol: Protocol, segment: 
     checksum::combine(&[pseudo_header(src, dst, protocol, segment.len()), checksum::sum(segment)])
 }
 
+/// Completes the TCP or UDP checksum of the IPv4 packet in `packet` if its
+/// field holds only the pseudo-header sum — what a Linux sender leaves there
+/// when it hands the checksum to offload (`CHECKSUM_PARTIAL`). Returns true if
+/// it filled the field.
+///
+/// For ports that carry no offload metadata (AF_XDP): the kernel hands over
+/// such a frame as it is, and nothing else would ever fill it. The test is
+/// exact, not a guess: if the field equals the pseudo-header sum `P`, the
+/// correct checksum is `!(sum(segment with the field = P))` whether the
+/// sender meant `P` as a partial sum or, by a 1-in-65536 chance, as the final
+/// value (then the result is `P` again). A forged frame gains nothing a
+/// sender computing its own checksum could not do.
+pub fn complete_partial_checksum(packet: &mut [u8]) -> bool {
+    let Ok(mut ip) = Packet::new_checked(packet) else {
+        return false;
+    };
+    let field = match ip.protocol() {
+        Protocol::Tcp => 16,
+        Protocol::Udp => 6,
+        _ => return false,
+    };
+    if ip.version() != 4 || ip.is_fragment() {
+        return false;
+    }
+    let (src, dst, protocol) = (ip.src_addr(), ip.dst_addr(), ip.protocol());
+    let segment = ip.payload_mut();
+    let Some(at) = segment.get(field..field + 2) else {
+        return false;
+    };
+    let partial = pseudo_header(src, dst, protocol, segment.len());
+    if u16::from_be_bytes([at[0], at[1]]) != partial {
+        return false;
+    }
+    let mut check = !checksum::sum(segment);
+    if check == 0 && protocol == Protocol::Udp {
+        // Zero means "no checksum" in UDP; its one's-complement twin is sent.
+        check = 0xffff;
+    }
+    segment[field..field + 2].copy_from_slice(&check.to_be_bytes());
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::testutil;
     use proptest::prelude::*;
+
+    /// An IPv4 packet of `protocol` with `payload` (a transport header and
+    /// data), checksum fields as the caller wrote them.
+    fn datagram(protocol: Protocol, l4: &[u8]) -> Vec<u8> {
+        let repr = Repr {
+            src_addr: Ipv4Addr::new(10, 0, 0, 2),
+            dst_addr: Ipv4Addr::new(10, 0, 0, 3),
+            protocol,
+            payload_len: l4.len(),
+            ttl: 64,
+        };
+        let mut buf = vec![0u8; repr.buffer_len() + l4.len()];
+        repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
+        buf[HEADER_LEN..].copy_from_slice(l4);
+        buf
+    }
+
+    #[test]
+    fn a_partial_checksum_is_completed_and_a_full_one_left_alone() {
+        for (protocol, field, len) in [(Protocol::Tcp, 16, 20 + 37), (Protocol::Udp, 6, 8 + 11)] {
+            let l4: Vec<u8> = (0..len).map(|i| u8::try_from((i * 7 + 3) % 256).unwrap()).collect();
+            let mut pkt = datagram(protocol, &l4);
+            let p = pseudo_header(Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3), protocol, len);
+            pkt[HEADER_LEN + field..HEADER_LEN + field + 2].copy_from_slice(&p.to_be_bytes());
+            assert!(complete_partial_checksum(&mut pkt));
+            let ip = Packet::new_checked(&pkt[..]).unwrap();
+            assert_eq!(
+                transport_sum(ip.src_addr(), ip.dst_addr(), protocol, ip.payload()),
+                0xffff
+            );
+            // Now complete: a second pass finds nothing to do and changes nothing.
+            let before = pkt.clone();
+            assert!(!complete_partial_checksum(&mut pkt));
+            assert_eq!(pkt, before);
+        }
+    }
+
+    #[test]
+    fn other_packets_are_not_touched() {
+        // ICMP, a fragment, a segment too short for its checksum field, not IPv4.
+        let mut icmp = datagram(Protocol::Icmp, &[8, 0, 0, 0, 0, 0, 0, 0]);
+        let mut frag = datagram(Protocol::Udp, &[0; 16]);
+        frag[6] = 0x20; // more fragments
+        let mut short = datagram(Protocol::Tcp, &[0; 10]);
+        let mut junk = vec![0x60u8; 40];
+        for pkt in [&mut icmp, &mut frag, &mut short, &mut junk] {
+            let before = pkt.clone();
+            assert!(!complete_partial_checksum(pkt));
+            assert_eq!(*pkt, before);
+        }
+    }
 
     /// 172.17.0.2 → 8.8.8.8, UDP, 8 payload bytes, TTL 64, ident 0x1c46, DF,
     /// one 4-byte option (NOPs + EOL), checksum 0x5f63.
