@@ -31,7 +31,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, LinkXdp,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -64,6 +64,8 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     /// `IFLA_INFO_KIND` (e.g. "veth", "tun", "bridge"), if any.
     pub kind: Option<String>,
+    /// The id of the XDP program attached to it, if any (`IFLA_XDP_PROG_ID`).
+    pub xdp_prog: Option<u32>,
 }
 
 /// A route of the main table (IPv4).
@@ -560,6 +562,7 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         kind: None,
+        xdp_prog: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -570,6 +573,12 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
             LinkAttribute::LinkInfo(infos) => {
                 info.kind = infos.iter().find_map(|i| match i {
                     NlLinkInfo::Kind(kind) => Some(kind.to_string()),
+                    _ => None,
+                });
+            }
+            LinkAttribute::Xdp(xdp) => {
+                info.xdp_prog = xdp.iter().find_map(|x| match x {
+                    LinkXdp::ProgId(id) if *id != 0 => Some(*id),
                     _ => None,
                 });
             }
@@ -620,6 +629,7 @@ mod tests {
             LinkAttribute::Mtu(1400),
             LinkAttribute::Controller(3),
             LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Veth)]),
+            LinkAttribute::Xdp(vec![LinkXdp::ProgId(42)]),
         ];
         let info = link_info(&msg);
         assert_eq!(
@@ -632,6 +642,7 @@ mod tests {
                 up: true,
                 master: Some(3),
                 kind: Some("veth".into()),
+                xdp_prog: Some(42),
             }
         );
         // A hardware address that is not six bytes is no MAC.
