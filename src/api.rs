@@ -494,6 +494,10 @@ pub struct VersionInfo {
     pub api: u32,
 }
 
+fn af_packet() -> String {
+    "af_packet".to_owned()
+}
+
 fn steering_off() -> String {
     "off".to_owned()
 }
@@ -534,6 +538,11 @@ pub struct DaemonInfo {
     /// (`plexus daemon --rx-steering`).
     #[serde(default = "steering_off")]
     pub rx_steering: String,
+    /// How the switch reads and writes veth host ends: `af_packet` or
+    /// `af_xdp` (`plexus daemon --veth-io`); each port's `io` in the stats
+    /// says what it got.
+    #[serde(default = "af_packet")]
+    pub veth_io: String,
     /// Outbound NAT's limits and idle timeouts.
     pub nat: NatLimits,
     /// File descriptors: the limit, what the daemon keeps, and the budget of

@@ -1,5 +1,6 @@
 //! Controller configuration.
 
+pub use plexus_drivers::VethIo;
 use std::path::PathBuf;
 
 use crate::mode::Mode;
@@ -21,6 +22,8 @@ pub struct Config {
     pub busy_poll: std::time::Duration,
     /// Where veth host ends steer received frames (RPS); off by default.
     pub rx_steering: plexus_sandbox::sysfs::RxSteering,
+    /// How the switch reads and writes veth host ends; AF_PACKET by default.
+    pub veth_io: VethIo,
     /// Outbound NAT's limits (in total and per endpoint) and idle timeouts.
     pub nat: plexus_switch::NatConfig,
     /// Rootful or rootless ([`Mode::detect`] by default).
@@ -85,6 +88,7 @@ impl Default for Config {
             default_mtu: 1500,
             busy_poll: plexus_switch::DataplaneConfig::default().busy_poll,
             rx_steering: plexus_sandbox::sysfs::RxSteering::Off,
+            veth_io: VethIo::AfPacket,
             nat: plexus_switch::NatConfig::default(),
             mode,
             mode_reason,

@@ -45,14 +45,7 @@ fn cat_in(d: &Daemon, sandbox: &str, file: &str) -> String {
 /// The address (without prefix) and MAC of an endpoint, from `endpoint inspect --format json`.
 fn addr_and_mac(d: &Daemon, endpoint: &str) -> (String, String) {
     let e = d.json(&["endpoint", "inspect", endpoint]);
-    let addr = e["address"]
-        .as_str()
-        .expect("address")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    (addr, e["mac"].as_str().expect("mac").to_owned())
+    (d.endpoint_ip(endpoint), e["mac"].as_str().expect("mac").to_owned())
 }
 
 /// The `stats --format json` entry of an endpoint.
@@ -280,8 +273,12 @@ fn switch_tables_through_the_cli() {
         }
         assert!(p["drops"].as_object().is_some_and(|m| m.contains_key("spoofed")), "{p}");
     }
+    // How each port reads and writes: a veth host end is AF_PACKET by
+    // default, a TAP endpoint a TAP fd.
+    assert_eq!(port(&d, "a")["io"], "af_packet");
+    assert_eq!(port(&d, "b")["io"], "tap");
     let text = d.ok(&["stats"]);
-    assert!(text.starts_with("NETWORK  ENDPOINT  RX FRAMES"), "{text}");
+    assert!(text.starts_with("NETWORK  ENDPOINT  IO         RX FRAMES"), "{text}");
     // Two ports, then the worker's cost per frame.
     assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.lines().last().unwrap().starts_with("switch worker: "), "{text}");

@@ -287,6 +287,64 @@ fn veth_host_ends_steer_received_frames_per_flow() {
         "c2's host end is steered:\n{rps}"
     );
     assert_eq!(d.json(&["info"])["rx_steering"], "off");
+    assert_eq!(d.json(&["info"])["veth_io"], "af_packet");
+}
+
+/// `--veth-io af_xdp`: host ends are AF_XDP ports (their `io` in the stats
+/// says so, `plexus info` shows the setting), and the relay's TCP, built for
+/// ports without offloads, crosses them both ways intact; containers talk to
+/// each other with their default offloads on.
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn af_xdp_host_ends_carry_containers_and_nat() {
+    let env = TestEnv::new();
+    let world = HostOutside::new(&env, 76, true);
+    let d = Daemon::start_in(&env, Some(&world.host), &["--veth-io", "af_xdp"]);
+    d.ok(&["network", "create", "--subnet", "10.84.10.0/24", "xdp"]);
+    d.ok(&["run", "--network", "xdp", "c1"]);
+    d.ok(&["run", "--network", "xdp", "c2"]);
+    assert_eq!(d.json(&["info"])["veth_io"], "af_xdp");
+    let stats = d.json(&["stats"]);
+    let ports = stats.as_array().expect("stats is a list");
+    assert_eq!(ports.len(), 2, "{stats}");
+    for p in ports {
+        let io = p["io"].as_str().unwrap_or_default();
+        assert!(io.starts_with("af_xdp (native"), "{p}");
+    }
+    assert!(d.log().contains("AF_XDP ports"), "{}", d.log());
+
+    let outside = addr(&world.outside_ip, 8080);
+    let server = peers::tcp_server(&world.outside_path(), world.outside_ip.parse().unwrap(), &[8080]);
+    for cmd in [Cmd::Get(TEN_MB), Cmd::Put(TEN_MB)] {
+        let x = tcp_from_sandbox(&env, "c1", outside, cmd);
+        assert!(x.first.starts_with(&format!("from={}:", world.host_ip)), "{x:?}");
+        assert!(x.intact, "{cmd:?} through NAT: {x:?}");
+    }
+    drop(server);
+    let c2_ip = d.endpoint_ip("c2");
+    let server = peers::tcp_server(&sb(&env, "c2"), c2_ip.parse().unwrap(), &[7000]);
+    let x = tcp_from_sandbox(&env, "c1", addr(&c2_ip, 7000), Cmd::Put(TEN_MB));
+    assert!(x.intact, "c1 -> c2: {x:?} {}", d.json(&["stats"]));
+    drop(server);
+
+    // Where AF_XDP cannot serve (an MTU above its 2 KiB frames), the port is
+    // AF_PACKET, says why, and works.
+    d.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.84.11.0/24",
+        "--mtu",
+        "3000",
+        "jumbo",
+    ]);
+    d.ok(&["run", "--network", "jumbo", "c3"]);
+    let stats = d.json(&["stats", "--network", "jumbo"]);
+    let io = stats[0]["io"].as_str().unwrap_or_default();
+    assert!(io.starts_with("af_packet (af_xdp refused: MTU 3000"), "{stats}");
+    let server = peers::tcp_server(&world.outside_path(), world.outside_ip.parse().unwrap(), &[8080]);
+    assert!(tcp_from_sandbox(&env, "c3", outside, Cmd::Get(TEN_MB)).intact);
+    drop(server);
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! Endpoint life cycle, veth (the default):
 //! - create: a veth pair in the daemon's namespace. The host end (`host_ifname`)
 //!   is brought up with IPv6 off (so the kernel sends nothing of its own into the
-//!   network) and attached to the switch as an AF_PACKET port; it has no address
+//!   network) and attached to the switch as an AF_PACKET port (or, with
+//!   [`VethIo::AfXdp`], an AF_XDP port, falling back to AF_PACKET where the
+//!   kernel refuses; the port's `io` in `plexus stats` says which); it has no address
 //!   and no master. The container end (`peer_ifname`) gets the endpoint's MAC and
 //!   the network's MTU.
 //! - join: the container end moves into the sandbox's namespace, is renamed
@@ -46,7 +48,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use plexus_sandbox::netlink::Netlink;
 use plexus_sandbox::{SandboxError, TeardownErrors, netns, sysfs, tap};
-use plexus_switch::io::{PacketPort, TapPort};
+use plexus_switch::io::{PacketPort, Port, TapPort, XdpPort};
 use plexus_switch::{
     Dataplane, DataplaneConfig, DataplaneError, DomainConfig, DomainId, DropReason, FdUse, GatewayConfig, Health,
     PortConfig, PortId,
@@ -69,11 +71,59 @@ pub struct BridgeDriver {
     steering: Option<sysfs::CpuMask>,
     /// Whether the steering's outcome was logged (once per daemon).
     steering_logged: AtomicBool,
+    /// How veth host ends are read and written.
+    veth_io: VethIo,
+    /// Whether the first AF_XDP outcome was logged (once per daemon).
+    veth_io_logged: AtomicBool,
+}
+
+/// How the switch reads and writes veth host ends (`plexus daemon --veth-io`).
+///
+/// Decision: AF_PACKET by default. AF_XDP moves more small frames and more TCP
+/// at 1500-byte frames through the switch, but a veth takes GSO away from its
+/// peer while an XDP program is attached, so a container's TCP then runs at
+/// MTU-sized frames: a fifth of what it gets with AF_PACKET's virtio-net
+/// headers (docs/bench.md has the figures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VethIo {
+    /// AF_PACKET with a TPACKET_V2 receive ring and virtio-net headers.
+    #[default]
+    AfPacket,
+    /// AF_XDP (an XDP program per host end), AF_PACKET where refused.
+    AfXdp,
+}
+
+impl VethIo {
+    /// The name on the command line and in `plexus info`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VethIo::AfPacket => "af_packet",
+            VethIo::AfXdp => "af_xdp",
+        }
+    }
+}
+
+impl std::fmt::Display for VethIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for VethIo {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "af_packet" | "packet" => Ok(VethIo::AfPacket),
+            "af_xdp" | "xdp" => Ok(VethIo::AfXdp),
+            _ => Err(format!("{s:?}: expected af_packet or af_xdp")),
+        }
+    }
 }
 
 /// What the switch attaches for an endpoint.
 enum Attach {
-    /// The veth host end, by name (an AF_PACKET port).
+    /// The veth host end, by name (an AF_PACKET or AF_XDP port).
     HostEnd,
     /// A TAP fd.
     Tap(OwnedFd),
@@ -109,6 +159,8 @@ struct State {
     domains: HashMap<String, DomainId>,
     /// endpoint id → (network id, its port).
     ports: HashMap<String, (String, PortId)>,
+    /// port → how it reads and writes (`plexus stats`' `io`).
+    io: HashMap<PortId, String>,
 }
 
 /// The calling thread's network namespace: the daemon's. Worker threads never
@@ -190,6 +242,7 @@ impl BridgeDriver {
         config: DataplaneConfig,
         rootless: bool,
         steering: &sysfs::RxSteering,
+        veth_io: VethIo,
     ) -> Result<BridgeDriver, DriverError> {
         let steering = if rootless {
             None
@@ -210,6 +263,8 @@ impl BridgeDriver {
             links,
             steering,
             steering_logged: AtomicBool::new(false),
+            veth_io,
+            veth_io_logged: AtomicBool::new(false),
         })
     }
 
@@ -247,27 +302,58 @@ impl BridgeDriver {
 
     /// Attaches the endpoint's switch side: the veth host end, or a TAP fd.
     fn attach(&self, net: &NetworkSpec, ep: &EndpointSpec, what: Attach) -> Result<(), DriverError> {
-        let id = match what {
-            Attach::Tap(fd) => {
-                let cfg = self.port_config(net, ep, true)?;
-                self.dataplane.add_port(Box::new(TapPort::new(fd, true)), cfg)?
-            }
+        let (port, io): (Box<dyn Port>, String) = match what {
+            Attach::Tap(fd) => (Box::new(TapPort::new(fd, true)), "tap".to_owned()),
             Attach::HostEnd => {
                 self.steer(&ep.host_ifname);
-                let port = PacketPort::open(&ep.host_ifname, true).map_err(|source| DriverError::Port {
-                    ifname: ep.host_ifname.clone(),
-                    source,
-                })?;
-                let cfg = self.port_config(net, ep, port.features().vnet_hdr)?;
-                self.dataplane.add_port(Box::new(port), cfg)?
+                self.open_host_end(&ep.host_ifname, net.mtu)?
             }
         };
-        self.state().ports.insert(ep.id.clone(), (net.id.clone(), id));
+        let cfg = self.port_config(net, ep, port.offload())?;
+        let id = self.dataplane.add_port(port, cfg)?;
+        let mut state = self.state();
+        state.ports.insert(ep.id.clone(), (net.id.clone(), id));
+        state.io.insert(id, io);
+        drop(state);
         if let Err(e) = self.publish_on(id, ep) {
             let _ = self.detach(ep);
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Opens the port on a veth host end as `--veth-io` says: AF_XDP if asked
+    /// and the kernel lets us (root, BPF links), else AF_PACKET. Returns the
+    /// port and how it reads and writes; the first AF_XDP outcome is logged.
+    fn open_host_end(&self, ifname: &str, mtu: u32) -> Result<(Box<dyn Port>, String), DriverError> {
+        let mut refused = None;
+        if self.veth_io == VethIo::AfXdp {
+            let first = !self.veth_io_logged.swap(true, Ordering::Relaxed);
+            match XdpPort::open(ifname, mtu) {
+                Ok(port) => {
+                    let io = format!("af_xdp ({})", port.summary());
+                    if first {
+                        log::info!("veth host ends are AF_XDP ports: {ifname} {io}");
+                    }
+                    return Ok((Box::new(port), io));
+                }
+                Err(e) => {
+                    if first {
+                        log::warn!("AF_XDP refused on {ifname}, AF_PACKET instead: {e}");
+                    }
+                    refused = Some(e);
+                }
+            }
+        }
+        let port = PacketPort::open(ifname, true).map_err(|source| DriverError::Port {
+            ifname: ifname.to_owned(),
+            source,
+        })?;
+        let io = match refused {
+            None => "af_packet".to_owned(),
+            Some(e) => format!("af_packet (af_xdp refused: {e})"),
+        };
+        Ok((Box::new(port), io))
     }
 
     /// Steers the frames a veth host end receives to the `--rx-steering` CPUs,
@@ -326,6 +412,7 @@ impl BridgeDriver {
     fn detach(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
         let port = self.state().ports.remove(&ep.id);
         if let Some((_, id)) = port {
+            self.state().io.remove(&id);
             self.dataplane.remove_port(id)?;
         }
         Ok(())
@@ -670,6 +757,7 @@ impl SwitchView for BridgeDriver {
 
     fn ports(&self) -> Result<Vec<PortRow>, DriverError> {
         let by_port = self.endpoints_by_port();
+        let io = self.state().io.clone();
         Ok(self
             .dataplane
             .stats()?
@@ -680,6 +768,7 @@ impl SwitchView for BridgeDriver {
                 Some(PortRow {
                     endpoint,
                     network,
+                    io: io.get(&s.id).cloned().unwrap_or_default(),
                     rx_frames: c.rx_frames,
                     rx_bytes: c.rx_bytes,
                     tx_frames: c.tx_frames,

@@ -25,6 +25,7 @@ use std::fmt::Debug;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+pub use bridge::VethIo;
 use ipnet::Ipv4Net;
 pub use plexus_switch::MacAddr;
 
@@ -305,6 +306,10 @@ pub struct PortRow {
     pub endpoint: String,
     /// The network (its id from a driver, its name from the controller).
     pub network: String,
+    /// How the switch reads and writes the port: `af_packet`, `af_xdp (mode,
+    /// copy or zero-copy, queues)`, `af_packet (af_xdp refused: why)` or `tap`.
+    #[serde(default)]
+    pub io: String,
     /// Frames received from the endpoint.
     pub rx_frames: u64,
     /// Bytes received.
@@ -374,14 +379,16 @@ pub trait SwitchView {
 
 /// The built-in drivers; `bridge` starts its switch with `config` (`rootless`:
 /// its endpoints are TAP devices made inside the sandboxes at join; `steering`:
-/// where its veth host ends steer received frames).
+/// where its veth host ends steer received frames; `veth_io`: how the switch
+/// reads and writes them).
 pub fn builtin(
     config: plexus_switch::DataplaneConfig,
     rootless: bool,
     steering: &plexus_sandbox::sysfs::RxSteering,
+    veth_io: bridge::VethIo,
 ) -> Result<Vec<std::sync::Arc<dyn Driver>>, DriverError> {
     Ok(vec![
-        std::sync::Arc::new(bridge::BridgeDriver::start(config, rootless, steering)?),
+        std::sync::Arc::new(bridge::BridgeDriver::start(config, rootless, steering, veth_io)?),
         std::sync::Arc::new(host::HostDriver),
         std::sync::Arc::new(null::NullDriver),
     ])

@@ -194,10 +194,15 @@ impl Controller {
                 ..plexus_switch::dns::DnsConfig::default()
             },
         };
-        let drivers = plexus_drivers::builtin(switch, config.mode == Mode::Rootless, &config.rx_steering)?
-            .into_iter()
-            .map(|d| (d.name(), d))
-            .collect();
+        let drivers = plexus_drivers::builtin(
+            switch,
+            config.mode == Mode::Rootless,
+            &config.rx_steering,
+            config.veth_io,
+        )?
+        .into_iter()
+        .map(|d| (d.name(), d))
+        .collect();
         let namespaces = namespaces::for_mode(config.mode, &config.state_dir);
         let core = Core {
             state,

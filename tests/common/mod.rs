@@ -441,6 +441,15 @@ impl Daemon {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("plexus {all:?}: not JSON ({e}): {out}"))
     }
 
+    /// An endpoint's address without its prefix (`endpoint inspect`).
+    pub fn endpoint_ip(&self, endpoint: &str) -> String {
+        let e = self.json(&["endpoint", "inspect", endpoint]);
+        let addr = e["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{endpoint} has no address: {e}"));
+        addr.split('/').next().unwrap_or_default().to_owned()
+    }
+
     /// Runs `plexus ARGS`, expects it to fail with `code` and one line
     /// `plexus: …` on stderr and nothing on stdout; returns that line.
     pub fn fails(&self, code: i32, args: &[&str]) -> String {

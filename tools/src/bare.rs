@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use nix::sys::signal::{SigSet, Signal};
 use plexus_sandbox::{sysfs, tap};
-use plexus_switch::io::{PacketPort, Port, TapPort};
+use plexus_switch::io::{PacketPort, Port, TapPort, XdpPort};
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, PortConfig};
 
 /// Arguments of `plexus switch`.
@@ -35,6 +35,19 @@ pub struct SwitchArgs {
     /// then not carried, so hosts must turn their offloads off.
     #[arg(long)]
     pub no_offload: bool,
+    /// How to read and write the interfaces: af_packet, or af_xdp (an XDP
+    /// program redirects each interface's frames into an AF_XDP socket). An
+    /// interface the kernel refuses AF_XDP on (no root, no BPF links) falls
+    /// back to AF_PACKET, and the start line says why. With af_xdp a veth
+    /// peer sends MTU-sized frames (no GSO); see `plexus daemon --help`.
+    #[arg(
+        long,
+        env = "PLEXUS_VETH_IO",
+        value_name = "af_packet|af_xdp",
+        default_value = "af_packet",
+        conflicts_with = "tap"
+    )]
+    pub veth_io: plexus::config::VethIo,
     /// Receive steering (RPS) on the interfaces: off, auto (the CPUs the switch
     /// is not pinned to; all when unpinned), or a CPU list. See `plexus daemon
     /// --help`.
@@ -93,10 +106,20 @@ fn open(args: &SwitchArgs, iface: &str) -> anyhow::Result<(Box<dyn Port>, String
         },
         Err(e) => format!("off ({e})"),
     };
+    let mut fallback = String::new();
+    if args.veth_io == plexus::config::VethIo::AfXdp {
+        match XdpPort::open(iface, args.mtu) {
+            Ok(port) => {
+                let how = format!("AF_XDP ({}), receive steering {steering}", port.summary());
+                return Ok((Box::new(port), how));
+            }
+            Err(e) => fallback = format!(" (AF_XDP refused: {e})"),
+        }
+    }
     let port = PacketPort::open(iface, !args.no_offload).with_context(|| format!("opening AF_PACKET on {iface}"))?;
     let f = port.features();
     let how = format!(
-        "AF_PACKET, virtio-net header {}, ignore-outgoing {}, qdisc bypass {}, receive steering {steering}",
+        "AF_PACKET, virtio-net header {}, ignore-outgoing {}, qdisc bypass {}, receive steering {steering}{fallback}",
         on(f.vnet_hdr),
         on(f.ignore_outgoing),
         on(f.qdisc_bypass)

@@ -86,6 +86,8 @@ pub struct Options {
     pub busy_poll: Duration,
     /// Receive steering of veth host ends ([`Config::rx_steering`]).
     pub rx_steering: plexus_sandbox::sysfs::RxSteering,
+    /// How the switch reads and writes veth host ends ([`Config::veth_io`]).
+    pub veth_io: plexus::config::VethIo,
     /// Outbound NAT's limits and timeouts ([`Config::nat`]); its fd budget is
     /// sized here.
     pub nat: plexus_switch::NatConfig,
@@ -196,6 +198,7 @@ pub fn run(mut opts: Options) -> anyhow::Result<()> {
         state_dir: opts.state_dir.clone(),
         busy_poll: opts.busy_poll,
         rx_steering: opts.rx_steering.clone(),
+        veth_io: opts.veth_io,
         // A daemon restarted right after a kill waits for the old one to go.
         lock_wait: LOCK_WAIT,
         dns_upstreams: opts.dns_upstreams.clone(),
@@ -817,6 +820,7 @@ impl Server {
                     ifname_prefix: config.ifname_prefix.clone(),
                     busy_poll_us: u64::try_from(config.busy_poll.as_micros()).unwrap_or(u64::MAX),
                     rx_steering: config.rx_steering.to_string(),
+                    veth_io: config.veth_io.to_string(),
                     nat: NatLimits::from(&config.nat),
                     fds: ctrl.fd_use().ok().map(|u| FdInfo {
                         limit: self.fds.limit,

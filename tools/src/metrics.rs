@@ -352,6 +352,7 @@ mod tests {
             ports: vec![PortInfo {
                 endpoint: "c\"1".into(),
                 network: "n1".into(),
+                io: "af_packet".into(),
                 rx_frames: 10,
                 rx_bytes: 1000,
                 tx_frames: 9,

@@ -37,6 +37,24 @@ pub struct DaemonArgs {
         default_value = "off"
     )]
     pub rx_steering: plexus_sandbox::sysfs::RxSteering,
+    /// How the switch reads and writes veth host ends: af_packet or af_xdp.
+    ///
+    /// af_packet: an AF_PACKET socket with a receive ring and virtio-net
+    /// headers, so GSO super-frames cross whole. af_xdp: an XDP program on each
+    /// host end redirects its frames into an AF_XDP socket, skipping the host's
+    /// receive path: more small frames per second and faster TCP at 1500-byte
+    /// frames, but a veth takes GSO from the container's end while the program
+    /// is attached, so container TCP runs at MTU-sized frames (about a fifth of
+    /// af_packet's on a 2-vCPU VM; docs/bench.md). Needs root and BPF links
+    /// (Linux 5.9+); where refused, the port is AF_PACKET and `plexus stats`
+    /// says why.
+    #[arg(
+        long,
+        env = "PLEXUS_VETH_IO",
+        value_name = "af_packet|af_xdp",
+        default_value = "af_packet"
+    )]
+    pub veth_io: plexus::config::VethIo,
     /// Most outbound NAT flows in total (at least 1).
     ///
     /// A new flow beyond it is refused (counted as nat_full); existing flows are
@@ -185,6 +203,7 @@ pub fn run(socket: &Path, args: DaemonArgs) -> anyhow::Result<u8> {
         socket: socket.to_owned(),
         busy_poll: Duration::from_micros(args.busy_poll_us),
         rx_steering: args.rx_steering,
+        veth_io: args.veth_io,
         api_max_clients: args.api_max_clients,
         api_idle: Duration::from_secs(args.api_idle_timeout),
         docker_plugin: args.docker_plugin,

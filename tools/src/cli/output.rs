@@ -287,6 +287,7 @@ pub fn daemon_info(i: &DaemonInfo) -> String {
         ("Ifname prefix", i.ifname_prefix.clone()),
         ("Busy poll", format!("{}us", i.busy_poll_us)),
         ("Rx steering", i.rx_steering.clone()),
+        ("Veth I/O", i.veth_io.clone()),
         (
             "NAT flows",
             format!(
@@ -537,6 +538,17 @@ pub fn cpu_per_frame(cpu_secs: Option<f64>, all_ports: &[PortInfo]) -> String {
     }
 }
 
+/// A port's `io` for the table: its kind, and `af_packet*` where AF_XDP was
+/// asked for and refused (`--json` has the reason).
+fn short_io(io: &str) -> String {
+    let kind = io.split(' ').next().unwrap_or("");
+    match (kind, io.contains("refused")) {
+        ("", _) => "-".to_owned(),
+        (k, true) => format!("{k}*"),
+        (k, false) => k.to_owned(),
+    }
+}
+
 pub fn stats_table(ports: &[PortInfo]) -> String {
     let rows: Vec<Vec<String>> = ports
         .iter()
@@ -544,6 +556,7 @@ pub fn stats_table(ports: &[PortInfo]) -> String {
             vec![
                 p.network.clone(),
                 p.endpoint.clone(),
+                short_io(&p.io),
                 p.rx_frames.to_string(),
                 p.rx_bytes.to_string(),
                 p.tx_frames.to_string(),
@@ -557,6 +570,7 @@ pub fn stats_table(ports: &[PortInfo]) -> String {
         &[
             "NETWORK",
             "ENDPOINT",
+            "IO",
             "RX FRAMES",
             "RX BYTES",
             "TX FRAMES",
@@ -577,6 +591,7 @@ mod tests {
         let port = |rx: u64| PortInfo {
             endpoint: "c".into(),
             network: "n".into(),
+            io: "af_packet".into(),
             rx_frames: rx,
             rx_bytes: 0,
             tx_frames: 0,
@@ -597,6 +612,7 @@ mod tests {
         let port = |rx: u64, bytes: u64, dropped: u64| PortInfo {
             endpoint: "c1".into(),
             network: "n1".into(),
+            io: "af_packet".into(),
             rx_frames: rx,
             rx_bytes: bytes,
             tx_frames: 0,
@@ -636,6 +652,7 @@ mod tests {
         let port = |drops: &[(&str, u64)]| PortInfo {
             endpoint: "c1".into(),
             network: "n1".into(),
+            io: "af_packet".into(),
             rx_frames: 10,
             rx_bytes: 1000,
             tx_frames: 9,
@@ -650,12 +667,20 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
-            "NETWORK  ENDPOINT  RX FRAMES  RX BYTES  TX FRAMES  TX BYTES  LEARN FULL  DROPS"
+            "NETWORK  ENDPOINT  IO         RX FRAMES  RX BYTES  TX FRAMES  TX BYTES  LEARN FULL  DROPS"
         );
         assert_eq!(
             lines[1],
-            "n1       c1        10         1000      9          900       0           oversize=3 spoofed=12"
+            "n1       c1        af_packet  10         1000      9          900       0           oversize=3 spoofed=12"
         );
+        // The table shows a port's kind; a refused AF_XDP is starred (the
+        // reason is in --json); an older daemon's rows have no io.
+        assert_eq!(short_io("af_xdp (native, copy, 2 queues)"), "af_xdp");
+        assert_eq!(
+            short_io("af_packet (af_xdp refused: bpf(BPF_LINK_CREATE): EPERM)"),
+            "af_packet*"
+        );
+        assert_eq!(short_io(""), "-");
     }
 
     #[test]
