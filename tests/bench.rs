@@ -31,7 +31,7 @@ fn bench_quick_produces_a_well_formed_table() {
         .unwrap_or_else(|| panic!("no table of the published port and outbound paths:\n{stdout}"));
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
     // Open vSwitch and vde_switch are measured where they are installed.
-    let mut topologies = vec!["direct", "bridge", "plexus-veth", "plexus-tap"];
+    let mut topologies = vec!["direct", "bridge", "plexus-veth", "plexus-xdp", "plexus-tap"];
     if Command::new("ovs-vswitchd").arg("--version").output().is_ok() {
         topologies.extend(["ovs", "ovs-afxdp"]);
     }

@@ -1,7 +1,8 @@
 //! `plexus bench`: the project's own benchmark. It builds each topology in
 //! private namespaces — two hosts A and B joined directly by a veth pair, by
-//! a kernel bridge, by the Plexus switch on veth host ends, and by the Plexus
-//! switch on TAP devices — and measures, per repetition, ping RTT (our own
+//! a kernel bridge, by the Plexus switch on veth host ends (AF_PACKET, and
+//! AF_XDP as `plexus-xdp`), and by the Plexus switch on TAP devices — and
+//! measures, per repetition, ping RTT (our own
 //! ICMP client), 64-byte frames/s (our own generator on an AF_PACKET socket
 //! in A; B's kernel counts what arrives), TCP with default offloads and
 //! with offloads off — every segment a 1514-byte frame (iperf3 and ethtool,
@@ -37,10 +38,11 @@ use serde_json::json;
 
 /// The topologies, in the order of the table (`ovs*` and `vde`: when Open
 /// vSwitch and vde_switch are installed).
-pub const TOPOLOGIES: [&str; 7] = [
+pub const TOPOLOGIES: [&str; 8] = [
     "direct",
     "bridge",
     "plexus-veth",
+    "plexus-xdp",
     "plexus-tap",
     "ovs",
     "ovs-afxdp",
@@ -252,7 +254,7 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
             move_link(&s, "eA", &a)?;
             move_link(&s, "eB", &b)?;
         }
-        "bridge" | "plexus-veth" | "ovs" | "ovs-afxdp" => {
+        "bridge" | "plexus-veth" | "plexus-xdp" | "ovs" | "ovs-afxdp" => {
             nl.create_veth("hA", "eA", Some(1500))?;
             nl.create_veth("hB", "eB", Some(1500))?;
             move_link(&s, "eA", &a)?;
@@ -271,6 +273,16 @@ fn build(topology: &str, plexus: &Path) -> anyhow::Result<Rig> {
                 nl.set_up(br.index, true)?;
             } else if topology == "plexus-veth" {
                 switch = Some(made.process(spawn_switch(&s, plexus, &["hA", "hB"])?));
+            } else if topology == "plexus-xdp" {
+                let args = ["--veth-io", "af_xdp", "hA", "hB"];
+                switch = Some(made.process(spawn_switch(&s, plexus, &args)?));
+                // The switch falls back to AF_PACKET where the kernel refuses
+                // AF_XDP; this row measures AF_XDP or nothing.
+                wait_until("AF_XDP on hA and hB (plexus switch --veth-io af_xdp)", || {
+                    ["hA", "hB"]
+                        .iter()
+                        .all(|h| nl.link(h).is_ok_and(|l| l.xdp_prog.is_some()))
+                })?;
             } else {
                 let dir = made.scratch_dir(&tag, "ovs")?;
                 switch = Some(ovs::start(&s, &dir, topology == "ovs-afxdp", &mut made)?);

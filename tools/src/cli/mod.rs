@@ -493,8 +493,8 @@ pub struct BenchArgs {
     /// Seconds per throughput measurement (default 5).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600))]
     pub duration: Option<u64>,
-    /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-tap,
-    /// ovs, ovs-afxdp (when Open vSwitch is installed), vde (when vde_switch is), kernel-dnat,
+    /// Only these topologies (comma-separated): direct, bridge, plexus-veth, plexus-xdp
+    /// (the switch with --veth-io af_xdp), plexus-tap, ovs, ovs-afxdp (when Open vSwitch is installed), vde (when vde_switch is), kernel-dnat,
     /// plexus-daemon.
     #[arg(long, value_name = "LIST")]
     pub only: Option<String>,
