@@ -82,7 +82,7 @@ pub struct BridgeDriver {
 /// Decision: AF_PACKET by default. AF_XDP moves more small frames and more TCP
 /// at 1500-byte frames through the switch, but a veth takes GSO away from its
 /// peer while an XDP program is attached, so a container's TCP then runs at
-/// MTU-sized frames: a fifth of what it gets with AF_PACKET's virtio-net
+/// MTU-sized frames: a sixth of what it gets with AF_PACKET's virtio-net
 /// headers (docs/bench.md has the figures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum VethIo {

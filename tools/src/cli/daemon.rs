@@ -44,7 +44,7 @@ pub struct DaemonArgs {
     /// host end redirects its frames into an AF_XDP socket, skipping the host's
     /// receive path: more small frames per second and faster TCP at 1500-byte
     /// frames, but a veth takes GSO from the container's end while the program
-    /// is attached, so container TCP runs at MTU-sized frames (about a fifth of
+    /// is attached, so container TCP runs at MTU-sized frames (about a sixth of
     /// af_packet's on a 2-vCPU VM; docs/bench.md). Needs root and BPF links
     /// (Linux 5.9+); where refused, the port is AF_PACKET and `plexus stats`
     /// says why.
