@@ -157,10 +157,18 @@ trait Links: Send + Sync + std::fmt::Debug {
 struct State {
     /// network id → its bridge domain.
     domains: HashMap<String, DomainId>,
-    /// endpoint id → (network id, its port).
-    ports: HashMap<String, (String, PortId)>,
-    /// port → how it reads and writes (`plexus stats`' `io`).
-    io: HashMap<PortId, String>,
+    /// endpoint id → its attached port.
+    ports: HashMap<String, Attached>,
+}
+
+/// An endpoint's port in the switch.
+#[derive(Debug, Clone)]
+struct Attached {
+    /// The network id.
+    network: String,
+    port: PortId,
+    /// How the port reads and writes (`plexus stats`' `io`).
+    io: String,
 }
 
 /// The calling thread's network namespace: the daemon's. Worker threads never
@@ -312,8 +320,12 @@ impl BridgeDriver {
         let cfg = self.port_config(net, ep, port.offload())?;
         let id = self.dataplane.add_port(port, cfg)?;
         let mut state = self.state();
-        state.ports.insert(ep.id.clone(), (net.id.clone(), id));
-        state.io.insert(id, io);
+        let attached = Attached {
+            network: net.id.clone(),
+            port: id,
+            io,
+        };
+        state.ports.insert(ep.id.clone(), attached);
         drop(state);
         if let Err(e) = self.publish_on(id, ep) {
             let _ = self.detach(ep);
@@ -392,7 +404,7 @@ impl BridgeDriver {
         self.state()
             .ports
             .get(&ep.id)
-            .map(|(_, p)| *p)
+            .map(|a| a.port)
             .ok_or_else(|| DriverError::Unknown {
                 driver: "bridge",
                 what: "endpoint port",
@@ -400,20 +412,19 @@ impl BridgeDriver {
             })
     }
 
-    /// port → (endpoint id, network id), for naming the dataplane's rows.
-    fn endpoints_by_port(&self) -> HashMap<PortId, (String, String)> {
+    /// port → (endpoint id, its port), for naming the dataplane's rows.
+    fn endpoints_by_port(&self) -> HashMap<PortId, (String, Attached)> {
         self.state()
             .ports
             .iter()
-            .map(|(ep, (net, port))| (*port, (ep.clone(), net.clone())))
+            .map(|(ep, a)| (a.port, (ep.clone(), a.clone())))
             .collect()
     }
 
     fn detach(&self, ep: &EndpointSpec) -> Result<(), DriverError> {
         let port = self.state().ports.remove(&ep.id);
-        if let Some((_, id)) = port {
-            self.state().io.remove(&id);
-            self.dataplane.remove_port(id)?;
+        if let Some(a) = port {
+            self.dataplane.remove_port(a.port)?;
         }
         Ok(())
     }
@@ -512,9 +523,9 @@ impl Driver for BridgeDriver {
             let ports = scopes
                 .iter()
                 .filter_map(|(ep, nets)| {
-                    let (_, port) = st.ports.get(ep)?;
+                    let port = st.ports.get(ep)?.port;
                     let domains = nets.iter().filter_map(|n| st.domains.get(n).copied()).collect();
-                    Some((*port, domains))
+                    Some((port, domains))
                 })
                 .collect();
             (tables, ports)
@@ -757,18 +768,17 @@ impl SwitchView for BridgeDriver {
 
     fn ports(&self) -> Result<Vec<PortRow>, DriverError> {
         let by_port = self.endpoints_by_port();
-        let io = self.state().io.clone();
         Ok(self
             .dataplane
             .stats()?
             .into_iter()
             .filter_map(|s| {
-                let (endpoint, network) = by_port.get(&s.id)?.clone();
+                let (endpoint, a) = by_port.get(&s.id)?.clone();
                 let c = s.counters;
                 Some(PortRow {
                     endpoint,
-                    network,
-                    io: io.get(&s.id).cloned().unwrap_or_default(),
+                    network: a.network,
+                    io: a.io,
                     rx_frames: c.rx_frames,
                     rx_bytes: c.rx_bytes,
                     tx_frames: c.tx_frames,
@@ -796,7 +806,7 @@ impl SwitchView for BridgeDriver {
             .state()
             .ports
             .get(endpoint)
-            .map(|(_, p)| *p)
+            .map(|a| a.port)
             .ok_or_else(|| DriverError::Unknown {
                 driver: "bridge",
                 what: "endpoint port",
@@ -817,7 +827,7 @@ impl SwitchView for BridgeDriver {
             let st = self.state();
             endpoints
                 .iter()
-                .filter_map(|e| st.ports.get(e).map(|(_, p)| *p))
+                .filter_map(|e| st.ports.get(e).map(|a| a.port))
                 .collect()
         };
         if decisions {

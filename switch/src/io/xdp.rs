@@ -269,7 +269,7 @@ struct Ring<T> {
 impl<T> Ring<T> {
     /// Maps the ring at page offset `pgoff` of the socket, of `size` entries
     /// laid out as `off` says.
-    fn map(fd: RawFd, off: &RingOffsets, size: u32, pgoff: u64) -> io::Result<Ring<T>> {
+    fn map(fd: RawFd, off: &libc::xdp_ring_offset, size: u32, pgoff: u64) -> io::Result<Ring<T>> {
         let map_len = usize::try_from(off.desc)
             .unwrap_or(usize::MAX)
             .saturating_add(size as usize * mem::size_of::<T>());
@@ -421,45 +421,19 @@ fn setsockopt_val<T>(fd: RawFd, name: libc::c_int, value: &T) -> io::Result<()> 
     .map(drop)
 }
 
-fn getsockopt_val<T: Default>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
-    let mut value = T::default();
+/// A kernel struct made only of integers (all-zero bytes are a valid value),
+/// read with `getsockopt`.
+trait Plain: Copy {}
+impl Plain for libc::xdp_mmap_offsets {}
+impl Plain for libc::xdp_statistics {}
+
+fn getsockopt_val<T: Plain>(fd: RawFd, name: libc::c_int) -> io::Result<T> {
+    // SAFETY: `T` is a `Plain` C struct of integers, for which zero is valid.
+    let mut value: T = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<T>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into `value`, a live `T`
-    // made only of integers.
+    // SAFETY: the kernel writes at most `len` bytes into `value`, a live `T`.
     cvt(unsafe { libc::getsockopt(fd, libc::SOL_XDP, name, (&raw mut value).cast(), &raw mut len) })?;
     Ok(value)
-}
-
-/// `struct xdp_statistics`.
-#[repr(C)]
-#[derive(Default)]
-struct Statistics {
-    rx_dropped: u64,
-    rx_invalid_descs: u64,
-    tx_invalid_descs: u64,
-    rx_ring_full: u64,
-    rx_fill_ring_empty_descs: u64,
-    tx_ring_empty_descs: u64,
-}
-
-/// `struct xdp_mmap_offsets` (with its `Default`, for `getsockopt_val`).
-#[repr(C)]
-#[derive(Default)]
-struct MmapOffsets {
-    rx: RingOffsets,
-    tx: RingOffsets,
-    fr: RingOffsets,
-    cr: RingOffsets,
-}
-
-/// `struct xdp_ring_offset`.
-#[repr(C)]
-#[derive(Default)]
-struct RingOffsets {
-    producer: u64,
-    consumer: u64,
-    desc: u64,
-    flags: u64,
 }
 
 /// One AF_XDP socket, bound to one receive queue of the interface, with its
@@ -518,7 +492,8 @@ impl Xsk {
             let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
             setsockopt_val(raw, name, &size).map_err(sock("ring size"))?;
         }
-        let off: MmapOffsets = getsockopt_val(raw, libc::XDP_MMAP_OFFSETS).map_err(sock("XDP_MMAP_OFFSETS"))?;
+        let off: libc::xdp_mmap_offsets =
+            getsockopt_val(raw, libc::XDP_MMAP_OFFSETS).map_err(sock("XDP_MMAP_OFFSETS"))?;
         let pg = |o: libc::off_t| u64::try_from(o).unwrap_or(0);
         let mut xsk = Xsk {
             rx: Ring::map(raw, &off.rx, RX_FRAMES as u32, pg(libc::XDP_PGOFF_RX_RING)).map_err(sock("rx ring"))?,
@@ -710,7 +685,7 @@ impl Xsk {
     /// Frames the kernel dropped since the last call: no fill buffer, a full
     /// rx ring, too long for a frame.
     fn take_drops(&mut self) -> u64 {
-        let Ok(st) = getsockopt_val::<Statistics>(self.fd.as_raw_fd(), libc::XDP_STATISTICS) else {
+        let Ok(st) = getsockopt_val::<libc::xdp_statistics>(self.fd.as_raw_fd(), libc::XDP_STATISTICS) else {
             return 0;
         };
         let total = st.rx_dropped + st.rx_ring_full + st.rx_fill_ring_empty_descs;
