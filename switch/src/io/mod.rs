@@ -19,6 +19,7 @@ pub mod fault;
 pub mod flowsock;
 pub mod host;
 pub mod mem;
+mod mmap;
 pub mod packet;
 pub mod pcap;
 pub mod port;

@@ -17,6 +17,7 @@ use std::io;
 use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use super::mmap::Mapping;
 use super::port::{Port, RecvResult, SendResult, is_full};
 use crate::frame::{BATCH, FrameBuf, VNET_HDR_LEN};
 
@@ -325,8 +326,7 @@ impl Port for PacketPort {
 /// frame on the socket, where `recv` fetches it — in order, since the slot and
 /// the queue entry are made together.
 struct RxRing {
-    map: *mut u8,
-    len: usize,
+    map: Mapping,
     head: usize,
 }
 
@@ -359,25 +359,8 @@ impl RxRing {
                 mem::size_of::<libc::tpacket_req>() as libc::socklen_t,
             )
         })?;
-        let len = RING_BLOCK * RING_BLOCKS;
-        // SAFETY: maps the ring the kernel just allocated for `fd`; the mapping is
-        // checked below and unmapped on drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         Ok(RxRing {
-            map: map.cast(),
-            len,
+            map: Mapping::shared(fd, RING_BLOCK * RING_BLOCKS, 0)?,
             head: 0,
         })
     }
@@ -393,7 +376,13 @@ impl RxRing {
         // SAFETY: slot `i < RING_SLOTS` starts inside the mapping, 16-byte
         // aligned, with the u32 `tp_status`; the kernel writes it concurrently,
         // which is what the atomic is for.
-        unsafe { &*self.map.add(Self::offset(i)).cast::<std::sync::atomic::AtomicU32>() }
+        unsafe {
+            &*self
+                .map
+                .ptr()
+                .add(Self::offset(i))
+                .cast::<std::sync::atomic::AtomicU32>()
+        }
     }
 
     fn recv(&mut self, fd: RawFd, bufs: &mut [FrameBuf], offload: bool) -> RecvResult {
@@ -413,7 +402,7 @@ impl RxRing {
             // SAFETY: the kernel handed slot `i` to us (TP_STATUS_USER) and does
             // not touch it until we give it back below; it starts with a
             // tpacket2_hdr.
-            let hdr = unsafe { std::ptr::read(self.map.add(slot).cast::<libc::tpacket2_hdr>()) };
+            let hdr = unsafe { std::ptr::read(self.map.ptr().add(slot).cast::<libc::tpacket2_hdr>()) };
             let b = &mut bufs[out.frames];
             let got = if status & libc::TP_STATUS_COPY != 0 {
                 // Too big for a slot: the whole frame waits on the socket queue.
@@ -427,7 +416,8 @@ impl RxRing {
                 fits.then(|| {
                     // SAFETY: `mac - hdr_len .. mac + snap` lies inside slot `i`
                     // (checked above), which we own until the release below.
-                    let src = unsafe { std::slice::from_raw_parts(self.map.add(slot + mac - hdr_len), snap + hdr_len) };
+                    let src =
+                        unsafe { std::slice::from_raw_parts(self.map.ptr().add(slot + mac - hdr_len), snap + hdr_len) };
                     b.storage_mut()[start..start + src.len()].copy_from_slice(src);
                     snap
                 })
@@ -464,13 +454,6 @@ fn read_one(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
         )
     };
     usize::try_from(rc).ok().filter(|n| *n <= buf.len())
-}
-
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `setup`, once.
-        unsafe { libc::munmap(self.map.cast(), self.len) };
-    }
 }
 
 #[cfg(test)]

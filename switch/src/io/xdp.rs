@@ -38,6 +38,7 @@ use std::mem;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mmap::Mapping;
 use super::packet::cvt;
 use super::port::{Port, RecvResult, SendResult};
 use crate::frame::{BATCH, FrameBuf, MAX_FRAME_LEN, VNET_HDR_LEN};
@@ -257,8 +258,8 @@ fn own(fd: libc::c_int) -> OwnedFd {
 /// One of the four rings shared with the kernel. We own one index (producer
 /// for fill and tx, consumer for rx and completion) and read the other.
 struct Ring<T> {
-    map: *mut u8,
-    map_len: usize,
+    /// Kept for its lifetime: the pointers below point into it.
+    _map: Mapping,
     producer: *const AtomicU32,
     consumer: *const AtomicU32,
     flags: *const AtomicU32,
@@ -270,37 +271,22 @@ impl<T> Ring<T> {
     /// Maps the ring at page offset `pgoff` of the socket, of `size` entries
     /// laid out as `off` says.
     fn map(fd: RawFd, off: &libc::xdp_ring_offset, size: u32, pgoff: u64) -> io::Result<Ring<T>> {
-        let map_len = usize::try_from(off.desc)
+        let len = usize::try_from(off.desc)
             .unwrap_or(usize::MAX)
             .saturating_add(size as usize * mem::size_of::<T>());
-        // SAFETY: maps the ring the kernel allocated for `fd` at `pgoff`, of the
-        // length its offsets give; checked below, unmapped on drop.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                libc::off_t::try_from(pgoff).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = map.cast::<u8>();
+        let mapping = Mapping::shared(fd, len, pgoff)?;
+        let map = mapping.ptr();
         let at = |o: u64| usize::try_from(o).unwrap_or(0);
         // SAFETY: the kernel's offsets lie inside the mapping; the indices and
         // flags are 4-byte aligned u32s, the descriptors aligned for `T`.
         unsafe {
             Ok(Ring {
-                map,
-                map_len,
                 producer: map.add(at(off.producer)).cast(),
                 consumer: map.add(at(off.consumer)).cast(),
                 flags: map.add(at(off.flags)).cast(),
                 desc: map.add(at(off.desc)).cast(),
                 size,
+                _map: mapping,
             })
         }
     }
@@ -341,44 +327,27 @@ impl<T> Ring<T> {
     }
 }
 
-impl<T> Drop for Ring<T> {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `map`, once.
-        unsafe { libc::munmap(self.map.cast(), self.map_len) };
-    }
-}
-
 /// The UMEM: anonymous memory the kernel copies frames into and out of,
 /// `len` bytes of [`FRAME_SIZE`] frames.
 struct Umem {
-    base: *mut u8,
-    len: usize,
+    map: Mapping,
 }
 
 impl Umem {
     fn new(frames: usize) -> io::Result<Umem> {
-        let len = frames * FRAME_SIZE;
-        // SAFETY: a fresh private anonymous mapping, checked below, unmapped on
-        // drop.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Umem { base: base.cast(), len })
+        Ok(Umem {
+            map: Mapping::anonymous(frames * FRAME_SIZE)?,
+        })
+    }
+
+    /// Its length in bytes.
+    fn len(&self) -> usize {
+        self.map.len()
     }
 
     /// `len` bytes at UMEM address `addr`, if they lie inside one frame.
     fn bytes(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(addr).ok().filter(|s| *s < self.len)?;
+        let start = usize::try_from(addr).ok().filter(|s| *s < self.len())?;
         let chunk_end = (start / FRAME_SIZE + 1) * FRAME_SIZE;
         if start + len > chunk_end {
             return None;
@@ -386,23 +355,15 @@ impl Umem {
         // SAFETY: the range lies inside the mapping (checked above); the kernel
         // handed this frame to us through the rx ring and leaves it alone until
         // we give it back on the fill ring.
-        Some(unsafe { std::slice::from_raw_parts(self.base.add(start), len) })
+        Some(unsafe { std::slice::from_raw_parts(self.map.ptr().add(start), len) })
     }
 
     /// The TX frame at `addr` (a frame's start), to write a frame into.
     fn frame_mut(&mut self, addr: u64) -> &mut [u8] {
-        let start = usize::try_from(addr).unwrap_or(0).min(self.len - FRAME_SIZE) / FRAME_SIZE * FRAME_SIZE;
+        let start = usize::try_from(addr).unwrap_or(0).min(self.len() - FRAME_SIZE) / FRAME_SIZE * FRAME_SIZE;
         // SAFETY: one whole frame inside the mapping (clamped above); TX frames
         // are ours between their completion and their next send.
-        unsafe { std::slice::from_raw_parts_mut(self.base.add(start), FRAME_SIZE) }
-    }
-}
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`, once (after the
-        // socket that registered it: fields drop in declaration order).
-        unsafe { libc::munmap(self.base.cast(), self.len) };
+        unsafe { std::slice::from_raw_parts_mut(self.map.ptr().add(start), FRAME_SIZE) }
     }
 }
 
@@ -475,8 +436,8 @@ impl Xsk {
         let fd = own(raw);
         let umem = Umem::new(RX_FRAMES + tx_frames).map_err(sock("UMEM"))?;
         let reg = libc::xdp_umem_reg {
-            addr: umem.base as u64,
-            len: umem.len as u64,
+            addr: umem.map.ptr() as u64,
+            len: umem.len() as u64,
             chunk_size: FRAME_SIZE as u32,
             headroom: 0,
             flags: 0,
@@ -674,7 +635,7 @@ impl Xsk {
             // (Acquire in `ready`).
             let addr = unsafe { self.comp.slot(cons.wrapping_add(i)).read() };
             // Only our own TX frames, each once: the stack never grows.
-            let ours = (RX_FRAMES * FRAME_SIZE) as u64 <= addr && addr < self.umem.len as u64;
+            let ours = (RX_FRAMES * FRAME_SIZE) as u64 <= addr && addr < self.umem.len() as u64;
             if ours && self.tx_free.len() < self.tx_frames {
                 self.tx_free.push(addr);
             }
