@@ -17,7 +17,7 @@
 //! | `px_dns` | `px_root`, with `dig` (bind9-dnsutils), `dnsmasq` and `getent` on `PATH`: the tests of the gateways' DNS with real resolvers and a real upstream |
 //! | `px_chromium` | `px_root`, with `chromium` and `nsenter` on `PATH`: headless Chromium loads the daemon's page |
 //! | `px_docker` | `px_root`, with `dockerd` and `tar` on `PATH`, a `docker` client (`/usr/bin/docker`, else on `PATH`) and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Docker engine (`tests/common/docker.rs`) |
-//! | `px_podman` | `px_root`, with `podman`, `nsenter` and `tar` on `PATH`, the CNI plugins `bridge` and `host-local` in `/usr/lib/cni` and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Podman with the CNI backend (`tests/common/podman.rs`) |
+//! | `px_podman` | `px_root`, with `podman`, `runc`, `nsenter` and `tar` on `PATH`, the CNI plugins `bridge` and `host-local` in `/usr/lib/cni` and a static `busybox` (`/bin/busybox`, else on `PATH`) — the tests that run a private Podman with the CNI backend (`tests/common/podman.rs`) |
 //!
 //! The probes run when the crate is built, so cargo re-runs them when `PATH`,
 //! `PLEXUS_TEST_USER` or a `PATH` directory changes (a package installed);
@@ -68,6 +68,7 @@ fn main() {
         && static_busybox;
     let podman = root
         && has("podman")
+        && has("runc")
         && has("nsenter")
         && has("tar")
         && ["bridge", "host-local"]

@@ -18,7 +18,11 @@
 //! setting rlimit type 7` when asked to raise them), and no port
 //! reservation (`enable_port_reservation = false`: Podman would hold each
 //! published host port itself, where `plexus-cni`'s published port must
-//! listen; the kernel `portmap` plugin needs no reservation either). A container's `conmon`
+//! listen; the kernel `portmap` plugin needs no reservation either), and runc
+//! as the runtime (`runtime = "runc"`: where crun is installed too, Podman
+//! prefers it, and crun refuses a host whose cgroups are mounted in hybrid
+//! mode, v1 controllers beside a v2 `unified`, as on this VM: `cgroups in
+//! hybrid mode not supported`). A container's `conmon`
 //! outlives the command that started it and inherits its network namespace and
 //! environment, so its exit command (`podman container cleanup`, which runs
 //! the CNI `DEL` when a container stops by itself) reads the same
@@ -172,6 +176,7 @@ impl Podman {
              cni_plugin_dirs = {plugins}\n\
              network_config_dir = {netdir}\n\n\
              [engine]\n\
+             runtime = \"runc\"\n\
              cgroup_manager = \"cgroupfs\"\n\
              events_logger = \"file\"\n\
              events_logfile_path = {events}\n\
