@@ -10,6 +10,7 @@
 //! | `px_root` | the build runs as root and `/dev/net/tun` exists (tests create namespaces, veth pairs and TAP devices) |
 //! | `px_ip` | iproute2's `ip` is on `PATH` (a test that uses it as an independent witness) |
 //! | `px_iperf3` | `iperf3` is on `PATH` (the test whose client is iperf3) |
+//! | `px_ethtool` | `ethtool` is on `PATH` (it sets a namespace's offloads and witnesses the ports' GRO) |
 //! | `px_userns` | as root, with unprivileged user namespaces allowed and a test user (`$PLEXUS_TEST_USER`, else `nobody`) |
 //! | `px_user_tun` | `px_userns`, and `/dev/net/tun` opens for that user |
 //! | `px_tcpdump` | `tcpdump` is on `PATH` (it reads back `plexus capture`'s files) |
@@ -31,6 +32,7 @@ fn main() {
         "px_root",
         "px_ip",
         "px_iperf3",
+        "px_ethtool",
         "px_userns",
         "px_user_tun",
         "px_docker",
@@ -79,6 +81,7 @@ fn main() {
         ("px_root", root),
         ("px_ip", has("ip")),
         ("px_iperf3", has("iperf3")),
+        ("px_ethtool", has("ethtool")),
         ("px_userns", userns),
         ("px_user_tun", user_tun),
         ("px_docker", docker),

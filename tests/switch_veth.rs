@@ -57,6 +57,20 @@ impl Topo {
         }
     }
 
+    /// 8 MB from A to B's 10.201.`subnet`.2:7000 and 8 MB back, each
+    /// byte-exact, through `dp`.
+    fn tcp_both_ways(&self, subnet: u8, dp: &Dataplane) {
+        use common::peers::{Cmd, tcp_client, tcp_server};
+        let ip = Ipv4Addr::new(10, 201, subnet, 2);
+        let server = tcp_server(&self.ns("b"), ip, &[7000]);
+        let to = std::net::SocketAddrV4::new(ip, 7000);
+        for cmd in [Cmd::Put(8 << 20), Cmd::Get(8 << 20)] {
+            let x = tcp_client(&self.ns("a"), to, cmd, None);
+            assert!(x.intact, "{cmd:?}: {x:?} {:#?}", dp.stats());
+        }
+        drop(server);
+    }
+
     fn ping(&self, from: &str, to: &str) -> bool {
         peers::ping(&self.ns(from), to.parse::<Ipv4Addr>().unwrap(), 2)
     }
@@ -228,6 +242,60 @@ fn a_port_hears_only_its_own_interface() {
 }
 
 /// True if `ifname` in this namespace has an XDP program attached.
+/// `ethtool ARGS` in namespace `ns` (an independent witness of the
+/// interface's offloads): its stdout; panics if it fails.
+fn ethtool(ns: &Path, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new("ethtool");
+    cmd.args(args);
+    common::net::in_netns(&mut cmd, ns);
+    let out = cmd.output().expect("running ethtool");
+    assert!(out.status.success(), "ethtool {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `ethtool -k` shows GRO on for host-namespace interface `ifname`.
+fn gro_on(ifname: &str) -> bool {
+    let k = ethtool(here(), &["-k", ifname]);
+    let line = k
+        .lines()
+        .find(|l| l.starts_with("generic-receive-offload:"))
+        .unwrap_or_else(|| panic!("no GRO line in {k}"));
+    line.split_whitespace().nth(1) == Some("on")
+}
+
+#[test]
+#[cfg_attr(not(all(px_root, px_ethtool)), ignore = "needs root and ethtool")]
+fn gro_brings_a_containers_mtu_sized_segments_in_coalesced() {
+    let topo = Topo::new(5);
+    // The namespaces send every TCP segment as one MTU-sized frame with its
+    // checksum filled: no TSO, no GSO, no transmit checksum offload.
+    for side in ["a", "b"] {
+        ethtool(&topo.ns(side), &["-K", "eth0", "tx", "off", "tso", "off", "gso", "off"]);
+    }
+    // A veth starts with GRO off; the port turns it on.
+    assert!(!gro_on(&topo.host("a")));
+    let (dp, d) = event_driven();
+    for side in ["a", "b"] {
+        let port = PacketPort::open(&topo.host(side), true).unwrap();
+        assert!(port.features().gro, "{:?}", port.features());
+        assert!(gro_on(&topo.host(side)));
+        dp.add_port(Box::new(port), topo.port_config(d, side, true)).unwrap();
+    }
+    topo.tcp_both_ways(5, &dp);
+    // Each sender's segments reached the switch coalesced: its port received
+    // more bytes per frame than one 1514-byte frame holds (without GRO every
+    // frame is at most that).
+    for s in dp.stats().unwrap() {
+        let per_frame = s.counters.rx_bytes / s.counters.rx_frames.max(1);
+        assert!(per_frame > 3000, "{} bytes per received frame: {s:?}", per_frame);
+    }
+    // The ports put GRO back as they found it.
+    drop(dp);
+    for side in ["a", "b"] {
+        assert!(!gro_on(&topo.host(side)), "{} keeps GRO on", topo.host(side));
+    }
+}
+
 fn has_xdp(ifname: &str) -> bool {
     netlink(here()).link(ifname).unwrap().xdp_prog.is_some()
 }
@@ -235,9 +303,6 @@ fn has_xdp(ifname: &str) -> bool {
 #[test]
 #[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn af_xdp_ports_carry_ping_and_tcp_with_the_containers_offloads_on() {
-    use std::net::SocketAddrV4;
-
-    use common::peers::{Cmd, tcp_client, tcp_server};
     use plexus_switch::io::{Port, XdpMode, XdpPort};
 
     let topo = Topo::new(4);
@@ -256,13 +321,7 @@ fn af_xdp_ports_carry_ping_and_tcp_with_the_containers_offloads_on() {
     // The namespaces keep their default offloads: TCP and UDP leave them with
     // partial checksums, which the port completes (else every segment is
     // dropped by the receiver). Both directions, several MB, byte-exact.
-    let server = tcp_server(&topo.ns("b"), "10.201.4.2".parse().unwrap(), &[7000]);
-    let to = SocketAddrV4::new("10.201.4.2".parse().unwrap(), 7000);
-    for cmd in [Cmd::Get(8 << 20), Cmd::Put(8 << 20)] {
-        let x = tcp_client(&topo.ns("a"), to, cmd, None);
-        assert!(x.intact, "{cmd:?}: {x:?} {:#?}", dp.stats());
-    }
-    drop(server);
+    topo.tcp_both_ways(4, &dp);
     let stats = dp.stats().unwrap();
     for s in &stats {
         assert!(s.counters.rx_frames > 1000, "{s:?}");

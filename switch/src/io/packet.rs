@@ -5,6 +5,16 @@
 //! super-frames and partial checksums cross whole, `PACKET_IGNORE_OUTGOING` so
 //! the port never hears its own transmissions, and `PACKET_QDISC_BYPASS`.
 //!
+//! With the virtio-net header on, the port also turns on GRO on its interface
+//! (ethtool's `ETHTOOL_SGRO`), so a container that sends MTU-sized TCP
+//! segments reaches the switch as super-frames: the kernel coalesces them on
+//! the sender's CPU (a veth with GRO polls through NAPI) and the switch moves
+//! one frame where it moved forty. Measured on this project's 2-vCPU VM, TCP
+//! with 1500-byte frames through the switch: 4.0 → 8.6–9.2 Gbit/s, and the
+//! sender's retransmits 2k–7.5k → under 200 in 5 s. Without the header the
+//! port could not carry a super-frame, so GRO is left alone. The port puts GRO
+//! back off when it is dropped if it turned it on.
+//!
 //! The `unsafe` of this module is the thin sys layer (socket options, mmsghdr
 //! arrays, the ring); every block says why it is sound.
 #![allow(unsafe_code)]
@@ -56,6 +66,9 @@ pub struct PacketFeatures {
     /// Frames arrive through a `PACKET_RX_RING` (TPACKET_V2) instead of
     /// `recvmmsg`.
     pub rx_ring: bool,
+    /// GRO is on on the interface (it was, or the port turned it on), so
+    /// received TCP segments arrive coalesced.
+    pub gro: bool,
 }
 
 /// An AF_PACKET port on one interface.
@@ -64,6 +77,8 @@ pub struct PacketPort {
     features: PacketFeatures,
     ifname: String,
     ring: Option<RxRing>,
+    /// The port turned GRO on, and turns it back off on drop.
+    gro_turned_on: bool,
     rx_hdrs: Box<[libc::mmsghdr; BATCH]>,
     rx_iovs: Box<[libc::iovec; BATCH]>,
     tx_hdrs: Box<[libc::mmsghdr; BATCH]>,
@@ -135,6 +150,7 @@ impl PacketPort {
             ignore_outgoing: opt(libc::PACKET_IGNORE_OUTGOING, 1),
             qdisc_bypass: opt(libc::PACKET_QDISC_BYPASS, 1),
             rx_ring: false,
+            gro: false,
         };
         // The ring must exist before bind, or frames queue on the plain
         // receive path in between. Without it, recvmmsg serves.
@@ -162,11 +178,27 @@ impl PacketPort {
                 mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
             )
         })?;
+        // GRO only where a super-frame can cross (the header carries its
+        // segment size); refused (no ethtool support, not permitted) is not
+        // an error: frames then arrive as they were sent.
+        let mut gro_turned_on = false;
+        if features.vnet_hdr {
+            features.gro = match ethtool_value(raw, &cname, ETHTOOL_GGRO, 0) {
+                Ok(1) => true,
+                Ok(_) => {
+                    gro_turned_on = ethtool_value(raw, &cname, ETHTOOL_SGRO, 1).is_ok()
+                        && ethtool_value(raw, &cname, ETHTOOL_GGRO, 0).is_ok_and(|v| v == 1);
+                    gro_turned_on
+                }
+                Err(_) => false,
+            };
+        }
         Ok(PacketPort {
             fd,
             features,
             ifname: ifname.to_owned(),
             ring,
+            gro_turned_on,
             rx_hdrs: zeroed_array(),
             rx_iovs: zeroed_array(),
             tx_hdrs: zeroed_array(),
@@ -178,6 +210,50 @@ impl PacketPort {
     pub fn features(&self) -> PacketFeatures {
         self.features
     }
+}
+
+impl Drop for PacketPort {
+    fn drop(&mut self) {
+        if self.gro_turned_on
+            && let Ok(name) = std::ffi::CString::new(self.ifname.as_str())
+        {
+            // The interface may be gone already (a removed endpoint's veth).
+            let _ = ethtool_value(self.fd.as_raw_fd(), &name, ETHTOOL_SGRO, 0);
+        }
+    }
+}
+
+/// ethtool's commands to read and set an interface's GRO (`linux/ethtool.h`).
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
+
+/// `struct ethtool_value`: a command and its one value.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+/// Runs ethtool command `cmd` with value `data` on interface `ifname` through
+/// socket `fd` (`SIOCETHTOOL`; the interface is looked up in the socket's
+/// namespace) and returns the value the kernel leaves.
+fn ethtool_value(fd: RawFd, ifname: &std::ffi::CStr, cmd: u32, data: u32) -> io::Result<u32> {
+    let mut value = EthtoolValue { cmd, data };
+    // SAFETY: all-zero is a valid ifreq (a name of NULs, a null data pointer).
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    let name = ifname.to_bytes();
+    if name.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (d, &c) in req.ifr_name.iter_mut().zip(name) {
+        *d = libc::c_char::from_ne_bytes([c]);
+    }
+    req.ifr_ifru.ifru_data = (&raw mut value).cast();
+    // SAFETY: `req` names the interface (NUL-terminated, it was zeroed) and
+    // points at `value`, a live ethtool_value the kernel reads and, for a get,
+    // writes; both outlive the call.
+    cvt(unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &raw mut req) })?;
+    Ok(value.data)
 }
 
 impl Port for PacketPort {
