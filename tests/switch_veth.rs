@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::net::{TestNs, netlink, veth_between};
+use common::net::{TestNs, ethtool, netlink, veth_between};
 use common::peers;
 use plexus_switch::io::PacketPort;
 use plexus_switch::{Dataplane, DataplaneConfig, DomainConfig, DropReason, MacAddr, PortConfig};
@@ -242,17 +242,6 @@ fn a_port_hears_only_its_own_interface() {
 }
 
 /// True if `ifname` in this namespace has an XDP program attached.
-/// `ethtool ARGS` in namespace `ns` (an independent witness of the
-/// interface's offloads): its stdout; panics if it fails.
-fn ethtool(ns: &Path, args: &[&str]) -> String {
-    let mut cmd = std::process::Command::new("ethtool");
-    cmd.args(args);
-    common::net::in_netns(&mut cmd, ns);
-    let out = cmd.output().expect("running ethtool");
-    assert!(out.status.success(), "ethtool {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Whether `ethtool -k` shows GRO on for host-namespace interface `ifname`.
 fn gro_on(ifname: &str) -> bool {
     let k = ethtool(here(), &["-k", ifname]);

@@ -783,6 +783,7 @@ impl SwitchView for BridgeDriver {
                     rx_bytes: c.rx_bytes,
                     tx_frames: c.tx_frames,
                     tx_bytes: c.tx_bytes,
+                    tx_coalesced: c.tx_coalesced,
                     learn_table_full: c.learn_table_full,
                     drops: DropReason::ALL
                         .iter()

@@ -318,6 +318,10 @@ pub struct PortRow {
     pub tx_frames: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// TCP segments sent folded into another frame (a super-frame the switch
+    /// made of several; not in `tx_frames`).
+    #[serde(default)]
+    pub tx_coalesced: u64,
     /// Source MACs not learned because the table was full.
     pub learn_table_full: u64,
     /// Drops by reason (every reason listed, zeros included).

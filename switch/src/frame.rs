@@ -56,6 +56,11 @@ impl FrameBuf {
         self.len
     }
 
+    /// Room for a frame in this buffer.
+    pub fn capacity(&self) -> usize {
+        self.data.len() - VNET_HDR_LEN
+    }
+
     /// True if no frame.
     pub fn is_empty(&self) -> bool {
         self.len == 0

@@ -22,6 +22,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod coalesce;
 pub mod dataplane;
 pub mod dns;
 pub mod frame;

@@ -124,6 +124,10 @@ pub struct PortCounters {
     pub tx_frames: u64,
     /// Bytes sent.
     pub tx_bytes: u64,
+    /// TCP segments folded into another frame sent out of this port (one
+    /// super-frame instead of several: [`crate::coalesce`]); not in
+    /// `tx_frames`, their payload is in `tx_bytes`.
+    pub tx_coalesced: u64,
     /// Source MACs not learned because the domain's table was full.
     pub learn_table_full: u64,
     /// Drops by reason, indexed by `DropReason as usize`; a drop is counted on

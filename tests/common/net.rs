@@ -109,6 +109,18 @@ pub fn in_netns(cmd: &mut Command, ns: &Path) {
     }
 }
 
+/// `ethtool ARGS` in namespace `ns` (an independent witness and setter of an
+/// interface's offloads): its stdout; panics if it fails.
+#[allow(dead_code)]
+pub fn ethtool(ns: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new("ethtool");
+    cmd.args(args);
+    in_netns(&mut cmd, ns);
+    let out = cmd.output().expect("running ethtool");
+    assert!(out.status.success(), "ethtool {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Makes `cmd` run as `uid`/`gid` with no supplementary groups and no
 /// capabilities, as `setpriv --reuid --regid --clear-groups` does. After
 /// [`in_netns`] if both are wanted: hooks run in the order they were added,

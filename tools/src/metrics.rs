@@ -106,7 +106,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::new();
     let port = |p: &PortInfo| format!("network=\"{}\",endpoint=\"{}\"", esc(&p.network), esc(&p.endpoint));
-    let counters: [PortCounter; 5] = [
+    let counters: [PortCounter; 6] = [
         (
             "plexus_port_rx_frames_total",
             "Frames received from the endpoint.",
@@ -121,6 +121,11 @@ pub fn render(s: &Snapshot) -> String {
         ("plexus_port_tx_bytes_total", "Bytes sent to the endpoint.", |p| {
             p.tx_bytes
         }),
+        (
+            "plexus_port_tx_coalesced_total",
+            "TCP segments sent to the endpoint folded into a super-frame the switch made.",
+            |p| p.tx_coalesced,
+        ),
         (
             "plexus_port_learn_table_full_total",
             "Source MACs not learned because the MAC table was full.",
@@ -357,6 +362,7 @@ mod tests {
                 rx_bytes: 1000,
                 tx_frames: 9,
                 tx_bytes: 900,
+                tx_coalesced: 0,
                 learn_table_full: 0,
                 drops,
             }],

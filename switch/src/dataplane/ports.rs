@@ -2,7 +2,9 @@
 //! the frames gathered for it in the current burst), the burst's receive
 //! buffers, and the two ways frames leave — a gather flushed with one batched
 //! send, or frames the switch built (gateway replies, NAT deliveries, the TCP
-//! relay's segments) through a `PortSink`. Buffers, gather lists and send
+//! relay's segments) through a `PortSink`. Before a gather leaves an offload
+//! port, consecutive segments of one TCP stream in it are folded into one
+//! super-frame ([`coalesce`]). Buffers, gather lists and send
 //! arrays exist before the first frame: nothing here allocates per frame.
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
+use crate::coalesce;
 use crate::frame::{BATCH, FrameBuf, MAX_FRAME_LEN, RxBatch, VNET_HDR_LEN};
 use crate::io::{Port, SendResult};
 use crate::l2::Engine;
@@ -40,6 +43,9 @@ pub(crate) struct Ports {
     pub(crate) replies: Vec<FrameBuf>,
     /// Egress ports with a non-empty gather in the current burst.
     touched: Vec<PortId>,
+    /// Frames of the current burst (bit = index) gathered for more than one
+    /// port (flooded): never rewritten by coalescing.
+    shared: u32,
     registry: Arc<Registry>,
 }
 
@@ -56,6 +62,7 @@ impl Ports {
                 .map(|_| FrameBuf::with_capacity(MAX_FRAME_LEN))
                 .collect(),
             touched: Vec::new(),
+            shared: 0,
             registry,
         }
     }
@@ -122,6 +129,13 @@ impl Ports {
         }
     }
 
+    /// Marks frame `idx` of the current burst as gathered for several ports.
+    pub(crate) fn mark_shared(&mut self, idx: u8) {
+        if let Some(bit) = 1u32.checked_shl(u32::from(idx)) {
+            self.shared |= bit;
+        }
+    }
+
     /// Sends every gather of the burst, each with one batched call.
     pub(crate) fn flush_all(&mut self, engine: &mut Engine, in_offload: bool) {
         for t in 0..self.touched.len() {
@@ -129,6 +143,7 @@ impl Ports {
             self.flush(engine, q, in_offload);
         }
         self.touched.clear();
+        self.shared = 0;
     }
 
     /// Sends the gathered frames out of port `q` in one batched call.
@@ -137,6 +152,11 @@ impl Ports {
             return;
         };
         let out_offload = slot.port.offload();
+        if out_offload && slot.gather.len() > 1 {
+            // Consecutive segments of one TCP stream leave as one super-frame.
+            let n = coalesce::coalesce(&mut self.batch.bufs, &mut slot.gather, self.shared);
+            engine.count_coalesced(q, n);
+        }
         let mut frames: [&[u8]; BATCH] = [&[]; BATCH];
         let mut n = 0;
         for &k in &slot.gather {

@@ -211,6 +211,7 @@ impl Worker {
                 Verdict::Drop(_) => {}
                 Verdict::Unicast(q) => self.ports.gather(q, idx),
                 Verdict::Flood(d) => {
+                    self.ports.mark_shared(idx);
                     for &q in self.engine.domain_ports(d) {
                         if q != ingress {
                             self.ports.gather(q, idx);

@@ -321,6 +321,15 @@ impl Engine {
         }
     }
 
+    /// Counts `n` segments folded into other frames sent out of `port`.
+    pub fn count_coalesced(&mut self, port: PortId, n: usize) {
+        if n > 0
+            && let Some(p) = self.port_mut(port)
+        {
+            p.counters.tx_coalesced += n as u64;
+        }
+    }
+
     /// Counts a drop on `port`.
     pub fn count_drop(&mut self, port: PortId, reason: DropReason) {
         self.count_drops(port, reason, 1);

@@ -68,6 +68,24 @@ impl<T: AsRef<[u8]>> Header<T> {
         u16::from_le_bytes([b[4], b[5]])
     }
 
+    /// `hdr_len`: the headers' length (Ethernet to transport) of a GSO frame.
+    pub fn hdr_len(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_le_bytes([b[2], b[3]])
+    }
+
+    /// `csum_start`: where a partial checksum's coverage starts.
+    pub fn csum_start(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_le_bytes([b[6], b[7]])
+    }
+
+    /// `csum_offset`: the checksum field's offset from `csum_start`.
+    pub fn csum_offset(&self) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_le_bytes([b[8], b[9]])
+    }
+
     /// True if the frame must not leave through a port without offloads as it
     /// is: a GSO super-frame, or a partial checksum.
     pub fn needs_offload(&self) -> bool {

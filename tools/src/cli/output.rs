@@ -596,6 +596,7 @@ mod tests {
             rx_bytes: 0,
             tx_frames: 0,
             tx_bytes: 0,
+            tx_coalesced: 0,
             learn_table_full: 0,
             drops: Default::default(),
         };
@@ -617,6 +618,7 @@ mod tests {
             rx_bytes: bytes,
             tx_frames: 0,
             tx_bytes: 0,
+            tx_coalesced: 0,
             learn_table_full: 0,
             drops: [("spoofed".to_owned(), dropped)].into_iter().collect(),
         };
@@ -657,6 +659,7 @@ mod tests {
             rx_bytes: 1000,
             tx_frames: 9,
             tx_bytes: 900,
+            tx_coalesced: 0,
             learn_table_full: 0,
             drops: drops.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         };
