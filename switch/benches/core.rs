@@ -131,6 +131,81 @@ fn nat_lookup(bencher: divan::Bencher, flows: u32) {
     });
 }
 
+/// Segment `i` of one TCP stream: 1448 bytes of payload, the checksum
+/// filled, no offload flags (as a TAP hands over what a namespace with its
+/// offloads off sent).
+fn tcp_segment(i: u32) -> Vec<u8> {
+    use plexus_switch::wire::{EtherType, EthernetFrame, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr};
+    use plexus_switch::wire::{TcpFlags, TcpPacket, TcpRepr};
+    let payload = vec![0x5a_u8; 1448];
+    let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), Ipv4Addr::new(10, 0, 0, 3));
+    let tcp = TcpRepr {
+        src_port: 40000,
+        dst_port: 5201,
+        seq_number: 1 + i * 1448,
+        ack_number: 1,
+        flags: TcpFlags::ACK,
+        window_len: 512,
+        mss: None,
+        payload: &payload,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        ttl: 64,
+    };
+    let eth = EthernetRepr {
+        src: MacAddr([2, 0, 0, 0, 0, 2]),
+        dst: MacAddr([2, 0, 0, 0, 0, 3]),
+        ethertype: EtherType::Ipv4,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    ip.emit(&mut p);
+    tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), src, dst);
+    buf
+}
+
+/// coalesce: a burst of 32 MTU-sized segments of one TCP stream folded into
+/// one super-frame (each segment's checksum verified, its payload copied);
+/// per segment.
+#[divan::bench]
+fn coalesce_segments(bencher: divan::Bencher) {
+    use plexus_switch::coalesce::coalesce;
+    use plexus_switch::frame::FrameBuf;
+    const SEGMENTS: u8 = 32;
+    let segments: Vec<Vec<u8>> = (0..u32::from(SEGMENTS)).map(tcp_segment).collect();
+    let burst = || {
+        let bufs: Vec<FrameBuf> = segments
+            .iter()
+            .map(|s| {
+                let mut b = FrameBuf::default();
+                b.fill(s);
+                b
+            })
+            .collect();
+        let order: Vec<u8> = (0..SEGMENTS).collect();
+        (bufs, order)
+    };
+    let (mut bufs, mut order) = burst();
+    assert_eq!(
+        coalesce(&mut bufs, &mut order, 0),
+        usize::from(SEGMENTS) - 1,
+        "not one super-frame"
+    );
+    bencher
+        .counter(divan::counter::ItemsCount::new(usize::from(SEGMENTS)))
+        .with_inputs(burst)
+        .bench_local_values(|(mut bufs, mut order)| {
+            black_box(coalesce(&mut bufs, &mut order, 0));
+            (bufs, order)
+        });
+}
+
 /// The Internet checksum over `len` bytes (headers: 20; a full frame: 1500).
 #[divan::bench(args = [20, 1500])]
 fn checksum_sum(bencher: divan::Bencher, len: usize) {
