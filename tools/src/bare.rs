@@ -32,7 +32,10 @@ pub struct SwitchArgs {
     #[arg(long)]
     pub tap: bool,
     /// Do not ask for virtio-net headers: GSO frames and partial checksums are
-    /// then not carried, so hosts must turn their offloads off.
+    /// then not carried, so hosts must turn their offloads off. With the
+    /// headers (the default) each AF_PACKET interface gets GRO turned on while
+    /// the switch runs (back off at exit if it was off), so MTU-sized TCP
+    /// segments arrive coalesced; with this flag GRO is left alone.
     #[arg(long)]
     pub no_offload: bool,
     /// How to read and write the interfaces: af_packet, or af_xdp (an XDP

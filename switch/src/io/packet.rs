@@ -11,7 +11,7 @@
 //! the sender's CPU (a veth with GRO polls through NAPI) and the switch moves
 //! one frame where it moved forty. Measured on this project's 2-vCPU VM, TCP
 //! with 1500-byte frames through the switch: 4.0 → 8.6–9.2 Gbit/s, and the
-//! sender's retransmits 2k–7.5k → under 200 in 5 s. Without the header the
+//! sender's retransmits 2k–8k → under 200 in 5 s. Without the header the
 //! port could not carry a super-frame, so GRO is left alone. The port puts GRO
 //! back off when it is dropped if it turned it on.
 //!
