@@ -66,6 +66,10 @@ impl Browser {
                 &format!("--user-data-dir={}", profile.0.display()),
                 "about:blank",
             ])
+            // Chromium puts its singleton socket's directory
+            // (`org.chromium.Chromium.*`) in TMPDIR whatever the profile, and
+            // leaves it there: keep it in the profile, which goes on drop.
+            .env("TMPDIR", &profile.0)
             .stdin(cmd_r)
             .stdout(ans_w)
             .stderr(Stdio::null())
