@@ -26,11 +26,9 @@
 // bytes (an IPv4 packet's) to the header fields that hold them.
 #![allow(clippy::cast_possible_truncation)]
 
-use std::net::Ipv4Addr;
-
 use crate::frame::FrameBuf;
 use crate::wire::ipv4::{self, Protocol};
-use crate::wire::{checksum, vnet};
+use crate::wire::{Ipv4Packet, TcpFlags, TcpPacket, vnet};
 
 /// Ethernet header (no VLAN tag).
 const ETH: usize = 14;
@@ -40,9 +38,9 @@ const IP: usize = 20;
 const L4: usize = ETH + IP;
 /// TCP's checksum field, from the TCP header's start.
 const TCP_CSUM: usize = 16;
-/// TCP flags: ACK, and PSH.
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
+/// TCP flags (the low byte of the wire's): ACK, and PSH.
+const ACK: u8 = TcpFlags::ACK.bits() as u8;
+const PSH: u8 = TcpFlags::PSH.bits() as u8;
 
 /// What [`coalesce`] needs of one frame, read once.
 #[derive(Debug, Clone, Copy)]
@@ -67,22 +65,29 @@ impl Seg {
     }
 }
 
-/// Reads `buf` as a coalescable IPv4 TCP segment or super-frame.
+/// Reads `buf` as a coalescable IPv4 TCP segment or super-frame, through the
+/// project's checked wire views.
 fn parse(buf: &FrameBuf) -> Option<Seg> {
     let f = buf.frame();
     let h = vnet::Header::new_checked(buf.vnet_hdr()).ok()?;
-    if f.len() < L4 + 20 || f[12..14] != [0x08, 0x00] || f[ETH] != 0x45 || f[ETH + 9] != 6 {
+    if f.get(12..14)? != [0x08, 0x00] {
         return None;
     }
-    let total = usize::from(u16::from_be_bytes([f[ETH + 2], f[ETH + 3]]));
-    // Exactly the IP packet (no padding), don't-fragment, not a fragment.
-    if ETH + total != f.len() || f[ETH + 6] != 0x40 || f[ETH + 7] != 0 {
+    let ip = Ipv4Packet::new_checked(&f[ETH..]).ok()?;
+    // No options, exactly the IP packet (no padding), don't-fragment and not
+    // a fragment.
+    if ip.version() != 4
+        || usize::from(ip.header_len()) != IP
+        || ip.protocol() != Protocol::Tcp
+        || ETH + usize::from(ip.total_len()) != f.len()
+        || !ip.dont_frag()
+        || ip.is_fragment()
+        || f[ETH + 6] & 0x80 != 0
+    {
         return None;
     }
-    let tcp_len = usize::from(f[L4 + 12] >> 4) * 4;
-    if tcp_len < 20 || L4 + tcp_len > f.len() {
-        return None;
-    }
+    let tcp = TcpPacket::new_checked(&f[L4..]).ok()?;
+    let tcp_len = usize::from(tcp.header_len());
     let payload = f.len() - L4 - tcp_len;
     let partial = h.flags() & vnet::F_NEEDS_CSUM != 0;
     if partial && (h.csum_start() != L4 as u16 || h.csum_offset() != TCP_CSUM as u16) {
@@ -99,7 +104,7 @@ fn parse(buf: &FrameBuf) -> Option<Seg> {
     Some(Seg {
         tcp_len,
         payload,
-        seq: u32::from_be_bytes([f[L4 + 4], f[L4 + 5], f[L4 + 6], f[L4 + 7]]),
+        seq: tcp.seq_number(),
         flags: f[L4 + 13],
         mss,
         gso,
@@ -117,14 +122,8 @@ fn checksum_ok(buf: &FrameBuf) -> bool {
         return true;
     }
     let f = buf.frame();
-    let (src, dst) = addrs(f);
-    ipv4::transport_sum(src, dst, Protocol::Tcp, &f[L4..]) == 0xffff
-}
-
-/// Source and destination of a frame [`parse`] accepted.
-fn addrs(f: &[u8]) -> (Ipv4Addr, Ipv4Addr) {
-    let a = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
-    (a(ETH + 12), a(ETH + 16))
+    let ip = Ipv4Packet::new_unchecked(&f[ETH..L4]);
+    ipv4::transport_sum(ip.src_addr(), ip.dst_addr(), Protocol::Tcp, &f[L4..]) == 0xffff
 }
 
 /// True if `next` continues `head` so that one super-frame can carry both.
@@ -163,17 +162,15 @@ fn append(head: &mut FrameBuf, h: &mut Seg, next: &FrameBuf, n: &Seg) {
     h.gso = true;
     let tcp_total = h.tcp_len + h.payload;
     let f = head.frame_area_mut();
-    let ip_total = (IP + tcp_total) as u16;
-    f[ETH + 2..ETH + 4].copy_from_slice(&ip_total.to_be_bytes());
-    f[ETH + 10..ETH + 12].fill(0);
-    let ip_sum = !checksum::sum(&f[ETH..L4]);
-    f[ETH + 10..ETH + 12].copy_from_slice(&ip_sum.to_be_bytes());
-    f[L4 + 13] = h.flags;
+    let mut ip = Ipv4Packet::new_unchecked(&mut f[ETH..L4]);
+    ip.set_total_len((IP + tcp_total) as u16);
+    ip.fill_checksum();
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let mut tcp = TcpPacket::new_unchecked(&mut f[L4..L4 + h.tcp_len]);
+    tcp.set_flags(TcpFlags::from_bits_truncate(u16::from(h.flags)));
     // Partial: the pseudo-header's sum, which the receiver's offload completes
     // over the whole segment.
-    let (src, dst) = addrs(f);
-    let pseudo = ipv4::pseudo_header(src, dst, Protocol::Tcp, tcp_total);
-    f[L4 + TCP_CSUM..L4 + TCP_CSUM + 2].copy_from_slice(&pseudo.to_be_bytes());
+    tcp.set_checksum(ipv4::pseudo_header(src, dst, Protocol::Tcp, tcp_total));
     vnet::Repr {
         flags: vnet::F_NEEDS_CSUM,
         gso_type: vnet::GSO_TCPV4,
@@ -227,6 +224,7 @@ pub fn coalesce(bufs: &mut [FrameBuf], order: &mut Vec<u8>, shared: u32) -> usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
     use crate::wire::ipv4::Packet as IpPacket;
 
     const A: [u8; 4] = [10, 0, 0, 1];
