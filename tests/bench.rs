@@ -70,18 +70,20 @@ fn bench_quick_produces_a_well_formed_table() {
         assert_eq!(c[5] == "-", !process, "{row}");
     }
     // The second table: a row per path, the kernel's DNAT and the daemon side
-    // by side, the ratio, the senders' retransmits, the daemon's CPU.
+    // by side, the ratio, the senders' and the host's sockets' retransmits,
+    // the daemon's CPU.
     let rows: Vec<&str> = paths.lines().filter(|l| l.starts_with('|')).collect();
     assert_eq!(rows.len(), 2 + 4, "header, rule, four paths:\n{paths}");
     let header = cells(rows[0]);
     assert_eq!(header[..3], ["path", "kernel-dnat", "plexus-daemon"], "{paths}");
-    assert_eq!(header.len(), 6, "{paths}");
+    assert_eq!(header.len(), 7, "{paths}");
+    assert!(header[5].starts_with("host's sockets' retransmits"), "{paths}");
     for (row, path) in rows[2..]
         .iter()
         .zip(["published port, in", "published port, -R", "outbound NAT", "short"])
     {
         let c = cells(row);
-        assert_eq!(c.len(), 6, "{row}");
+        assert_eq!(c.len(), 7, "{row}");
         assert!(c[0].starts_with(path), "{row}");
         let measured = if path == "short" { has("wrk") } else { has("iperf3") };
         if measured {
@@ -96,7 +98,16 @@ fn bench_quick_produces_a_well_formed_table() {
                 assert!(v > 0.0, "{row}");
             }
             let _: f64 = c[3].parse().unwrap_or_else(|_| panic!("ratio: {row}"));
-            let cores: f64 = c[5].parse().unwrap_or_else(|_| panic!("daemon CPU: {row}"));
+            if path != "short" {
+                // A count per peer; the kernel's DNAT has no TCP socket in H.
+                let host: Vec<f64> = c[5]
+                    .split(" / ")
+                    .map(|n| n.parse().unwrap_or_else(|_| panic!("host retransmits: {row}")))
+                    .collect();
+                assert_eq!(host.len(), 2, "{row}");
+                assert_eq!(host[0], 0.0, "{row}");
+            }
+            let cores: f64 = c[6].parse().unwrap_or_else(|_| panic!("daemon CPU: {row}"));
             assert!(cores > 0.0 && cores < 4.0, "{row}");
         }
     }

@@ -18,9 +18,11 @@
 //! does one read, one write and a close per connection, as publish.sh's
 //! pp_srv), clients in O; the outbound iperf3 server in O. Clients and
 //! servers on CPU 0, the daemon on CPU 1. Figures: iperf3's Gbit/s and its
-//! sender's retransmits for in, -R and outbound; connections per second of
-//! `wrk -c 32` with `Connection: close` (when wrk is installed); and the
-//! daemon's CPU (cores) during each.
+//! sender's retransmits for in, -R and outbound, and the retransmits of H's
+//! own TCP sockets meanwhile (the kernel's counter in H: the daemon's relayed
+//! host streams, which iperf3 does not see; none for the kernel's DNAT, which
+//! forwards); connections per second of `wrk -c 32` with `Connection: close`
+//! (when wrk is installed); and the daemon's CPU (cores) during each.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -44,13 +46,16 @@ use super::{
 pub const PEERS: [&str; 2] = ["kernel-dnat", "plexus-daemon"];
 
 /// The metrics, as they are summarized and written as JSON lines.
-pub const METRICS: [Metric; 11] = [
+pub const METRICS: [Metric; 14] = [
     ("in_gbps", "published port, in: Gbit/s", true),
     ("in_retr", "in: retransmits", false),
+    ("in_host_retr", "in: retransmits of the host's sockets", false),
     ("rev_gbps", "published, -R: Gbit/s", true),
     ("rev_retr", "-R: retransmits", false),
+    ("rev_host_retr", "-R: retransmits of the host's sockets", false),
     ("out_gbps", "outbound: Gbit/s", true),
     ("out_retr", "outbound: retransmits", false),
+    ("out_host_retr", "outbound: retransmits of the host's sockets", false),
     ("crr", "short connections/s", true),
     ("in_cores", "daemon cores, in", false),
     ("rev_cores", "daemon cores, -R", false),
@@ -58,28 +63,50 @@ pub const METRICS: [Metric; 11] = [
     ("crr_cores", "daemon cores, short conn.", false),
 ];
 
-/// The rows of the table: the path, its figure, the sender's retransmits,
-/// the daemon's CPU meanwhile.
-const PATHS: [(&str, &str, Option<&str>, &str); 4] = [
-    ("published port, in: Gbit/s", "in_gbps", Some("in_retr"), "in_cores"),
-    (
-        "published port, -R (container sends): Gbit/s",
-        "rev_gbps",
-        Some("rev_retr"),
-        "rev_cores",
-    ),
-    (
-        "outbound NAT (container sends): Gbit/s",
-        "out_gbps",
-        Some("out_retr"),
-        "out_cores",
-    ),
-    ("short connections/s to a published port", "crr", None, "crr_cores"),
+/// A row of the table: the path, its figure, the sender's retransmits, the
+/// host's own sockets' retransmits, the daemon's CPU meanwhile.
+struct PathRow {
+    label: &'static str,
+    metric: &'static str,
+    retr: Option<&'static str>,
+    host_retr: Option<&'static str>,
+    cores: &'static str,
+}
+
+const PATHS: [PathRow; 4] = [
+    PathRow {
+        label: "published port, in: Gbit/s",
+        metric: "in_gbps",
+        retr: Some("in_retr"),
+        host_retr: Some("in_host_retr"),
+        cores: "in_cores",
+    },
+    PathRow {
+        label: "published port, -R (container sends): Gbit/s",
+        metric: "rev_gbps",
+        retr: Some("rev_retr"),
+        host_retr: Some("rev_host_retr"),
+        cores: "rev_cores",
+    },
+    PathRow {
+        label: "outbound NAT (container sends): Gbit/s",
+        metric: "out_gbps",
+        retr: Some("out_retr"),
+        host_retr: Some("out_host_retr"),
+        cores: "out_cores",
+    },
+    PathRow {
+        label: "short connections/s to a published port",
+        metric: "crr",
+        retr: None,
+        host_retr: None,
+        cores: "crr_cores",
+    },
 ];
 
 /// The table: a row per path; per peer its `median [min–max]`, the ratio of
-/// the last peer to the first (the kernel), the senders' retransmits
-/// (medians) and the daemon's CPU cores.
+/// the last peer to the first (the kernel), the senders' and the host's
+/// sockets' retransmits (medians) and the daemon's CPU cores.
 pub fn table(summary: &Summary, peers: &[&'static str]) -> String {
     let get = |t: &str, m: &str| summary.iter().find(|(st, sm, _)| *st == t && *sm == m).map(|x| x.2);
     let base = PEERS[0];
@@ -89,12 +116,19 @@ pub fn table(summary: &Summary, peers: &[&'static str]) -> String {
     }
     let _ = writeln!(
         out,
-        " ÷ {base} | sender's retransmits ({}) | daemon CPU cores |",
-        peers.join(" / ")
+        " ÷ {base} | sender's retransmits ({which}) | host's sockets' retransmits ({which}) | daemon CPU cores |",
+        which = peers.join(" / ")
     );
-    out.push_str(&"|---".repeat(peers.len() + 4));
+    out.push_str(&"|---".repeat(peers.len() + 5));
     out.push_str("|\n");
-    for (label, metric, retr, cores) in PATHS {
+    for PathRow {
+        label,
+        metric,
+        retr,
+        host_retr,
+        cores,
+    } in PATHS
+    {
         let _ = write!(out, "| {label} |");
         for p in peers {
             match get(p, metric) {
@@ -108,18 +142,21 @@ pub fn table(summary: &Summary, peers: &[&'static str]) -> String {
             (Some(b), Some(v)) if b.1 > 0.0 && peers.len() > 1 => format!("{:.2}", v.1 / b.1),
             _ => "-".to_owned(),
         };
-        let retr: Vec<String> = peers
-            .iter()
-            .map(|p| {
-                retr.and_then(|r| get(p, r))
-                    .map_or_else(|| "-".to_owned(), |x| format!("{:.0}", x.1))
-            })
-            .collect();
+        let medians = |m: Option<&str>| -> String {
+            let each: Vec<String> = peers
+                .iter()
+                .map(|p| {
+                    m.and_then(|r| get(p, r))
+                        .map_or_else(|| "-".to_owned(), |x| format!("{:.0}", x.1))
+                })
+                .collect();
+            each.join(" / ")
+        };
         let cores = peers
             .iter()
             .find_map(|p| get(p, cores))
             .map_or_else(|| "-".to_owned(), |x| format!("{:.2}", x.1));
-        let _ = writeln!(out, " {ratio} | {} | {cores} |", retr.join(" / "));
+        let _ = writeln!(out, " {ratio} | {} | {} | {cores} |", medians(retr), medians(host_retr));
     }
     out
 }
@@ -147,6 +184,7 @@ struct Rig {
     /// Stops the HTTP server's thread.
     stop: Arc<AtomicBool>,
     o: PathBuf,
+    h: PathBuf,
     c: PathBuf,
 }
 
@@ -169,13 +207,28 @@ fn configure(ns: &Path, ifname: &str, ip: Ipv4Addr, gw: Option<Ipv4Addr>) -> any
     Ok(())
 }
 
-fn rig(made: Made, o: PathBuf, c: PathBuf) -> Rig {
+fn rig(made: Made, o: PathBuf, h: PathBuf, c: PathBuf) -> Rig {
     Rig {
         made,
         stop: Arc::new(AtomicBool::new(false)),
         o,
+        h,
         c,
     }
+}
+
+/// Segments the TCP sockets of namespace `ns` have retransmitted so far (its
+/// kernel's `RetransSegs`).
+fn tcp_retransmits(ns: &Path) -> anyhow::Result<f64> {
+    let text = netns::run_in(ns, || std::fs::read_to_string("/proc/thread-self/net/snmp"))??;
+    let mut tcp = text.lines().filter_map(|l| l.strip_prefix("Tcp: "));
+    let (names, values) = tcp.next().zip(tcp.next()).context("no Tcp lines in /proc/net/snmp")?;
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RetransSegs")
+        .and_then(|(_, v)| v.parse().ok())
+        .context("no RetransSegs in /proc/net/snmp")
 }
 
 fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
@@ -218,7 +271,7 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
             if !done.status.success() {
                 bail!("nft refused the DNAT rules: {}", String::from_utf8_lossy(&done.stderr));
             }
-            Ok((rig(made, o, c), None))
+            Ok((rig(made, o, h, c), None))
         }
         "plexus-daemon" => {
             let dir = made.scratch_dir(&tag, "plexus")?;
@@ -264,7 +317,7 @@ fn build(peer: &str, plexus: &Path) -> anyhow::Result<(Rig, Option<u32>)> {
                 "c",
             ])?;
             let c = PathBuf::from(netns::NETNS_DIR).join(format!("{tag}-c"));
-            Ok((rig(made, o, c), Some(pid)))
+            Ok((rig(made, o, h, c), Some(pid)))
         }
         other => bail!("no path peer {other:?} (one of {})", PEERS.join(", ")),
     }
@@ -357,12 +410,24 @@ pub fn rep(peer: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
     http_server(&rig.c, Arc::clone(&rig.stop))?;
     std::thread::sleep(Duration::from_millis(300));
     let mut out = Vec::new();
-    // Runs `f`, records its figures under `names` and the daemon's CPU
-    // meanwhile under `cores`.
-    let mut measure = |names: &[&'static str], cores: &'static str, f: &mut dyn FnMut() -> anyhow::Result<Vec<f64>>| {
+    // Runs `f`, records its figures under `names`, the retransmits of H's
+    // sockets meanwhile under `host_retr`, and the daemon's CPU under `cores`.
+    let h = rig.h.clone();
+    let mut measure = |names: &[&'static str],
+                       host_retr: Option<&'static str>,
+                       cores: &'static str,
+                       f: &mut dyn FnMut() -> anyhow::Result<Vec<f64>>| {
         let t0 = Instant::now();
         let cpu0 = daemon.map(cpu_secs);
+        let retr0 = tcp_retransmits(&h)?;
         let got = f()?;
+        if let Some(metric) = host_retr {
+            out.push(Sample {
+                topology: peer,
+                metric,
+                value: tcp_retransmits(&h)? - retr0,
+            });
+        }
         for (&metric, value) in names.iter().zip(got) {
             out.push(Sample {
                 topology: peer,
@@ -380,15 +445,23 @@ pub fn rep(peer: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
         anyhow::Ok(())
     };
     let (o, c, dur) = (rig.o.clone(), rig.c.clone(), s.duration);
-    measure(&["in_gbps", "in_retr"], "in_cores", &mut || {
+    measure(&["in_gbps", "in_retr"], Some("in_host_retr"), "in_cores", &mut || {
         iperf(&o, HOST_IP, IPERF_PORT, false, dur).map(|(g, r)| vec![g, r])
     })?;
-    measure(&["rev_gbps", "rev_retr"], "rev_cores", &mut || {
-        iperf(&o, HOST_IP, IPERF_PORT, true, dur).map(|(g, r)| vec![g, r])
+    measure(
+        &["rev_gbps", "rev_retr"],
+        Some("rev_host_retr"),
+        "rev_cores",
+        &mut || iperf(&o, HOST_IP, IPERF_PORT, true, dur).map(|(g, r)| vec![g, r]),
+    )?;
+    measure(
+        &["out_gbps", "out_retr"],
+        Some("out_host_retr"),
+        "out_cores",
+        &mut || iperf(&c, OUTSIDE_IP, OUTBOUND_PORT, false, dur).map(|(g, r)| vec![g, r]),
+    )?;
+    measure(&["crr"], None, "crr_cores", &mut || {
+        Ok(crr(&o, dur)?.into_iter().collect())
     })?;
-    measure(&["out_gbps", "out_retr"], "out_cores", &mut || {
-        iperf(&c, OUTSIDE_IP, OUTBOUND_PORT, false, dur).map(|(g, r)| vec![g, r])
-    })?;
-    measure(&["crr"], "crr_cores", &mut || Ok(crr(&o, dur)?.into_iter().collect()))?;
     Ok(out)
 }
