@@ -5,7 +5,7 @@
 
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 
-use super::segment::{forbid_sack, offload_tcp, refill_checksum};
+use super::segment::{forbid_sack, offload_tcp, refill_checksum, shorten_window};
 use crate::frame::{FrameBuf, MAX_FRAME_LEN};
 use crate::types::PortId;
 use crate::wire::ETHERNET_HEADER_LEN;
@@ -92,6 +92,8 @@ impl phy::TxToken for TxTok<'_> {
         if len <= MAX_SYN_LEN && forbid_sack(packet) && self.gso.is_none() {
             refill_checksum(packet);
         }
+        // Its window's right edge must never recede (see `shorten_window`).
+        shorten_window(packet);
         let offload = self.gso.and_then(|gso| offload_tcp(&mut area[..total], gso));
         buf.set_built(total);
         if let Some(hdr) = offload {

@@ -642,6 +642,7 @@ mod tests {
     use super::*;
     use crate::frame::FrameBuf;
     use crate::testkit::{IpStack, Pipe};
+    use smoltcp::wire::TcpControl;
 
     /// The frames the relay sent, as IP packets.
     #[derive(Default)]
@@ -844,5 +845,139 @@ mod tests {
         c.sock().abort();
         let step = exchange(&mut r, &mut conn, &mut c, &mut pipe, &mut frames, &mut now, &mut got);
         assert_eq!(step, Step::Done { reset: true });
+    }
+
+    /// A segment from the container (10.0.0.2:40000) to [`OUTSIDE`], built
+    /// by hand: the test decides what is sent and when.
+    fn from_container(
+        seq: u32,
+        ack: Option<u32>,
+        control: TcpControl,
+        window_scale: Option<u8>,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpAddress, Ipv4Repr, TcpRepr, TcpSeqNumber};
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), *OUTSIDE.ip());
+        let sn = |n: u32| TcpSeqNumber(n.cast_signed());
+        let tcp = TcpRepr {
+            src_port: 40000,
+            dst_port: OUTSIDE.port(),
+            control,
+            seq_number: sn(seq),
+            ack_number: ack.map(sn),
+            window_len: 65535,
+            window_scale,
+            max_seg_size: window_scale.map(|_| 1460),
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload,
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: smoltcp::wire::IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        };
+        let caps = ChecksumCapabilities::default();
+        let mut buf = vec![0; ip.buffer_len() + tcp.buffer_len()];
+        ip.emit(&mut smoltcp::wire::Ipv4Packet::new_unchecked(&mut buf[..]), &caps);
+        tcp.emit(
+            &mut smoltcp::wire::TcpPacket::new_unchecked(&mut buf[ip.buffer_len()..]),
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(dst),
+            &caps,
+        );
+        buf
+    }
+
+    /// The window scale option of a SYN (an IPv4 packet).
+    fn window_scale(packet: &[u8]) -> Option<u8> {
+        let (_, tcp) = super::super::segment::tcp_view(packet)?;
+        let o = tcp.options();
+        let mut i = 0;
+        while let Some(&k) = o.get(i) {
+            match k {
+                0 => break,
+                1 => i += 1,
+                3 => return o.get(i + 2).copied(),
+                _ => i += usize::from(o.get(i + 1).copied().unwrap_or(2).max(2)),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_sender_that_fills_every_window_it_was_offered_loses_no_byte() {
+        // The container behaves as Linux does: it sends up to the farthest
+        // right edge any ACK has offered, in segments of odd sizes, and
+        // never retransmits; the host takes a little at a time, so the
+        // stack's window keeps shrinking and reopening. Had an edge ever
+        // receded, the bytes past it would be trimmed and never arrive.
+        let t0 = Instant::now();
+        let mut r = relay(t0);
+        let (mut frames, mut now) = (Frames::default(), t0);
+        let mut pipe = Pipe::default();
+        let isn: u32 = 0xfff0_0000;
+        let mut conn = r.hold_syn(PORT, &from_container(isn, None, TcpControl::Syn, Some(7), &[]));
+        r.host_connected(now, &mut conn, true, &mut pipe, &mut frames);
+        // The SYN-ACK's window is not scaled.
+        let syn_ack = frames.0.remove(0);
+        let (_, tcp) = super::super::segment::tcp_view(&syn_ack).unwrap();
+        let (ack, shift) = (tcp.seq_number().wrapping_add(1), window_scale(&syn_ack).unwrap());
+        assert!(shift > 0, "a 256 KiB buffer is advertised scaled");
+        let mut nxt = isn.wrapping_add(1);
+        let mut edge = nxt.wrapping_add(u32::from(tcp.window_len()));
+        r.ingress(
+            now,
+            &mut conn,
+            &from_container(nxt, Some(ack), TcpControl::None, None, &[]),
+            &mut pipe,
+            &mut frames,
+        );
+        let data = pattern(3 << 20, 0x3c);
+        let mut sent = 0;
+        let mut x: u32 = 0x2545_f491;
+        let mut rand = move |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        for _ in 0..200_000 {
+            for f in frames.0.drain(..) {
+                let (_, tcp) = super::super::segment::tcp_view(&f).unwrap();
+                let right = tcp.ack_number().wrapping_add(u32::from(tcp.window_len()) << shift);
+                if right.wrapping_sub(edge).cast_signed() > 0 {
+                    edge = right;
+                }
+            }
+            while sent < data.len() && edge.wrapping_sub(nxt).cast_signed() > 0 {
+                let room = usize::try_from(edge.wrapping_sub(nxt)).unwrap();
+                let n = (1 + rand(1448) as usize).min(room).min(data.len() - sent);
+                let seg = from_container(nxt, Some(ack), TcpControl::Psh, None, &data[sent..sent + n]);
+                r.ingress(now, &mut conn, &seg, &mut pipe, &mut frames);
+                nxt = nxt.wrapping_add(u32::try_from(n).unwrap());
+                sent += n;
+            }
+            now += Duration::from_micros(20);
+            pipe.room += rand(3000) as usize;
+            r.host_ready(now, &mut conn, false, true, &mut pipe, &mut frames);
+            if r.timers_due(now) {
+                r.poll_timers(now, std::iter::once(((), &mut conn)), &mut frames, |(), _| {});
+            }
+            if sent == data.len() && pipe.to_host.len() == sent {
+                break;
+            }
+        }
+        assert_eq!(
+            pipe.to_host.len(),
+            sent,
+            "bytes the container sent within an offered window were lost"
+        );
+        assert_eq!(sent, data.len(), "the stack kept its window open");
+        assert!(pipe.to_host == data, "relayed in order");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddrV4;
 
-use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, ipv4, vnet};
+use crate::wire::{ETHERNET_HEADER_LEN, IpProtocol, Ipv4Packet, TcpFlags, TcpPacket, checksum, ipv4, vnet};
 
 /// A checked IPv4 packet and the TCP segment it carries.
 pub(crate) type TcpView<'a> = (Ipv4Packet<&'a [u8]>, TcpPacket<&'a [u8]>);
@@ -79,6 +79,41 @@ pub(crate) fn refill_checksum(packet: &mut [u8]) {
     }
 }
 
+/// Advertises one window unit less than the stack did in a segment it
+/// emits (not in a SYN, whose window is never scaled, nor in a zero
+/// window), the checksum adjusted; true if it did.
+///
+/// Why: smoltcp rounds the window it advertises down to its scale unit
+/// (2^shift bytes) and trims arriving data to the last window it advertised.
+/// Its true right edge (ACK number + free buffer) never moves back, but the
+/// rounded one can: when the free space shrinks by a non-multiple of the unit
+/// the edge recedes by up to a unit less one byte. A sender that had already
+/// filled the earlier window then loses its last bytes: a hole, duplicate
+/// ACKs, and a retransmit — after an RTO of 200 ms when the sender has learned
+/// to expect reordering (seen with the container uploading through a 1 MiB
+/// buffer: ten such stalls a second). Every rounded edge lies within a unit
+/// below the true edge at its time, so an edge one unit shorter is never
+/// beyond any later one, and no byte the container sends is trimmed.
+pub(crate) fn shorten_window(packet: &mut [u8]) -> bool {
+    let Some((ip, tcp)) = tcp_view(packet) else {
+        return false;
+    };
+    let window = tcp.window_len();
+    if window == 0 || tcp.flags().contains(TcpFlags::SYN) {
+        return false;
+    }
+    let segment = usize::from(ip.header_len())..usize::from(ip.total_len());
+    let Some(bytes) = packet.get_mut(segment) else {
+        return false;
+    };
+    let mut tcp = TcpPacket::new_unchecked(bytes);
+    // The window is at an even offset of the segment: no byte swap.
+    let check = checksum::update_u16(tcp.checksum(), window, window - 1);
+    tcp.set_window_len(window - 1);
+    tcp.set_checksum(check);
+    true
+}
+
 /// Describes a TCP frame the stack built (Ethernet + IPv4 + TCP, checksum
 /// not yet filled) for a port with offloads: the checksum is left partial (the
 /// pseudo-header sum, as the kernel's own TCP leaves it), and a segment larger
@@ -132,6 +167,7 @@ mod tests {
                 raise_mss(&mut p, 65000);
                 forbid_sack(&mut p);
                 refill_checksum(&mut p);
+                shorten_window(&mut p);
                 let _ = offload_tcp(&mut p, 1500);
             }
         }
@@ -164,6 +200,35 @@ mod tests {
             let mut t = p[..n].to_vec();
             raise_mss(&mut t, 9000);
         }
+    }
+
+    #[test]
+    fn the_advertised_window_is_one_unit_shorter_and_the_checksum_holds() {
+        // An ACK with data and a window of 300 units, checksum filled.
+        let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let mut p = vec![0u8; 40 + 33];
+        p[0] = 0x45;
+        p[9] = 6;
+        p[2..4].copy_from_slice(&73u16.to_be_bytes());
+        p[12..16].copy_from_slice(&src.octets());
+        p[16..20].copy_from_slice(&dst.octets());
+        p[20 + 12] = 5 << 4;
+        p[20 + 13] = 0x10;
+        p[20 + 14..20 + 16].copy_from_slice(&300u16.to_be_bytes());
+        p[40..].fill(0xa7);
+        refill_checksum(&mut p);
+        assert!(shorten_window(&mut p));
+        let (_, tcp) = tcp_view(&p).unwrap();
+        assert_eq!(tcp.window_len(), 299);
+        assert!(tcp.verify_checksum(src, dst), "adjusted, not broken");
+        // A zero window stays zero; a SYN's window (never scaled) is left alone.
+        let mut zero = p.clone();
+        zero[20 + 14..20 + 16].fill(0);
+        assert!(!shorten_window(&mut zero));
+        let mut syn = p.clone();
+        syn[20 + 13] = 0x12;
+        assert!(!shorten_window(&mut syn));
+        assert_eq!(tcp_view(&syn).unwrap().1.window_len(), 299);
     }
 
     #[test]
