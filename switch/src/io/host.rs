@@ -33,6 +33,8 @@ use std::sync::Arc;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+// nix's option macro calls itself and its helpers unqualified.
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 
 use super::flowsock::FlowSocket;
 use crate::nat::tcp::HostStream;
@@ -102,8 +104,6 @@ impl OsHost {
 /// decision): 4–64 KiB measured alike; 128 KiB brought the retransmits back.
 pub const NOTSENT_LOWAT: usize = 32 * 1024;
 
-// The macro calls itself unqualified, so it is imported by name.
-use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 sockopt_impl!(
     /// `TCP_NOTSENT_LOWAT` (Linux 3.12): a TCP socket is writable only while
     /// fewer unsent bytes than this are queued.
