@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -23,12 +24,18 @@ pub struct Browser {
     profile: tempdir::Dir,
 }
 
-/// The browser's profile directory, removed on drop.
+/// The browser's profile directory, removed on drop (again while a
+/// process that was still exiting writes into it).
 mod tempdir {
     pub struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {
         fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            for _ in 0..50 {
+                if std::fs::remove_dir_all(&self.0).is_ok() || !self.0.exists() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
 }
@@ -73,6 +80,9 @@ impl Browser {
             .stdin(cmd_r)
             .stdout(ans_w)
             .stderr(Stdio::null())
+            // Its own process group: the renderer and helper processes go
+            // with it on drop, before its profile is removed.
+            .process_group(0)
             .spawn()
             .expect("start chromium");
         let (tx, answers) = mpsc::channel();
@@ -181,7 +191,15 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group this browser started (its pid is the group's id),
+        // and then until none of it is left, so nothing writes into the
+        // profile while it is removed.
+        let group = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nix::sys::signal::killpg(group, None).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
