@@ -786,20 +786,20 @@ mod tests {
         assert!(pipe.shut);
     }
 
-    /// Whether a SYN (an IPv4 packet) offers SACK.
+    /// The options of a SYN (an IPv4 packet) the tests look at, read by
+    /// smoltcp's parser: (SACK permitted, window scale).
+    fn syn_options(packet: &[u8]) -> (bool, Option<u8>) {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{IpAddress, Ipv4Packet, TcpPacket, TcpRepr};
+        let ip = Ipv4Packet::new_checked(packet).unwrap();
+        let (src, dst) = (IpAddress::Ipv4(ip.src_addr()), IpAddress::Ipv4(ip.dst_addr()));
+        let tcp = TcpPacket::new_checked(ip.payload()).unwrap();
+        let repr = TcpRepr::parse(&tcp, &src, &dst, &ChecksumCapabilities::ignored()).unwrap();
+        (repr.sack_permitted, repr.window_scale)
+    }
+
     fn offers_sack(packet: &[u8]) -> bool {
-        let (_, tcp) = super::super::segment::tcp_view(packet).unwrap();
-        let o = tcp.options();
-        let mut i = 0;
-        while let Some(&k) = o.get(i) {
-            match k {
-                0 => break,
-                1 => i += 1,
-                4 => return true,
-                _ => i += usize::from(o.get(i + 1).copied().unwrap_or(2).max(2)),
-            }
-        }
-        false
+        syn_options(packet).0
     }
 
     #[test]
@@ -893,22 +893,6 @@ mod tests {
         buf
     }
 
-    /// The window scale option of a SYN (an IPv4 packet).
-    fn window_scale(packet: &[u8]) -> Option<u8> {
-        let (_, tcp) = super::super::segment::tcp_view(packet)?;
-        let o = tcp.options();
-        let mut i = 0;
-        while let Some(&k) = o.get(i) {
-            match k {
-                0 => break,
-                1 => i += 1,
-                3 => return o.get(i + 2).copied(),
-                _ => i += usize::from(o.get(i + 1).copied().unwrap_or(2).max(2)),
-            }
-        }
-        None
-    }
-
     #[test]
     fn a_sender_that_fills_every_window_it_was_offered_loses_no_byte() {
         // The container behaves as Linux does: it sends up to the farthest
@@ -926,7 +910,7 @@ mod tests {
         // The SYN-ACK's window is not scaled.
         let syn_ack = frames.0.remove(0);
         let (_, tcp) = super::super::segment::tcp_view(&syn_ack).unwrap();
-        let (ack, shift) = (tcp.seq_number().wrapping_add(1), window_scale(&syn_ack).unwrap());
+        let (ack, shift) = (tcp.seq_number().wrapping_add(1), syn_options(&syn_ack).1.unwrap());
         assert!(shift > 0, "a 256 KiB buffer is advertised scaled");
         let mut nxt = isn.wrapping_add(1);
         let mut edge = nxt.wrapping_add(u32::from(tcp.window_len()));
