@@ -181,6 +181,34 @@ fn spoofed_sources_are_dropped_and_counted() {
     assert!(st.counters.dropped(DropReason::Spoofed) >= 1, "{st:?}");
 }
 
+/// A 60-byte broadcast frame of the local experimental EtherType from
+/// source `marker`.
+fn marked_frame(marker: MacAddr) -> Vec<u8> {
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&marker.0);
+    frame.extend_from_slice(&[0x88, 0xb5]);
+    frame.resize(60, 0x5a);
+    frame
+}
+
+/// Receives what `port` has queued and counts the frames from `marker`.
+fn count_marked(port: &mut PacketPort, marker: MacAddr) -> usize {
+    use plexus_switch::frame::FrameBuf;
+    use plexus_switch::io::Port;
+    let mut bufs: Vec<FrameBuf> = (0..32).map(|_| FrameBuf::default()).collect();
+    let mut n = 0;
+    while let Ok(r) = port.recv(&mut bufs) {
+        if r.frames == 0 {
+            break;
+        }
+        n += bufs[..r.frames]
+            .iter()
+            .filter(|b| b.frame().get(6..12) == Some(&marker.0[..]))
+            .count();
+    }
+    n
+}
+
 /// A port hears its own interface and nothing else, from the first frame:
 /// while another interface of the daemon's namespace is flooded, ports
 /// opened on a quiet one never receive a flooded frame (an AF_PACKET socket
@@ -189,17 +217,13 @@ fn spoofed_sources_are_dropped_and_counted() {
 #[test]
 #[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
 fn a_port_hears_only_its_own_interface() {
-    use plexus_switch::frame::FrameBuf;
     use plexus_switch::io::Port;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     let topo = Topo::new(3);
     let marker = MacAddr([0x02, 0, 0, 0, 0xbe, 0xef]);
-    let mut frame = vec![0xff; 6];
-    frame.extend_from_slice(&marker.0);
-    frame.extend_from_slice(&[0x88, 0xb5]);
-    frame.resize(60, 0x5a);
+    let frame = marked_frame(marker);
     let mut flood = plexus_sandbox::netns::run_in(&topo.ns("b"), || PacketPort::open("eth0", false))
         .unwrap()
         .unwrap();
@@ -215,19 +239,10 @@ fn a_port_hears_only_its_own_interface() {
         })
     };
     let mut heard = 0;
-    let mut bufs: Vec<FrameBuf> = (0..32).map(|_| FrameBuf::default()).collect();
     for _ in 0..100 {
         let mut port = PacketPort::open(&topo.host("a"), false).unwrap();
         std::thread::sleep(Duration::from_millis(1));
-        while let Ok(r) = port.recv(&mut bufs) {
-            if r.frames == 0 {
-                break;
-            }
-            heard += bufs[..r.frames]
-                .iter()
-                .filter(|b| b.frame().get(6..12) == Some(&marker.0[..]))
-                .count();
-        }
+        heard += count_marked(&mut port, marker);
     }
     stop.store(true, Ordering::Relaxed);
     flooder.join().unwrap();
@@ -241,7 +256,38 @@ fn a_port_hears_only_its_own_interface() {
     );
 }
 
-/// True if `ifname` in this namespace has an XDP program attached.
+/// A port sends through its own second socket; the receiving one must never
+/// hear those frames (they would come back into the switch as if the
+/// container had sent them).
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn a_port_never_hears_the_frames_it_sends() {
+    use plexus_switch::io::Port;
+
+    let topo = Topo::new(4);
+    let marker = MacAddr([0x02, 0, 0, 0, 0xfe, 0xed]);
+    let mut port = PacketPort::open(&topo.host("a"), true).unwrap();
+    assert!(port.features().send_socket, "{:?}", port.features());
+    let mut peer = plexus_sandbox::netns::run_in(&topo.ns("a"), || PacketPort::open("eth0", false))
+        .unwrap()
+        .unwrap();
+    // With the virtio-net header on, each frame starts with an empty one.
+    let mut with_hdr = vec![0; plexus_switch::frame::VNET_HDR_LEN];
+    with_hdr.extend_from_slice(&marked_frame(marker));
+    let burst: Vec<&[u8]> = vec![&with_hdr[..]; 32];
+    let mut sent = 0;
+    for _ in 0..32 {
+        sent += port.send(&burst).sent;
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let (echoed, arrived) = (count_marked(&mut port, marker), count_marked(&mut peer, marker));
+    assert!(
+        sent > 0 && arrived == sent,
+        "sent {sent}, the container's end got {arrived}"
+    );
+    assert_eq!(echoed, 0, "the port heard {echoed} of the {sent} frames it sent");
+}
+
 /// Whether `ethtool -k` shows GRO on for host-namespace interface `ifname`.
 fn gro_on(ifname: &str) -> bool {
     let k = ethtool(here(), &["-k", ifname]);
@@ -285,6 +331,7 @@ fn gro_brings_a_containers_mtu_sized_segments_in_coalesced() {
     }
 }
 
+/// True if `ifname` in this namespace has an XDP program attached.
 fn has_xdp(ifname: &str) -> bool {
     netlink(here()).link(ifname).unwrap().xdp_prog.is_some()
 }
