@@ -264,7 +264,7 @@ fn a_port_hears_only_its_own_interface() {
 fn a_port_never_hears_the_frames_it_sends() {
     use plexus_switch::io::Port;
 
-    let topo = Topo::new(4);
+    let topo = Topo::new(6);
     let marker = MacAddr([0x02, 0, 0, 0, 0xfe, 0xed]);
     let mut port = PacketPort::open(&topo.host("a"), true).unwrap();
     assert!(port.features().send_socket, "{:?}", port.features());
@@ -349,6 +349,8 @@ fn af_xdp_ports_carry_ping_and_tcp_with_the_containers_offloads_on() {
         // A veth runs XDP in its driver, with a socket on each receive queue.
         assert_eq!(port.mode(), XdpMode::Native);
         assert!(port.queues() >= 1 && !port.offload());
+        // Frames leave through queue 0's send-only socket.
+        assert!(port.send_socket(), "{}", port.summary());
         assert!(has_xdp(&topo.host(side)));
         let cfg = topo.port_config(d, side, false);
         dp.add_port(Box::new(port), cfg).unwrap();
