@@ -191,6 +191,14 @@ fn marked_frame(marker: MacAddr) -> Vec<u8> {
     frame
 }
 
+/// [`marked_frame`] behind an empty virtio-net header, as a port with the
+/// header on sends it.
+fn marked_frame_with_header(marker: MacAddr) -> Vec<u8> {
+    let mut f = vec![0; plexus_switch::frame::VNET_HDR_LEN];
+    f.extend_from_slice(&marked_frame(marker));
+    f
+}
+
 /// Receives what `port` has queued and counts the frames from `marker`.
 fn count_marked(port: &mut PacketPort, marker: MacAddr) -> usize {
     use plexus_switch::frame::FrameBuf;
@@ -267,13 +275,12 @@ fn a_port_never_hears_the_frames_it_sends() {
     let topo = Topo::new(6);
     let marker = MacAddr([0x02, 0, 0, 0, 0xfe, 0xed]);
     let mut port = PacketPort::open(&topo.host("a"), true).unwrap();
-    assert!(port.features().send_socket, "{:?}", port.features());
+    let f = port.features();
+    assert!(f.send_socket && f.tx_ring, "{f:?}");
     let mut peer = plexus_sandbox::netns::run_in(&topo.ns("a"), || PacketPort::open("eth0", false))
         .unwrap()
         .unwrap();
-    // With the virtio-net header on, each frame starts with an empty one.
-    let mut with_hdr = vec![0; plexus_switch::frame::VNET_HDR_LEN];
-    with_hdr.extend_from_slice(&marked_frame(marker));
+    let with_hdr = marked_frame_with_header(marker);
     let burst: Vec<&[u8]> = vec![&with_hdr[..]; 32];
     let mut sent = 0;
     for _ in 0..32 {
@@ -286,6 +293,49 @@ fn a_port_never_hears_the_frames_it_sends() {
         "sent {sent}, the container's end got {arrived}"
     );
     assert_eq!(echoed, 0, "the port heard {echoed} of the {sent} frames it sent");
+}
+
+/// Frames the kernel refuses from the TX ring (here: the interface has no
+/// carrier, its peer is down) are counted failed and taken back, and the ring
+/// goes on: once the peer is up, every frame arrives. A ring left with
+/// frames marked that the kernel will not send would send nothing more.
+#[test]
+#[cfg_attr(not(px_root), ignore = "needs root and /dev/net/tun")]
+fn a_refused_burst_does_not_jam_the_tx_ring() {
+    use plexus_switch::io::Port;
+
+    let topo = Topo::new(7);
+    let marker = MacAddr([0x02, 0, 0, 0, 0xca, 0xfe]);
+    let mut port = PacketPort::open(&topo.host("a"), true).unwrap();
+    assert!(port.features().tx_ring, "{:?}", port.features());
+    let with_hdr = marked_frame_with_header(marker);
+    let burst: Vec<&[u8]> = vec![&with_hdr[..]; 32];
+    let mut nl = netlink(&topo.ns("a"));
+    let eth0 = nl.link("eth0").unwrap();
+    nl.set_up(eth0.index, false).unwrap();
+    // More bursts than the ring has slots: refused slots must come back.
+    for _ in 0..16 {
+        let r = port.send(&burst);
+        assert_eq!((r.sent, r.failed), (0, 32), "{r:?}");
+    }
+    nl.set_up(eth0.index, true).unwrap();
+    let mut peer = plexus_sandbox::netns::run_in(&topo.ns("a"), || PacketPort::open("eth0", false))
+        .unwrap()
+        .unwrap();
+    // The carrier comes back a moment after the peer is up.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while port.send(&burst[..1]).sent == 0 {
+        assert!(std::time::Instant::now() < deadline, "the port never sent again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut sent = 0;
+    for _ in 0..16 {
+        sent += port.send(&burst).sent;
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let arrived = count_marked(&mut peer, marker);
+    assert_eq!(sent, 16 * 32, "the ring sent {sent} of {}", 16 * 32);
+    assert!(arrived >= sent, "sent {sent}, the container's end got {arrived}");
 }
 
 /// Whether `ethtool -k` shows GRO on for host-namespace interface `ifname`.

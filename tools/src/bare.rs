@@ -122,12 +122,13 @@ fn open(args: &SwitchArgs, iface: &str) -> anyhow::Result<(Box<dyn Port>, String
     let port = PacketPort::open(iface, !args.no_offload).with_context(|| format!("opening AF_PACKET on {iface}"))?;
     let f = port.features();
     let how = format!(
-        "AF_PACKET, virtio-net header {}, GRO {}, ignore-outgoing {}, qdisc bypass {}, send socket {}, receive steering {steering}{fallback}",
+        "AF_PACKET, virtio-net header {}, GRO {}, ignore-outgoing {}, qdisc bypass {}, send socket {}, TX ring {}, receive steering {steering}{fallback}",
         on(f.vnet_hdr),
         on(f.gro),
         on(f.ignore_outgoing),
         on(f.qdisc_bypass),
-        on(f.send_socket)
+        on(f.send_socket),
+        on(f.tx_ring)
     );
     Ok((Box::new(port), how))
 }
