@@ -416,10 +416,7 @@ impl Sender {
     /// A send-only socket on `queue` of `ifindex` sharing the UMEM of `first`,
     /// which is bound there already.
     fn bind(ifindex: u32, queue: u32, first: RawFd, size: usize) -> io::Result<Sender> {
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let fd = own(cvt(unsafe {
-            libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0)
-        })?);
+        let fd = xdp_socket()?;
         let raw = fd.as_raw_fd();
         setsockopt_val(
             raw,
@@ -433,24 +430,37 @@ impl Sender {
             size as u32,
             u64::try_from(libc::XDP_PGOFF_TX_RING).unwrap_or(0),
         )?;
-        let sxdp = libc::sockaddr_xdp {
-            sxdp_family: libc::AF_XDP as u16,
-            // A socket that shares a UMEM takes no other bind flags.
-            sxdp_flags: libc::XDP_SHARED_UMEM,
-            sxdp_ifindex: ifindex,
-            sxdp_queue_id: queue,
-            sxdp_shared_umem_fd: u32::try_from(first).unwrap_or(u32::MAX),
-        };
-        // SAFETY: `sxdp` is a live sockaddr_xdp and its exact size is passed.
-        cvt(unsafe {
-            libc::bind(
-                raw,
-                (&raw const sxdp).cast(),
-                mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        })?;
+        // A socket that shares a UMEM takes no other bind flags.
+        bind_queue(raw, ifindex, queue, libc::XDP_SHARED_UMEM, Some(first))?;
         Ok(Sender { fd, tx })
     }
+}
+
+/// A new AF_XDP socket.
+fn xdp_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    cvt(unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) }).map(own)
+}
+
+/// Binds AF_XDP socket `fd` to receive queue `queue` of `ifindex` with bind
+/// `flags`, sharing the UMEM of socket `shared` if given.
+fn bind_queue(fd: RawFd, ifindex: u32, queue: u32, flags: u16, shared: Option<RawFd>) -> io::Result<()> {
+    let sxdp = libc::sockaddr_xdp {
+        sxdp_family: libc::AF_XDP as u16,
+        sxdp_flags: flags,
+        sxdp_ifindex: ifindex,
+        sxdp_queue_id: queue,
+        sxdp_shared_umem_fd: shared.map_or(0, |f| u32::try_from(f).unwrap_or(u32::MAX)),
+    };
+    // SAFETY: `sxdp` is a live sockaddr_xdp and its exact size is passed.
+    cvt(unsafe {
+        libc::bind(
+            fd,
+            (&raw const sxdp).cast(),
+            mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
 }
 
 /// One AF_XDP socket, bound to one receive queue of the interface, with its
@@ -489,10 +499,8 @@ impl Xsk {
     fn bind(ifindex: u32, queue: u32) -> Result<Bound, XdpError> {
         let tx_frames = if queue == 0 { TX_FRAMES } else { TX_FRAMES_IDLE };
         let sock = |step| move |source| XdpError::Socket { step, source };
-        // SAFETY: plain socket(2) call; the result is checked before use.
-        let raw = cvt(unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) })
-            .map_err(sock("socket"))?;
-        let fd = own(raw);
+        let fd = xdp_socket().map_err(sock("socket"))?;
+        let raw = fd.as_raw_fd();
         let umem = Umem::new(RX_FRAMES + tx_frames).map_err(sock("UMEM"))?;
         let reg = libc::xdp_umem_reg {
             addr: umem.map.ptr() as u64,
@@ -546,31 +554,17 @@ impl Xsk {
             .store(start.wrapping_add(RX_FRAMES as u32), Ordering::Release);
         let mut err = None;
         for flags in [libc::XDP_ZEROCOPY, libc::XDP_COPY] {
-            let sxdp = libc::sockaddr_xdp {
-                sxdp_family: libc::AF_XDP as u16,
-                sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
-                sxdp_ifindex: ifindex,
-                sxdp_queue_id: queue,
-                sxdp_shared_umem_fd: 0,
-            };
-            // SAFETY: `sxdp` is a live sockaddr_xdp and its exact size is passed.
-            let rc = unsafe {
-                libc::bind(
-                    raw,
-                    (&raw const sxdp).cast(),
-                    mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                xsk.zero_copy = flags == libc::XDP_ZEROCOPY;
-                // Only the sending queue gets a sender; refused, it sends
-                // through its own socket.
-                if queue == 0 {
-                    xsk.sender = Sender::bind(ifindex, queue, raw, tx_frames).ok();
-                }
-                return Ok(Bound::Yes(Box::new(xsk)));
+            if let Err(e) = bind_queue(raw, ifindex, queue, flags | libc::XDP_USE_NEED_WAKEUP, None) {
+                err = Some(e);
+                continue;
             }
-            err = Some(io::Error::last_os_error());
+            xsk.zero_copy = flags == libc::XDP_ZEROCOPY;
+            // Only the sending queue gets a sender; refused, it sends
+            // through its own socket.
+            if queue == 0 {
+                xsk.sender = Sender::bind(ifindex, queue, raw, tx_frames).ok();
+            }
+            return Ok(Bound::Yes(Box::new(xsk)));
         }
         match err {
             // A queue past the interface's last: EINVAL.
