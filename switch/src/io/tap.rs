@@ -1,6 +1,12 @@
 //! [`TapPort`]: a TAP fd (made by `sandbox::tap` with `IFF_VNET_HDR`). TAP has
 //! no multi-message syscall, so a burst is a loop of `read`s until the queue is
-//! empty or the batch is full.
+//! empty or the batch is full, and a send a loop of `write`s.
+//!
+//! Both go through `syscall(2)` rather than glibc's `read`/`write`: those are
+//! thread cancellation points, and enabling and disabling asynchronous
+//! cancellation around each call (two atomic read-modify-writes) cost about
+//! 4 % of the switch's core at 64-byte frames, where a frame is a syscall each
+//! way. The switch never cancels its threads.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -39,9 +45,9 @@ impl Port for TapPort {
         for i in 0..bufs.len().min(BATCH) {
             let b = &mut bufs[out.frames];
             let area = &mut b.storage_mut()[skip..];
-            // SAFETY: reads at most `area.len()` bytes into a live, exclusively
-            // borrowed buffer.
-            let rc = unsafe { libc::read(self.fd.as_raw_fd(), area.as_mut_ptr().cast(), area.len()) };
+            // SAFETY: read(2) of at most `area.len()` bytes into a live,
+            // exclusively borrowed buffer.
+            let rc = unsafe { libc::syscall(libc::SYS_read, self.fd.as_raw_fd(), area.as_mut_ptr(), area.len()) };
             let Ok(len) = usize::try_from(rc) else {
                 let e = io::Error::last_os_error();
                 return match e.kind() {
@@ -68,8 +74,8 @@ impl Port for TapPort {
     fn send(&mut self, frames: &[&[u8]]) -> SendResult {
         let mut out = SendResult::default();
         for f in frames {
-            // SAFETY: writes `f.len()` bytes from a live slice.
-            let rc = unsafe { libc::write(self.fd.as_raw_fd(), f.as_ptr().cast(), f.len()) };
+            // SAFETY: write(2) of `f.len()` bytes from a live slice.
+            let rc = unsafe { libc::syscall(libc::SYS_write, self.fd.as_raw_fd(), f.as_ptr(), f.len()) };
             if rc >= 0 {
                 out.sent += 1;
             } else if is_full(&io::Error::last_os_error()) {
