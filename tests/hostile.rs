@@ -445,8 +445,12 @@ fn flows_without_end_cannot_exhaust_the_daemons_descriptors() {
 fn the_api_bounds_its_clients() {
     let env = TestEnv::new();
     let d = Daemon::start_in(&env, None, &["--api-max-clients", "8", "--api-idle-timeout", "4"]);
+    // The start's own `info` counts as a client until its thread has seen
+    // the close; on a loaded machine that can outlast a fixed pause, and a
+    // held connection would then be the one refused.
+    wait_for_conn_threads(d.pid(), 0);
     let held: Vec<UnixStream> = (0..8).map(|_| UnixStream::connect(&d.socket).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_conn_threads(d.pid(), 8);
     // One more is told why and closed.
     let mut extra = UnixStream::connect(&d.socket).unwrap();
     extra.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -493,6 +497,30 @@ fn the_api_bounds_its_clients() {
     assert!(limits["refused"].as_u64().unwrap() >= 2, "{limits}");
     assert!(limits["idle_closed"].as_u64().unwrap() >= 9, "{limits}");
     assert_eq!(limits["clients"], 1, "{limits}");
+}
+
+/// Waits (up to 10 s) until daemon `pid` runs exactly `n` API connection
+/// threads (named "conn"), one per client it serves.
+fn wait_for_conn_threads(pid: u32, n: usize) {
+    let count = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "conn"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() != n {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon serves {} clients, not {n}",
+            count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Rows 6 and 7, deterministically: the state a crash leaves in the middle
