@@ -123,6 +123,16 @@ fn bench_quick_produces_a_well_formed_table() {
             .iter()
             .any(|l| l["kind"] == "summary" && l["topology"] == "plexus-veth" && l["metric"] == "pps_64")
     );
+    // Per repetition, the generator offered at least what B received.
+    let rep = |t: &str, m: &str| {
+        lines
+            .iter()
+            .find(|l| l["kind"] == "rep" && l["topology"] == t && l["metric"] == m)
+            .and_then(|l| l["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {m} for {t}"))
+    };
+    let (sent, got) = (rep("plexus-veth", "pps_64_sent"), rep("plexus-veth", "pps_64"));
+    assert!(sent > 0.0 && sent >= 0.95 * got, "sent {sent} received {got}");
     let svg = std::fs::read_to_string(&chart).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("plexus-tap") && svg.trim_end().ends_with("</svg>"));
     assert!(

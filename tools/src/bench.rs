@@ -546,8 +546,13 @@ fn rep(topology: &'static str, plexus: &Path, s: &Settings) -> anyhow::Result<Ve
         (s.duration / 5).clamp(Duration::from_millis(200), Duration::from_secs(1)),
     )?;
     let cpu0 = rig.switch.map(cpu_secs);
-    let (pps, _sent) = blast(&rig, s.duration)?;
+    let (pps, sent) = blast(&rig, s.duration)?;
     push("pps_64", pps);
+    // The generator's own rate (JSON only): what it offered, against what B
+    // received. How far a generator overdrives a path changes what the path
+    // forwards (docs/bench.md, peers.sh's TAP figure).
+    #[allow(clippy::cast_precision_loss)]
+    push("pps_64_sent", sent as f64 / s.duration.as_secs_f64());
     if let (Some(pid), Some(cpu0)) = (rig.switch, cpu0) {
         let used = cpu_secs(pid) - cpu0;
         if used > 0.0 {
