@@ -39,6 +39,16 @@ pub(crate) fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Binds socket `fd` to `addr`, a socket address (`sockaddr_ll`,
+/// `sockaddr_xdp`) whose type the kernel reads from its family field.
+pub(crate) fn bind_addr<T>(fd: RawFd, addr: &T) -> io::Result<()> {
+    let len =
+        libc::socklen_t::try_from(mem::size_of::<T>()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `addr` is a live value of exactly `len` bytes; the kernel only
+    // reads it, and checks the family and length itself.
+    cvt(unsafe { libc::bind(fd, std::ptr::from_ref(addr).cast(), len) }).map(drop)
+}
+
 fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: the option value is a live `c_int` on the stack and its size is
     // passed; the kernel only reads it.
@@ -275,20 +285,16 @@ fn set_buffer(fd: RawFd, force: libc::c_int, plain: libc::c_int) {
 /// Binds `fd` to interface `ifindex` for `proto` (network order); protocol 0
 /// binds the interface for sending and receives nothing.
 fn bind(fd: RawFd, ifindex: i32, proto: u16) -> io::Result<()> {
-    // SAFETY: all-zero is a valid sockaddr_ll; the fields we need are set below.
-    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = proto;
-    sll.sll_ifindex = ifindex;
-    // SAFETY: `sll` is a live sockaddr_ll and its exact size is passed.
-    cvt(unsafe {
-        libc::bind(
-            fd,
-            (&raw const sll).cast(),
-            mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    let sll = libc::sockaddr_ll {
+        sll_family: libc::AF_PACKET as u16,
+        sll_protocol: proto,
+        sll_ifindex: ifindex,
+        sll_hatype: 0,
+        sll_pkttype: 0,
+        sll_halen: 0,
+        sll_addr: [0; 8],
+    };
+    bind_addr(fd, &sll)
 }
 
 /// The port's sending socket: the receiving socket's send options

@@ -42,7 +42,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::mmap::Mapping;
-use super::packet::cvt;
+use super::packet::{bind_addr, cvt};
 use super::port::{Port, RecvResult, SendResult};
 use crate::frame::{BATCH, FrameBuf, MAX_FRAME_LEN, VNET_HDR_LEN};
 use crate::wire::{ETHERNET_HEADER_LEN, ipv4};
@@ -452,15 +452,7 @@ fn bind_queue(fd: RawFd, ifindex: u32, queue: u32, flags: u16, shared: Option<Ra
         sxdp_queue_id: queue,
         sxdp_shared_umem_fd: shared.map_or(0, |f| u32::try_from(f).unwrap_or(u32::MAX)),
     };
-    // SAFETY: `sxdp` is a live sockaddr_xdp and its exact size is passed.
-    cvt(unsafe {
-        libc::bind(
-            fd,
-            (&raw const sxdp).cast(),
-            mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-        )
-    })
-    .map(drop)
+    bind_addr(fd, &sxdp)
 }
 
 /// One AF_XDP socket, bound to one receive queue of the interface, with its
